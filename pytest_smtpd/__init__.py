@@ -1,0 +1,26 @@
+"""pytest-smtpd: an SMTP server for tests, and the successor of the stdlib
+``smtpd`` module removed in Python 3.12."""
+
+from __future__ import annotations
+
+from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
+from .connection import ServerConnection, SessionConfig
+from .replies import Reply
+from .server import Server
+from .store import Message, MessageStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DebuggingServer",
+    "Message",
+    "MessageStore",
+    "Reply",
+    "SMTPChannel",
+    "SMTPServer",
+    "Server",
+    "ServerConnection",
+    "SessionConfig",
+    "loop",
+    "__version__",
+]

@@ -1,0 +1,118 @@
+"""Parsing of command lines, paths and ESMTP parameters (RFC 5321 4.1)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ParseError", "split_command", "strip_keyword", "parse_path", "parse_params"]
+
+
+class ParseError(ValueError):
+    """Input that does not parse; ``code`` is the SMTP reply code to use."""
+
+    def __init__(self, message: str, code: int = 501) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\Z")
+# esmtp-value: any CHAR except "=", SP and control characters (RFC 5321 4.1.2).
+_VALUE = re.compile(r"[^\x00-\x20=\x7f]+\Z")
+_FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def split_command(line: str) -> tuple[str, str | None]:
+    """``"mail FROM:<a>"`` -> ``("MAIL", "FROM:<a>")``; no argument gives None."""
+    verb, sep, argument = line.partition(" ")
+    if not sep:
+        return verb.upper(), None
+    return verb.upper(), argument.strip()
+
+
+def strip_keyword(keyword: str, argument: str) -> str | None:
+    """Remove ``FROM:`` / ``TO:`` (case-insensitive) from a MAIL/RCPT argument."""
+    if argument[: len(keyword)].upper() != keyword:
+        return None
+    return argument[len(keyword) :].lstrip(" ")
+
+
+def _closing_bracket(text: str) -> int:
+    """Index of the ``>`` that closes the path opened at ``text[0]``, skipping
+    quoted strings; -1 if the path is never closed."""
+    in_quotes = False
+    escaped = False
+    for index in range(1, len(text)):
+        char = text[index]
+        if escaped:
+            escaped = False
+        elif char == "\\" and in_quotes:
+            escaped = True
+        elif char == '"':
+            in_quotes = not in_quotes
+        elif char == ">" and not in_quotes:
+            return index
+    return -1
+
+
+def _has_unquoted_space(address: str) -> bool:
+    in_quotes = False
+    escaped = False
+    for char in address:
+        if escaped:
+            escaped = False
+        elif char == "\\" and in_quotes:
+            escaped = True
+        elif char == '"':
+            in_quotes = not in_quotes
+        elif char in " \t" and not in_quotes:
+            return True
+    return in_quotes  # an unterminated quote is as bad as a stray space
+
+
+def parse_path(text: str) -> tuple[str, str]:
+    """Split ``"<user@example.com> SIZE=10"`` into the address and the rest.
+
+    The address comes back without its angle brackets and without a source
+    route; ``"<>"`` gives ``""``. A bare address without brackets is accepted,
+    as the stdlib ``smtpd`` did.
+    """
+    if _FORBIDDEN_IN_PATH.search(text):
+        raise ParseError("control character in address")
+    if text.startswith("<"):
+        end = _closing_bracket(text)
+        if end < 0:
+            raise ParseError("unterminated <address>")
+        address, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(" "):
+            raise ParseError("text after >")
+        rest = rest.strip(" ")
+    else:
+        address, _, rest = text.partition(" ")
+        if not address or "<" in address or ">" in address:
+            raise ParseError("malformed address")
+        rest = rest.strip(" ")
+    if address.startswith("@"):
+        # A source route (RFC 5321 4.1.2 A-d-l): accept and ignore it.
+        route, colon, address = address.partition(":")
+        if not colon:
+            raise ParseError("malformed source route")
+    if _has_unquoted_space(address):
+        raise ParseError("malformed address")
+    if address:
+        local, at, domain = address.rpartition("@")
+        if at and (not local or not domain or "[" in local):
+            raise ParseError("malformed address", code=553)
+    return address, rest
+
+
+def parse_params(text: str) -> list[tuple[str, str | None]]:
+    """``"SIZE=10 smtputf8"`` -> ``[("SIZE", "10"), ("SMTPUTF8", None)]``."""
+    params: list[tuple[str, str | None]] = []
+    for item in text.split():
+        keyword, eq, value = item.partition("=")
+        if not _KEYWORD.match(keyword):
+            raise ParseError(f"bad parameter keyword {keyword!r}")
+        if eq and not _VALUE.match(value):
+            raise ParseError(f"bad value for parameter {keyword!r}")
+        params.append((keyword.upper(), value if eq else None))
+    return params

@@ -1,0 +1,525 @@
+"""The SMTP server protocol as a state machine without I/O.
+
+Feed it bytes with :meth:`ServerConnection.receive_data`, pull events with
+:meth:`~ServerConnection.next_event` until it returns ``NEED_DATA``, and send
+what :meth:`~ServerConnection.data_to_send` returns. The core answers
+syntax, sequence and limit errors itself; the application sees only the
+events it has to decide on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from . import replies
+from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
+from .errors import LocalProtocolError
+from .events import (
+    NEED_DATA,
+    CommandReceived,
+    ConnectionClosed,
+    Envelope,
+    Event,
+    MessageReceived,
+    NeedData,
+)
+from .replies import Reply
+from .state import COMMAND_STATES, State, sequence_error
+
+__all__ = ["ServerConnection", "SessionConfig", "SERVER_VERSION", "DEFAULT_DATA_SIZE_LIMIT"]
+
+#: The stdlib ``smtpd`` greeting text, kept so ported tests see the same banner.
+SERVER_VERSION = "Python SMTP proxy version 0.3"
+#: 32 MiB, the stdlib ``smtpd`` default.
+DEFAULT_DATA_SIZE_LIMIT = 33554432
+#: RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+DEFAULT_COMMAND_SIZE_LIMIT = 512
+#: Extra octets MAIL may use when an extension adds parameters: RFC 1870
+#: section 7 (SIZE: 26), RFC 6531 3.4 (SMTPUTF8: 10), RFC 3461 (RET and
+#: ENVID on MAIL; NOTIFY and a 500-octet ORCPT on RCPT).
+SIZE_ALLOWANCE = 26
+SMTPUTF8_ALLOWANCE = 10
+DSN_MAIL_ALLOWANCE = 120
+DSN_RCPT_ALLOWANCE = 560
+
+_DATA_END = b"\r\n.\r\n"
+_LINE_START_DOT = b"\r\n."
+
+#: Command syntax, shown by HELP and in 501 replies.
+SYNTAX: dict[str, str] = {
+    "EHLO": "EHLO hostname",
+    "HELO": "HELO hostname",
+    "MAIL": "MAIL FROM:<address>",
+    "RCPT": "RCPT TO:<address>",
+    "DATA": "DATA",
+    "RSET": "RSET",
+    "NOOP": "NOOP",
+    "QUIT": "QUIT",
+    "VRFY": "VRFY <address>",
+}
+_PARAMS_SUFFIX = " [SP <mail-parameters>]"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What a session offers and what it tolerates. Shared by every
+    connection of a server, so it is checked once."""
+
+    #: The name the server gives in its greeting and EHLO reply.
+    hostname: str = "localhost"
+    #: Largest message accepted, in octets after dot-unstuffing; 0 for no limit.
+    data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT
+    #: Offer SMTPUTF8 (RFC 6531).
+    enable_SMTPUTF8: bool = False
+    #: The application wants ``str`` data, so 8BITMIME is not offered.
+    decode_data: bool = False
+    #: Accept the DSN parameters RET, ENVID, NOTIFY and ORCPT (RFC 3461).
+    enable_DSN: bool = False
+    #: Longest command line with its CRLF, before extension allowances.
+    command_size_limit: int = DEFAULT_COMMAND_SIZE_LIMIT
+    #: Text after ``220`` in the greeting; ``None`` for ``"<hostname> <version>"``.
+    greeting: str | None = None
+    #: Verbs whose handling the application takes over (see ``CommandReceived``).
+    delegated_verbs: frozenset[str] = field(default_factory=frozenset)
+    #: Extra EHLO keywords, e.g. from a subclass adding a command.
+    extra_ehlo_keywords: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.decode_data and self.enable_SMTPUTF8:
+            raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
+        if self.data_size_limit < 0:
+            raise ValueError(f"data_size_limit must be 0 (no limit) or positive, got {self.data_size_limit}")
+        if self.command_size_limit < DEFAULT_COMMAND_SIZE_LIMIT:
+            raise ValueError(
+                f"command_size_limit must be at least {DEFAULT_COMMAND_SIZE_LIMIT} (RFC 5321 4.5.3.1.4), "
+                f"got {self.command_size_limit}"
+            )
+
+    def line_limit(self, verb: str, extended: bool) -> int:
+        """The longest line allowed for ``verb``, CRLF included. Computed, not
+        accumulated, so a second EHLO never raises it."""
+        limit = self.command_size_limit
+        if not extended:
+            return limit
+        if verb == "MAIL":
+            limit += SIZE_ALLOWANCE
+            if self.enable_SMTPUTF8:
+                limit += SMTPUTF8_ALLOWANCE
+            if self.enable_DSN:
+                limit += DSN_MAIL_ALLOWANCE
+        elif verb == "RCPT" and self.enable_DSN:
+            limit += DSN_RCPT_ALLOWANCE
+        return limit
+
+    @property
+    def longest_line(self) -> int:
+        return max(self.line_limit("MAIL", True), self.line_limit("RCPT", True))
+
+
+class _LineTooLong(Enum):
+    LINE_TOO_LONG = "LINE_TOO_LONG"
+
+
+_Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
+
+
+class ServerConnection:
+    """One SMTP session, server side."""
+
+    def __init__(self, config: SessionConfig | None = None) -> None:
+        self.config = config or SessionConfig()
+        self.state = State.CONNECTED
+        self.envelope = Envelope()
+        #: The name given in the last HELO/EHLO, ``""`` before one.
+        self.helo = ""
+        #: Whether the client greeted with EHLO.
+        self.extended = False
+        #: The last command line received, decoded.
+        self.last_line = ""
+        self._inbox = bytearray()
+        self._line_search_from = 0
+        self._discarding_line = False
+        self._outbox: list[bytes] = []
+        self._eof = False
+        self._closed_reason = ""
+        # DATA phase: the message so far, after a virtual CRLF so that the
+        # first line is a line start like every other.
+        self._data = bytearray()
+        self._data_search_from = 0
+        self._data_dots = 0
+        self._data_dots_from = 0
+        self._data_too_big = False
+        greeting = self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}"
+        self.reply(Reply(220, greeting))
+
+    # -- the driving API ----------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Hand over bytes from the peer; ``b""`` means the peer closed."""
+        if not data:
+            self._eof = True
+        elif self.state is not State.CLOSED:
+            self._inbox += data
+
+    def next_event(self) -> Event | NeedData:
+        """Process buffered input until something needs the application."""
+        if self.state is State.MESSAGE_PENDING:
+            raise LocalProtocolError("answer_message() must be called before next_event()")
+        while self.state is not State.CLOSED:
+            if self.state is State.DATA:
+                event = self._read_data()
+                if event is NEED_DATA:
+                    break
+                if event is not None:
+                    return event
+                continue
+            line = self._read_line()
+            if line is None:
+                break
+            event = self._handle_line(line)
+            if event is not None:
+                return event
+        if self.state is State.CLOSED:
+            return ConnectionClosed(self._closed_reason)
+        if self._eof:
+            self._close("peer closed the connection")
+            return ConnectionClosed(self._closed_reason)
+        return NEED_DATA
+
+    def data_to_send(self) -> bytes:
+        """The replies queued since the last call, ready for the socket."""
+        out = b"".join(self._outbox)
+        self._outbox.clear()
+        return out
+
+    def reply(self, reply: Reply) -> None:
+        """Queue a reply, e.g. the answer to a delegated command."""
+        self._outbox.append(reply.to_bytes())
+
+    def push(self, line: str) -> None:
+        """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
+        self._outbox.append(line.encode("utf-8") + b"\r\n")
+
+    def answer_message(self, reply: Reply | None = None) -> None:
+        """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``)."""
+        if self.state is not State.MESSAGE_PENDING:
+            raise LocalProtocolError(f"no message waits for an answer (state {self.state.name})")
+        self.reply(reply or replies.OK)
+        self.reset_transaction()
+
+    def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
+        """End the session with ``reply`` (a 421), e.g. at shutdown or timeout."""
+        if self.state is not State.CLOSED:
+            self.reply(reply)
+            self._close(reply.text)
+
+    def close(self) -> None:
+        """End the session once the queued replies are sent (``close_when_done``)."""
+        if self.state is not State.CLOSED:
+            self._close("closed by the application")
+
+    def reset_transaction(self) -> None:
+        """Forget the mail transaction but not the greeting (RSET)."""
+        self.envelope = Envelope()
+        self._data = bytearray()
+        self.state = State.GREETED if self.helo else State.CONNECTED
+
+    def handle_command(self, verb: str, argument: str | None) -> Event | None:
+        """Run the built-in handling of a command."""
+        handler = self._HANDLERS.get(verb)
+        if handler is None:
+            self.reply(replies.unknown_command(verb))
+            return None
+        error = sequence_error(verb, self.state)
+        if error is not None:
+            self.reply(error)
+            return None
+        return handler(self, argument)
+
+    def ehlo_keywords(self) -> list[str]:
+        config = self.config
+        keywords = []
+        if config.data_size_limit:
+            keywords.append(f"SIZE {config.data_size_limit}")
+        if not config.decode_data:
+            keywords.append("8BITMIME")
+        if config.enable_SMTPUTF8:
+            keywords.append("SMTPUTF8")
+        if config.enable_DSN:
+            keywords.append("DSN")
+        keywords += ["PIPELINING", *config.extra_ehlo_keywords, "HELP"]
+        return keywords
+
+    # -- framing ------------------------------------------------------------
+
+    def _close(self, reason: str) -> None:
+        self.state = State.CLOSED
+        self._closed_reason = reason
+        self._inbox.clear()
+        self._data = bytearray()
+
+    def _read_line(self) -> bytes | _LineTooLong | None:
+        """The next complete command line without its CRLF, ``LINE_TOO_LONG``
+        for one that was dropped, or None until one is complete.
+
+        Only CRLF ends a line: a bare CR or LF is part of the line (SMTP
+        smuggling). An unfinished line longer than any command may be is
+        dropped as it arrives, so memory stays bounded."""
+        inbox = self._inbox
+        end = inbox.find(b"\r\n", self._line_search_from)
+        if end < 0:
+            if len(inbox) > self.config.longest_line:
+                self._discarding_line = True
+                keep_cr = inbox.endswith(b"\r")
+                inbox.clear()
+                if keep_cr:
+                    inbox += b"\r"
+            self._line_search_from = max(len(inbox) - 1, 0)
+            return None
+        line = bytes(inbox[:end])
+        del inbox[: end + 2]
+        self._line_search_from = 0
+        if self._discarding_line:
+            self._discarding_line = False
+            return _LineTooLong.LINE_TOO_LONG
+        return line
+
+    def _handle_line(self, line: bytes | _LineTooLong) -> Event | None:
+        if isinstance(line, _LineTooLong):
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        if not line:
+            self.reply(replies.BAD_SYNTAX)
+            return None
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.reply(replies.NOT_UTF8)
+            return None
+        verb, argument = split_command(text)
+        if len(line) + 2 > self.config.line_limit(verb, self.extended):
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        self.last_line = text
+        if verb in self.config.delegated_verbs:
+            return CommandReceived(verb, argument)
+        return self.handle_command(verb, argument)
+
+    def _read_data(self) -> Event | NeedData | None:
+        """Collect the message up to CRLF.CRLF, keeping memory bounded once it
+        is known to be too big."""
+        data = self._data
+        data += self._inbox
+        self._inbox.clear()
+        end = data.find(_DATA_END, self._data_search_from)
+        limit = self.config.data_size_limit
+        if end < 0:
+            self._data_search_from = max(len(data) - len(_DATA_END) + 1, 0)
+            if limit and not self._data_too_big and len(data) - 2 > limit:
+                # Stuffed dots do not count; count them only once the raw
+                # size passes the limit, and only once per byte.
+                self._data_dots += data.count(_LINE_START_DOT, self._data_dots_from)
+                self._data_dots_from = max(len(data) - len(_LINE_START_DOT) + 1, 0)
+                self._data_too_big = len(data) - 2 - self._data_dots > limit
+            if self._data_too_big:
+                # Keep only what may be the start of CRLF.CRLF.
+                del data[: -(len(_DATA_END) - 1)]
+                self._data_search_from = 0
+            return NEED_DATA
+        self._inbox += data[end + len(_DATA_END) :]
+        body_end = end + 2
+        if data.find(_LINE_START_DOT, 0, body_end) < 0:
+            message = bytes(data[2:body_end])
+        else:
+            message = bytes(data[:body_end]).replace(_LINE_START_DOT, b"\r\n")[2:]
+        if self._data_too_big or (limit and len(message) > limit):
+            self.reply(replies.TOO_MUCH_DATA)
+            self.reset_transaction()
+            return None
+        self._data = bytearray()
+        self.state = State.MESSAGE_PENDING
+        return MessageReceived(envelope=self.envelope, data=message, helo=self.helo)
+
+    # -- commands -----------------------------------------------------------
+
+    def _syntax_error(self, verb: str) -> Reply:
+        text = SYNTAX[verb]
+        if self.extended and verb in ("MAIL", "RCPT"):
+            text += _PARAMS_SUFFIX
+        return Reply(501, f"Syntax: {text}")
+
+    def _greet(self, verb: str, argument: str | None) -> bool:
+        if not argument:
+            self.reply(self._syntax_error(verb))
+            return False
+        # A second HELO/EHLO is legal and resets the transaction (RFC 5321 4.1.4).
+        self.helo = argument
+        self.extended = verb == "EHLO"
+        self.reset_transaction()
+        return True
+
+    def _smtp_helo(self, argument: str | None) -> None:
+        if self._greet("HELO", argument):
+            self.reply(Reply(250, self.config.hostname))
+
+    def _smtp_ehlo(self, argument: str | None) -> None:
+        if self._greet("EHLO", argument):
+            self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
+
+    def _smtp_noop(self, argument: str | None) -> None:
+        # RFC 5321 4.1.1.9: a NOOP argument is allowed and ignored.
+        self.reply(replies.OK)
+
+    def _smtp_quit(self, argument: str | None) -> Event:
+        self.reply(replies.BYE)
+        self._close("QUIT")
+        return ConnectionClosed("QUIT")
+
+    def _smtp_rset(self, argument: str | None) -> None:
+        if argument:
+            self.reply(self._syntax_error("RSET"))
+            return
+        self.reset_transaction()
+        self.reply(replies.OK)
+
+    def _path_argument(self, verb: str, keyword: str, argument: str | None) -> tuple[str, list[tuple[str, str | None]]] | Reply:
+        """The address and parameters of MAIL/RCPT, or the reply refusing them."""
+        rest = strip_keyword(keyword, argument) if argument else None
+        if rest is None:
+            return self._syntax_error(verb)
+        try:
+            address, params_text = parse_path(rest)
+            params = parse_params(params_text)
+        except ParseError as exc:
+            return Reply(exc.code, f"Error: {exc}")
+        if params and not self.extended:
+            return self._syntax_error(verb)
+        if len({key for key, _ in params}) != len(params):
+            return Reply(501, "Error: duplicate parameter")
+        return address, params
+
+    def _smtp_mail(self, argument: str | None) -> None:
+        parsed = self._path_argument("MAIL", "FROM:", argument)
+        if isinstance(parsed, Reply):
+            self.reply(parsed)
+            return
+        address, params = parsed
+        config = self.config
+        options: list[str] = []
+        smtputf8 = False
+        for key, value in params:
+            if key == "BODY" and not config.decode_data:
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    self.reply(replies.BAD_BODY)
+                    return
+                options.append(f"BODY={value.upper()}")
+            elif key == "SMTPUTF8" and config.enable_SMTPUTF8:
+                if value is not None:
+                    self.reply(replies.SMTPUTF8_NO_ARGS)
+                    return
+                smtputf8 = True
+                options.append("SMTPUTF8")
+            elif key == "SIZE":
+                if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
+                    self.reply(self._syntax_error("MAIL"))
+                    return
+                if config.data_size_limit and int(value) > config.data_size_limit:
+                    self.reply(replies.MESSAGE_TOO_BIG)
+                    return
+                options.append(f"SIZE={value}")
+            elif key == "RET" and config.enable_DSN and value and value.upper() in ("FULL", "HDRS"):
+                options.append(f"RET={value.upper()}")
+            elif key == "ENVID" and config.enable_DSN and value:
+                options.append(f"ENVID={value}")
+            else:
+                self.reply(replies.MAIL_PARAMS_UNKNOWN)
+                return
+        if not address.isascii() and not smtputf8:
+            self.reply(replies.NEEDS_SMTPUTF8)
+            return
+        self.envelope = Envelope(mail_from=address, mail_options=options, smtputf8=smtputf8)
+        self.state = State.MAIL
+        self.reply(replies.OK)
+
+    def _smtp_rcpt(self, argument: str | None) -> None:
+        parsed = self._path_argument("RCPT", "TO:", argument)
+        if isinstance(parsed, Reply):
+            self.reply(parsed)
+            return
+        address, params = parsed
+        if not address:
+            self.reply(self._syntax_error("RCPT"))
+            return
+        options: list[str] = []
+        for key, value in params:
+            if key in ("NOTIFY", "ORCPT") and self.config.enable_DSN and value:
+                options.append(f"{key}={value}")
+            else:
+                self.reply(replies.RCPT_PARAMS_UNKNOWN)
+                return
+        if not address.isascii() and not self.envelope.smtputf8:
+            self.reply(replies.NEEDS_SMTPUTF8)
+            return
+        self.envelope.rcpt_tos.append(address)
+        self.envelope.rcpt_options.extend(options)
+        self.state = State.RCPT
+        self.reply(replies.OK)
+
+    def _smtp_data(self, argument: str | None) -> None:
+        if argument:
+            self.reply(self._syntax_error("DATA"))
+            return
+        self._data = bytearray(b"\r\n")
+        self._data_search_from = 0
+        self._data_dots = 0
+        self._data_dots_from = 0
+        self._data_too_big = False
+        self.state = State.DATA
+        self.reply(replies.START_DATA)
+
+    def _smtp_help(self, argument: str | None) -> None:
+        supported = "Supported commands: " + " ".join(SYNTAX)
+        if not argument:
+            self.reply(Reply(214, supported))
+            return
+        verb = argument.upper()
+        if verb not in SYNTAX:
+            self.reply(Reply(501, supported))
+            return
+        text = SYNTAX[verb] + (_PARAMS_SUFFIX if self.extended and verb in ("MAIL", "RCPT") else "")
+        self.reply(Reply(214, f"Syntax: {text}"))
+
+    def _smtp_vrfy(self, argument: str | None) -> None:
+        if not argument:
+            self.reply(self._syntax_error("VRFY"))
+            return
+        self.reply(replies.VRFY_REPLY)
+
+    def _smtp_expn(self, argument: str | None) -> None:
+        self.reply(replies.EXPN_REPLY)
+
+    _HANDLERS: dict[str, _Handler] = {
+        "HELO": _smtp_helo,
+        "EHLO": _smtp_ehlo,
+        "NOOP": _smtp_noop,
+        "QUIT": _smtp_quit,
+        "MAIL": _smtp_mail,
+        "RCPT": _smtp_rcpt,
+        "RSET": _smtp_rset,
+        "DATA": _smtp_data,
+        "HELP": _smtp_help,
+        "VRFY": _smtp_vrfy,
+        "EXPN": _smtp_expn,
+    }
+
+    @classmethod
+    def builtin_verbs(cls) -> frozenset[str]:
+        return frozenset(cls._HANDLERS)
+
+    # Read-only views used by the seed-compatible SMTPChannel.
+    @property
+    def in_command_state(self) -> bool:
+        return self.state in COMMAND_STATES
+

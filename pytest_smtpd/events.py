@@ -1,0 +1,80 @@
+"""Events the protocol core hands to the code driving it.
+
+The core answers framing and syntax itself; it emits an event only where
+the application has something to decide or to learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "Event",
+    "CommandReceived",
+    "MessageReceived",
+    "ConnectionClosed",
+    "Envelope",
+    "NEED_DATA",
+    "NeedData",
+]
+
+
+class NeedData(Enum):
+    """Sentinel type: the core needs more bytes before it has another event."""
+
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA = NeedData.NEED_DATA
+
+
+@dataclass(slots=True)
+class Envelope:
+    """The SMTP envelope of the transaction in progress."""
+
+    #: The reverse-path given in MAIL FROM; ``""`` for the null sender.
+    mail_from: str | None = None
+    #: Forward-paths accepted by RCPT TO, in order.
+    rcpt_tos: list[str] = field(default_factory=list)
+    #: Parameters of MAIL FROM, keyword upper-cased: ``["SIZE=10", "BODY=8BITMIME"]``.
+    mail_options: list[str] = field(default_factory=list)
+    #: Parameters of every accepted RCPT TO, in order.
+    rcpt_options: list[str] = field(default_factory=list)
+    #: Whether MAIL FROM carried the SMTPUTF8 parameter.
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    """A command whose handling the application has taken over.
+
+    The application answers with ``ServerConnection.reply()`` or hands it
+    back to the built-in handling with ``ServerConnection.handle_command()``.
+    """
+
+    verb: str
+    argument: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A complete message. The core waits for ``answer_message()`` before it
+    reads anything further."""
+
+    envelope: Envelope
+    #: The message as received, dot-unstuffed, with its CRLF line endings.
+    data: bytes
+    #: The name the client gave in HELO/EHLO.
+    helo: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The session is over: QUIT was answered, the peer hung up, or the core
+    gave up with a 421. Send what ``data_to_send()`` holds, then close."""
+
+    reason: str
+
+
+Event = CommandReceived | MessageReceived | ConnectionClosed

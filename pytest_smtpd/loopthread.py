@@ -1,0 +1,70 @@
+"""The one background event-loop thread that serves every server of the
+process. The first server to start creates it; the last one to stop ends it,
+so nothing is left running after the last ``stop()``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+__all__ = ["acquire_loop", "release_loop", "run_on_loop", "in_loop_thread"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_users = 0
+
+
+def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    loop.run_forever()
+
+
+def acquire_loop() -> asyncio.AbstractEventLoop:
+    """The running loop thread's loop, started if needed. Pair with release_loop()."""
+    global _loop, _thread, _users
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            thread = threading.Thread(target=_run, args=(loop, ready), name="pytest-smtpd-loop", daemon=True)
+            thread.start()
+            ready.wait()
+            _loop, _thread = loop, thread
+        _users += 1
+        return _loop
+
+
+def release_loop() -> None:
+    """Drop one user; the last one stops the thread and closes the loop."""
+    global _loop, _thread, _users
+    with _lock:
+        if _users <= 0 or _loop is None or _thread is None:
+            raise RuntimeError("release_loop() without acquire_loop()")
+        if threading.current_thread() is _thread:
+            raise RuntimeError("a server cannot be stopped from inside its own event loop")
+        _users -= 1
+        if _users:
+            return
+        loop, thread = _loop, _thread
+        _loop = _thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def in_loop_thread() -> bool:
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the loop thread and wait for its result here."""
+    future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
+    return future.result(timeout)

@@ -1,0 +1,83 @@
+"""SMTP replies and the one table of the texts the server sends.
+
+Texts follow the stdlib ``smtpd`` module wherever it was RFC-correct, so
+that code and tests ported from it see the replies they expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One SMTP reply: a three-digit code and one or more lines of text."""
+
+    code: int
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.code <= 599:
+            raise ValueError(f"SMTP reply code must be 200-599, got {self.code}")
+        if "\r" in self.text or "\0" in self.text:
+            raise ValueError("SMTP reply text must not contain CR or NUL")
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+    @property
+    def is_success(self) -> bool:
+        return self.code < 400
+
+    def to_bytes(self) -> bytes:
+        lines = self.lines
+        last = len(lines) - 1
+        out = "".join(
+            f"{self.code}{' ' if i == last else '-'}{line}\r\n"
+            for i, line in enumerate(lines)
+        )
+        return out.encode("utf-8")
+
+    @classmethod
+    def parse(cls, text: str) -> Reply:
+        """Build a reply from a line like ``"550 No such user"``, the form in
+        which ``process_message`` returns its verdict."""
+        text = text.rstrip("\r\n")
+        code, sep, rest = text.partition(" ")
+        if not (len(code) == 3 and code.isdigit()):
+            raise ValueError(f"not an SMTP reply: {text!r}")
+        return cls(int(code), rest if sep else "")
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.code} {line}" for line in self.lines)
+
+
+OK = Reply(250, "OK")
+BYE = Reply(221, "Bye")
+START_DATA = Reply(354, "End data with <CR><LF>.<CR><LF>")
+BAD_SYNTAX = Reply(500, "Error: bad syntax")
+LINE_TOO_LONG = Reply(500, "Error: line too long")
+NOT_UTF8 = Reply(500, "Error: command is not valid UTF-8")
+SEND_HELO_FIRST = Reply(503, "Error: send HELO first")
+NESTED_MAIL = Reply(503, "Error: nested MAIL command")
+NEED_MAIL = Reply(503, "Error: need MAIL command")
+NEED_RCPT = Reply(503, "Error: need RCPT command")
+MESSAGE_TOO_BIG = Reply(552, "Error: message size exceeds fixed maximum message size")
+TOO_MUCH_DATA = Reply(552, "Error: Too much mail data")
+MAIL_PARAMS_UNKNOWN = Reply(555, "MAIL FROM parameters not recognized or not implemented")
+RCPT_PARAMS_UNKNOWN = Reply(555, "RCPT TO parameters not recognized or not implemented")
+BAD_BODY = Reply(501, "Error: BODY can only be one of 7BIT, 8BITMIME")
+SMTPUTF8_NO_ARGS = Reply(501, "Error: SMTPUTF8 takes no arguments")
+NEEDS_SMTPUTF8 = Reply(553, "Error: non-ASCII address requires SMTPUTF8")
+VRFY_REPLY = Reply(252, "Cannot VRFY user, but will accept message and attempt delivery")
+EXPN_REPLY = Reply(502, "EXPN not implemented")
+PROCESSING_ERROR = Reply(451, "Requested action aborted: error in processing")
+SHUTTING_DOWN = Reply(421, "Service not available, closing transmission channel")
+IDLE_TIMEOUT = Reply(421, "Error: timeout exceeded")
+
+
+def unknown_command(verb: str) -> Reply:
+    return Reply(500, f'Error: command "{verb}" not recognized')

@@ -1,0 +1,210 @@
+"""``Server``: an SMTP server bound on the shared loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import inspect
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from . import loopthread
+from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
+from .store import Message, MessageStore
+from .transport import CommandHandler, SessionProtocol, Verdict, to_reply
+
+__all__ = ["Server", "DEFAULT_TIMEOUT", "default_hostname"]
+
+log = logging.getLogger("pytest_smtpd")
+
+#: RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for a command.
+DEFAULT_TIMEOUT = 300.0
+#: Time stop() gives sessions to say goodbye before their sockets are dropped.
+STOP_GRACE = 2.0
+
+
+@functools.lru_cache(maxsize=1)
+def default_hostname() -> str:
+    """``socket.getfqdn()``, looked up once per process rather than once per
+    connection as the stdlib ``smtpd`` did."""
+    return socket.getfqdn()
+
+
+MessageHandler = Callable[[Message], "Verdict | Awaitable[Verdict]"]
+
+
+class Server:
+    """An SMTP server for tests and local development.
+
+    ``start()`` binds the listening socket on the process's one event-loop
+    thread and returns at once; ``stop()`` closes it and every session.
+    Accepted messages go to ``messages`` (unless ``keep_messages`` is false)
+    and to ``handler``, whose return value is the reply (None: ``250 OK``).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        handler: MessageHandler | None = None,
+        hostname: str | None = None,
+        data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
+        enable_SMTPUTF8: bool = False,
+        decode_data: bool = False,
+        enable_DSN: bool = False,
+        command_size_limit: int = DEFAULT_COMMAND_SIZE_LIMIT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        keep_messages: bool = True,
+        backlog: int = 128,
+        _delegated_verbs: frozenset[str] = frozenset(),
+        _command_handler_factory: Callable[[SessionProtocol], CommandHandler] | None = None,
+    ) -> None:
+        self.host = host
+        self.session_config = SessionConfig(
+            hostname=hostname or default_hostname(),
+            data_size_limit=data_size_limit,
+            enable_SMTPUTF8=enable_SMTPUTF8,
+            decode_data=decode_data,
+            enable_DSN=enable_DSN,
+            command_size_limit=command_size_limit,
+            delegated_verbs=_delegated_verbs,
+        )
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        self.timeout = timeout
+        self.handler = handler
+        self.keep_messages = keep_messages
+        self.backlog = backlog
+        self.messages = MessageStore()
+        self._requested_port = port
+        self._command_handler_factory = _command_handler_factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: asyncio.base_events.Server | None = None
+        self._sessions: set[SessionProtocol] = set()
+        self._port: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (read back after binding port 0)."""
+        return self._port if self._port is not None else self._requested_port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def is_running(self) -> bool:
+        return self._listener is not None
+
+    def start(self) -> None:
+        if self._listener is not None:
+            raise RuntimeError("Server is already running")
+        loop = loopthread.acquire_loop()
+        try:
+            self._listener = loopthread.run_on_loop(loop, self._listen(loop))
+        except BaseException:
+            loopthread.release_loop()
+            raise
+        self._loop = loop
+        self._port = self._listener.sockets[0].getsockname()[1]
+        log.debug("SMTP server listening on %s:%s", self.host, self._port)
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> asyncio.base_events.Server:
+        try:
+            return await loop.create_server(
+                lambda: SessionProtocol(self),
+                self.host,
+                self._requested_port,
+                backlog=self.backlog,
+                reuse_address=True,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(
+                    exc.errno, f"cannot listen on {self.host}:{self._requested_port}: the address is already in use"
+                ) from exc
+            raise OSError(exc.errno, f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror}") from exc
+
+    def stop(self) -> None:
+        """Close the listener and every session (each gets a 421), and return
+        once they are closed. Stopping a stopped server does nothing."""
+        if self._listener is None or self._loop is None:
+            return
+        loop, listener = self._loop, self._listener
+        try:
+            loopthread.run_on_loop(loop, self._close(listener))
+        finally:
+            self._listener = None
+            self._loop = None
+            loopthread.release_loop()
+
+    async def _close(self, listener: asyncio.base_events.Server) -> None:
+        listener.close()
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.abort()
+        if sessions:
+            _, pending = await asyncio.wait([s.closed for s in sessions], timeout=STOP_GRACE)
+            if pending:
+                # A peer that does not read its 421 must not hold up stop().
+                for session in sessions:
+                    if not session.closed.done() and session.transport is not None:
+                        session.transport.abort()
+                await asyncio.wait(pending, timeout=STOP_GRACE)
+        await listener.wait_closed()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def clear(self) -> None:
+        """Forget the messages received so far."""
+        self.messages.clear()
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running() else "stopped"
+        return f"<{type(self).__name__} {self.host}:{self.port} {state}, {len(self.messages)} message(s)>"
+
+    # -- SessionOwner --------------------------------------------------------
+
+    def session_started(self, session: SessionProtocol) -> CommandHandler | None:
+        self._sessions.add(session)
+        if self._command_handler_factory is None:
+            return None
+        return self._command_handler_factory(session)
+
+    def session_ended(self, session: SessionProtocol) -> None:
+        self._sessions.discard(session)
+
+    def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
+        """Ask the handler for its verdict; keep the message if it is accepted."""
+        if self.handler is None:
+            self._keep(message, None)
+            return None
+        verdict = self.handler(message)
+        if inspect.isawaitable(verdict):
+            return self._keep_after(message, verdict)
+        self._keep(message, verdict)
+        return verdict
+
+    async def _keep_after(self, message: Message, pending: Awaitable[Verdict]) -> Verdict:
+        verdict = await pending
+        self._keep(message, verdict)
+        return verdict
+
+    def _keep(self, message: Message, verdict: Verdict) -> None:
+        if not self.keep_messages:
+            return
+        reply = to_reply(verdict)
+        if reply is None or reply.is_success:
+            self.messages.append(message)

@@ -1,0 +1,25 @@
+"""Drop-in for the stdlib ``smtpd`` module: ``from pytest_smtpd import smtpd``."""
+
+from .compat import (
+    COMMASPACE,
+    DATA_SIZE_DEFAULT,
+    DEBUGSTREAM,
+    EMPTYSTRING,
+    NEWLINE,
+    DebuggingServer,
+    SMTPChannel,
+    SMTPServer,
+    __version__,
+)
+
+__all__ = [
+    "COMMASPACE",
+    "DATA_SIZE_DEFAULT",
+    "DEBUGSTREAM",
+    "EMPTYSTRING",
+    "NEWLINE",
+    "DebuggingServer",
+    "SMTPChannel",
+    "SMTPServer",
+    "__version__",
+]

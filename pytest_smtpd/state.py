@@ -1,0 +1,64 @@
+"""The session states and the one table saying which command may come when.
+
+Everything that decides whether a command is in sequence lives here, so the
+command handlers in ``connection.py`` never check the state themselves.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from . import replies
+from .replies import Reply
+
+__all__ = ["State", "sequence_error", "COMMAND_STATES"]
+
+
+class State(Enum):
+    #: The greeting was sent; the client has not said HELO or EHLO yet.
+    CONNECTED = "CONNECTED"
+    #: HELO/EHLO done, no mail transaction open.
+    GREETED = "GREETED"
+    #: MAIL FROM accepted, no recipient yet.
+    MAIL = "MAIL"
+    #: At least one RCPT TO accepted.
+    RCPT = "RCPT"
+    #: Reading the message after DATA.
+    DATA = "DATA"
+    #: The message is complete and waits for the application's verdict.
+    MESSAGE_PENDING = "MESSAGE_PENDING"
+    #: QUIT answered, the peer hung up, or the session was aborted.
+    CLOSED = "CLOSED"
+
+
+#: The states in which a command line is read.
+COMMAND_STATES = frozenset({State.CONNECTED, State.GREETED, State.MAIL, State.RCPT})
+
+_ANY = COMMAND_STATES
+
+#: verb -> the states in which it is in sequence. Verbs not listed are
+#: allowed in every command state.
+_ALLOWED: dict[str, frozenset[State]] = {
+    "MAIL": frozenset({State.GREETED}),
+    "RCPT": frozenset({State.MAIL, State.RCPT}),
+    "DATA": frozenset({State.RCPT}),
+}
+
+#: (verb, state) -> the 503 reply for a command out of sequence.
+_OUT_OF_SEQUENCE: dict[tuple[str, State], Reply] = {
+    ("MAIL", State.CONNECTED): replies.SEND_HELO_FIRST,
+    ("MAIL", State.MAIL): replies.NESTED_MAIL,
+    ("MAIL", State.RCPT): replies.NESTED_MAIL,
+    ("RCPT", State.CONNECTED): replies.SEND_HELO_FIRST,
+    ("RCPT", State.GREETED): replies.NEED_MAIL,
+    ("DATA", State.CONNECTED): replies.SEND_HELO_FIRST,
+    ("DATA", State.GREETED): replies.NEED_RCPT,
+    ("DATA", State.MAIL): replies.NEED_RCPT,
+}
+
+
+def sequence_error(verb: str, state: State) -> Reply | None:
+    """The reply for ``verb`` arriving in ``state``, or None if it is in sequence."""
+    if state in _ALLOWED.get(verb, _ANY):
+        return None
+    return _OUT_OF_SEQUENCE.get((verb, state), Reply(503, "Error: bad sequence of commands"))
