@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ParseError", "split_command", "strip_keyword", "parse_path", "parse_params"]
+__all__ = ["ParseError", "parse_params", "parse_path", "split_command", "strip_keyword"]
 
 
 class ParseError(ValueError):
@@ -22,11 +22,14 @@ _FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def split_command(line: str) -> tuple[str, str | None]:
-    """``"mail FROM:<a>"`` -> ``("MAIL", "FROM:<a>")``; no argument gives None."""
+    """``"mail FROM:<a>"`` -> ``("MAIL", "FROM:<a>")``; no argument gives None.
+
+    Only spaces are trimmed: a bare CR or LF at the end of a line is part of
+    it, never a line end in disguise (SMTP smuggling)."""
     verb, sep, argument = line.partition(" ")
     if not sep:
         return verb.upper(), None
-    return verb.upper(), argument.strip()
+    return verb.upper(), argument.strip(" ")
 
 
 def strip_keyword(keyword: str, argument: str) -> str | None:
@@ -93,8 +96,8 @@ def parse_path(text: str) -> tuple[str, str]:
         rest = rest.strip(" ")
     if address.startswith("@"):
         # A source route (RFC 5321 4.1.2 A-d-l): accept and ignore it.
-        route, colon, address = address.partition(":")
-        if not colon:
+        _route, colon, address = address.partition(":")
+        if not colon or not address:
             raise ParseError("malformed source route")
     if _has_unquoted_space(address):
         raise ParseError("malformed address")

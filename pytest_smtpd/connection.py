@@ -28,7 +28,7 @@ from .events import (
 from .replies import Reply
 from .state import COMMAND_STATES, State, sequence_error
 
-__all__ = ["ServerConnection", "SessionConfig", "SERVER_VERSION", "DEFAULT_DATA_SIZE_LIMIT"]
+__all__ = ["DEFAULT_DATA_SIZE_LIMIT", "SERVER_VERSION", "ServerConnection", "SessionConfig"]
 
 #: The stdlib ``smtpd`` greeting text, kept so ported tests see the same banner.
 SERVER_VERSION = "Python SMTP proxy version 0.3"
@@ -322,7 +322,11 @@ class ServerConnection:
                 # size passes the limit, and only once per byte.
                 self._data_dots += data.count(_LINE_START_DOT, self._data_dots_from)
                 self._data_dots_from = max(len(data) - len(_LINE_START_DOT) + 1, 0)
-                self._data_too_big = len(data) - 2 - self._data_dots > limit
+                # A trailing "\r\n.\r" may be the start of the terminator: its
+                # dot is already counted above, its CR must not be counted either,
+                # or a message of exactly the limit arriving in pieces is refused.
+                pending = 1 if data.endswith(_DATA_END[:-1]) else 0
+                self._data_too_big = len(data) - 2 - self._data_dots - pending > limit
             if self._data_too_big:
                 # Keep only what may be the start of CRLF.CRLF.
                 del data[: -(len(_DATA_END) - 1)]
@@ -384,7 +388,9 @@ class ServerConnection:
         self.reset_transaction()
         self.reply(replies.OK)
 
-    def _path_argument(self, verb: str, keyword: str, argument: str | None) -> tuple[str, list[tuple[str, str | None]]] | Reply:
+    def _path_argument(
+        self, verb: str, keyword: str, argument: str | None
+    ) -> tuple[str, list[tuple[str, str | None]]] | Reply:
         """The address and parameters of MAIL/RCPT, or the reply refusing them."""
         rest = strip_keyword(keyword, argument) if argument else None
         if rest is None:
@@ -522,4 +528,3 @@ class ServerConnection:
     @property
     def in_command_state(self) -> bool:
         return self.state in COMMAND_STATES
-

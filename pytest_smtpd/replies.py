@@ -6,6 +6,7 @@ that code and tests ported from it see the replies they expect.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["Reply"]
@@ -35,10 +36,7 @@ class Reply:
     def to_bytes(self) -> bytes:
         lines = self.lines
         last = len(lines) - 1
-        out = "".join(
-            f"{self.code}{' ' if i == last else '-'}{line}\r\n"
-            for i, line in enumerate(lines)
-        )
+        out = "".join(f"{self.code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
         return out.encode("utf-8")
 
     @classmethod
@@ -79,5 +77,11 @@ SHUTTING_DOWN = Reply(421, "Service not available, closing transmission channel"
 IDLE_TIMEOUT = Reply(421, "Error: timeout exceeded")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def unknown_command(verb: str) -> Reply:
-    return Reply(500, f'Error: command "{verb}" not recognized')
+    # The verb comes from the peer and may hold a bare CR, LF or NUL (only CRLF
+    # ends a line): mask them, so the reply stays one well-formed line.
+    shown = _CONTROL.sub("?", verb)
+    return Reply(500, f'Error: command "{shown}" not recognized')

@@ -11,7 +11,7 @@ from enum import Enum
 from . import replies
 from .replies import Reply
 
-__all__ = ["State", "sequence_error", "COMMAND_STATES"]
+__all__ = ["COMMAND_STATES", "State", "sequence_error"]
 
 
 class State(Enum):

@@ -1,0 +1,68 @@
+"""The sequence table in ``state.py`` on its own (h11's ``test_state.py`` habit)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_smtpd import replies
+from pytest_smtpd.connection import ServerConnection
+from pytest_smtpd.replies import Reply
+from pytest_smtpd.state import COMMAND_STATES, State, sequence_error
+
+BAD_SEQUENCE = Reply(503, "Error: bad sequence of commands")
+CONNECTED, GREETED, MAIL, RCPT = State.CONNECTED, State.GREETED, State.MAIL, State.RCPT
+
+#: verb -> the reply in each command state (None: in sequence), written out
+#: independently of the table under test.
+EXPECTED: dict[str, dict[State, Reply | None]] = {
+    "MAIL": {
+        CONNECTED: replies.SEND_HELO_FIRST,
+        GREETED: None,
+        MAIL: replies.NESTED_MAIL,
+        RCPT: replies.NESTED_MAIL,
+    },
+    "RCPT": {CONNECTED: replies.SEND_HELO_FIRST, GREETED: replies.NEED_MAIL, MAIL: None, RCPT: None},
+    "DATA": {
+        CONNECTED: replies.SEND_HELO_FIRST,
+        GREETED: replies.NEED_RCPT,
+        MAIL: replies.NEED_RCPT,
+        RCPT: None,
+    },
+    **{
+        verb: dict.fromkeys((CONNECTED, GREETED, MAIL, RCPT), None)
+        for verb in ("HELO", "EHLO", "NOOP", "QUIT", "RSET", "HELP", "VRFY", "EXPN")
+    },
+}
+NOT_READING_COMMANDS = [State.DATA, State.MESSAGE_PENDING, State.CLOSED]
+
+
+def test_command_states() -> None:
+    assert frozenset({CONNECTED, GREETED, MAIL, RCPT}) == COMMAND_STATES
+    assert set(State) == COMMAND_STATES | set(NOT_READING_COMMANDS)
+
+
+def test_table_covers_every_builtin_verb() -> None:
+    # A new built-in command must get its row in EXPECTED.
+    assert set(EXPECTED) == ServerConnection.builtin_verbs()
+
+
+@pytest.mark.parametrize(("verb", "state"), [(verb, state) for verb in EXPECTED for state in EXPECTED[verb]])
+def test_sequence_error_in_command_states(verb: str, state: State) -> None:
+    assert sequence_error(verb, state) == EXPECTED[verb][state]
+
+
+@pytest.mark.parametrize("state", NOT_READING_COMMANDS)
+@pytest.mark.parametrize("verb", [*sorted(EXPECTED), "XYZZY"])
+def test_no_command_is_in_sequence_outside_command_states(verb: str, state: State) -> None:
+    assert sequence_error(verb, state) == BAD_SEQUENCE
+
+
+@pytest.mark.parametrize("state", [CONNECTED, GREETED, MAIL, RCPT])
+def test_unknown_verb_is_not_the_tables_business(state: State) -> None:
+    # Unknown verbs get their 500 from the connection, not a 503 from here.
+    assert sequence_error("XYZZY", state) is None
+
+
+def test_every_sequence_reply_is_a_503() -> None:
+    errors = [sequence_error(verb, state) for verb in EXPECTED for state in State]
+    assert {error.code for error in errors if error is not None} == {503}
