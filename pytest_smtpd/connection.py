@@ -15,18 +15,21 @@ from enum import Enum
 
 from . import replies
 from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
+from .auth import MECHANISMS, AuthError, Credentials, Mechanism
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
+    AuthRequested,
     CommandReceived,
     ConnectionClosed,
     Envelope,
     Event,
     MessageReceived,
     NeedData,
+    StartTLS,
 )
 from .replies import Reply
-from .state import COMMAND_STATES, State, sequence_error
+from .state import COMMAND_STATES, State, gate_error, sequence_error
 
 __all__ = ["DEFAULT_DATA_SIZE_LIMIT", "SERVER_VERSION", "ServerConnection", "SessionConfig"]
 
@@ -41,6 +44,8 @@ DEFAULT_COMMAND_SIZE_LIMIT = 512
 #: ENVID on MAIL; NOTIFY and a 500-octet ORCPT on RCPT).
 SIZE_ALLOWANCE = 26
 SMTPUTF8_ALLOWANCE = 10
+#: RFC 4954 4: an AUTH command or response line may be 12288 octets long.
+AUTH_LINE_LIMIT = 12288
 DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 
@@ -85,6 +90,16 @@ class SessionConfig:
     delegated_verbs: frozenset[str] = field(default_factory=frozenset)
     #: Extra EHLO keywords, e.g. from a subclass adding a command.
     extra_ehlo_keywords: tuple[str, ...] = ()
+    #: Offer STARTTLS (RFC 3207); the transport does the handshake.
+    starttls: bool = False
+    #: Answer 530 to MAIL, RCPT, DATA and AUTH until TLS is active.
+    require_tls: bool = False
+    #: SASL mechanisms offered by AUTH (RFC 4954), e.g. ``("PLAIN", "LOGIN")``.
+    auth_mechanisms: tuple[str, ...] = ()
+    #: Answer 530 to MAIL, RCPT and DATA until the client has logged in.
+    auth_required: bool = False
+    #: Answer 538 to AUTH until TLS is active.
+    auth_requires_tls: bool = False
 
     def __post_init__(self) -> None:
         if self.decode_data and self.enable_SMTPUTF8:
@@ -96,11 +111,18 @@ class SessionConfig:
                 f"command_size_limit must be at least {DEFAULT_COMMAND_SIZE_LIMIT} (RFC 5321 4.5.3.1.4), "
                 f"got {self.command_size_limit}"
             )
+        unknown = [name for name in self.auth_mechanisms if name not in MECHANISMS]
+        if unknown:
+            raise ValueError(f"unknown AUTH mechanism(s) {unknown}; known: {sorted(MECHANISMS)}")
+        if self.auth_required and not self.auth_mechanisms:
+            raise ValueError("auth_required needs at least one AUTH mechanism")
 
     def line_limit(self, verb: str, extended: bool) -> int:
         """The longest line allowed for ``verb``, CRLF included. Computed, not
         accumulated, so a second EHLO never raises it."""
         limit = self.command_size_limit
+        if verb == "AUTH" and self.auth_mechanisms:
+            return max(limit, AUTH_LINE_LIMIT)
         if not extended:
             return limit
         if verb == "MAIL":
@@ -115,7 +137,15 @@ class SessionConfig:
 
     @property
     def longest_line(self) -> int:
-        return max(self.line_limit("MAIL", True), self.line_limit("RCPT", True))
+        return max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
+
+
+#: States in which the core waits for the application, and the call it awaits.
+_ANSWER_AWAITED = {
+    State.MESSAGE_PENDING: "answer_message",
+    State.AUTH_PENDING: "answer_auth",
+    State.TLS_PENDING: "tls_started",
+}
 
 
 class _LineTooLong(Enum):
@@ -128,9 +158,15 @@ _Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
 class ServerConnection:
     """One SMTP session, server side."""
 
-    def __init__(self, config: SessionConfig | None = None) -> None:
+    def __init__(self, config: SessionConfig | None = None, *, tls: bool = False) -> None:
         self.config = config or SessionConfig()
         self.state = State.CONNECTED
+        #: Whether the session is encrypted (implicit TLS, or after STARTTLS).
+        self.tls = tls
+        #: The credentials accepted by AUTH, or None.
+        self.authenticated: Credentials | None = None
+        self._mechanism: Mechanism | None = None
+        self._credentials: Credentials | None = None
         self.envelope = Envelope()
         #: The name given in the last HELO/EHLO, ``""`` before one.
         self.helo = ""
@@ -160,13 +196,16 @@ class ServerConnection:
         """Hand over bytes from the peer; ``b""`` means the peer closed."""
         if not data:
             self._eof = True
-        elif self.state is not State.CLOSED:
+        elif self.state not in (State.CLOSED, State.TLS_PENDING):
+            # Bytes that arrive between STARTTLS and the handshake are
+            # plaintext injected into the coming TLS session: dropped.
             self._inbox += data
 
     def next_event(self) -> Event | NeedData:
         """Process buffered input until something needs the application."""
-        if self.state is State.MESSAGE_PENDING:
-            raise LocalProtocolError("answer_message() must be called before next_event()")
+        waiting_for = _ANSWER_AWAITED.get(self.state)
+        if waiting_for is not None:
+            raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
         while self.state is not State.CLOSED:
             if self.state is State.DATA:
                 event = self._read_data()
@@ -178,7 +217,10 @@ class ServerConnection:
             line = self._read_line()
             if line is None:
                 break
-            event = self._handle_line(line)
+            if self.state is State.AUTH:
+                event = self._handle_auth_line(line)
+            else:
+                event = self._handle_line(line)
             if event is not None:
                 return event
         if self.state is State.CLOSED:
@@ -209,6 +251,25 @@ class ServerConnection:
         self.reply(reply or replies.OK)
         self.reset_transaction()
 
+    def tls_started(self) -> None:
+        """The TLS handshake after STARTTLS succeeded: the client starts over
+        with EHLO, and nothing learnt before counts (RFC 3207 4.2)."""
+        if self.state is not State.TLS_PENDING:
+            raise LocalProtocolError(f"no STARTTLS is in progress (state {self.state.name})")
+        self.tls = True
+        self.state = State.CONNECTED
+
+    def answer_auth(self, accepted: bool, reply: Reply | None = None) -> None:
+        """Give the verdict on the last ``AuthRequested``: ``235`` or ``535``
+        (or ``reply``, e.g. a ``454`` when the check itself failed)."""
+        if self.state is not State.AUTH_PENDING or self._credentials is None:
+            raise LocalProtocolError(f"no credentials wait for an answer (state {self.state.name})")
+        if accepted:
+            self.authenticated = self._credentials
+        self._credentials = None
+        self.state = State.GREETED
+        self.reply(reply or (replies.AUTH_OK if accepted else replies.AUTH_FAILED))
+
     def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
         """End the session with ``reply`` (a 421), e.g. at shutdown or timeout."""
         if self.state is not State.CLOSED:
@@ -232,7 +293,11 @@ class ServerConnection:
         if handler is None:
             self.reply(replies.unknown_command(verb))
             return None
-        error = sequence_error(verb, self.state)
+        error = sequence_error(verb, self.state) or gate_error(
+            verb,
+            tls_missing=self.config.require_tls and not self.tls,
+            auth_missing=self.config.auth_required and self.authenticated is None,
+        )
         if error is not None:
             self.reply(error)
             return None
@@ -249,6 +314,10 @@ class ServerConnection:
             keywords.append("SMTPUTF8")
         if config.enable_DSN:
             keywords.append("DSN")
+        if config.starttls and not self.tls:
+            keywords.append("STARTTLS")
+        if config.auth_mechanisms:
+            keywords.append("AUTH " + " ".join(config.auth_mechanisms))
         keywords += ["PIPELINING", *config.extra_ehlo_keywords, "HELP"]
         return keywords
 
@@ -344,7 +413,10 @@ class ServerConnection:
             return None
         self._data = bytearray()
         self.state = State.MESSAGE_PENDING
-        return MessageReceived(envelope=self.envelope, data=message, helo=self.helo)
+        identity = None
+        if self.authenticated is not None:
+            identity = self.authenticated.authzid or self.authenticated.username
+        return MessageReceived(envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity)
 
     # -- commands -----------------------------------------------------------
 
@@ -506,6 +578,85 @@ class ServerConnection:
     def _smtp_expn(self, argument: str | None) -> None:
         self.reply(replies.EXPN_REPLY)
 
+    def _smtp_starttls(self, argument: str | None) -> Event | None:
+        if not self.config.starttls:
+            self.reply(replies.NOT_OFFERED)
+            return None
+        if self.tls:
+            self.reply(replies.TLS_ALREADY_ACTIVE)
+            return None
+        if argument:
+            self.reply(Reply(501, "Syntax: STARTTLS"))
+            return None
+        self.reply(replies.READY_FOR_TLS)
+        # Whatever the client pipelined after STARTTLS was sent in plaintext
+        # and must not run inside the TLS session (RFC 3207 4.2, CVE-2011-0411).
+        self._inbox.clear()
+        self._line_search_from = 0
+        self.helo = ""
+        self.extended = False
+        self.authenticated = None
+        self.envelope = Envelope()
+        self.state = State.TLS_PENDING
+        return StartTLS()
+
+    def _smtp_auth(self, argument: str | None) -> Event | None:
+        config = self.config
+        if not config.auth_mechanisms:
+            self.reply(replies.NOT_OFFERED)
+            return None
+        if self.authenticated is not None:
+            self.reply(replies.AUTH_TWICE)
+            return None
+        if not argument:
+            self.reply(Reply(501, "Syntax: AUTH mechanism [initial-response]"))
+            return None
+        name, _, initial = argument.partition(" ")
+        name = name.upper()
+        if name not in config.auth_mechanisms:
+            self.reply(replies.AUTH_UNKNOWN_MECHANISM)
+            return None
+        if config.auth_requires_tls and not self.tls:
+            self.reply(replies.AUTH_NEEDS_TLS)
+            return None
+        self._mechanism = MECHANISMS[name](config.hostname)
+        return self._sasl_step(lambda mechanism: mechanism.start(initial.strip(" ") or None))
+
+    def _handle_auth_line(self, line: bytes | _LineTooLong) -> Event | None:
+        if isinstance(line, _LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
+            self._end_sasl()
+            self.reply(replies.LINE_TOO_LONG)
+            return None
+        response = line.decode("ascii", errors="replace")
+        if response == "*":
+            self._end_sasl()
+            self.reply(replies.AUTH_CANCELLED)
+            return None
+        return self._sasl_step(lambda mechanism: mechanism.step(response))
+
+    def _sasl_step(self, step: Callable[[Mechanism], str | Credentials]) -> Event | None:
+        """Run one step of the exchange: a 334 challenge, the credentials for
+        the application, or a 501 that ends the exchange."""
+        assert self._mechanism is not None
+        try:
+            outcome = step(self._mechanism)
+        except AuthError as exc:
+            self._end_sasl()
+            self.reply(Reply(exc.code, f"5.5.2 Error: {exc}"))
+            return None
+        if isinstance(outcome, str):
+            self.state = State.AUTH
+            self.reply(Reply(334, outcome))
+            return None
+        self._end_sasl()
+        self._credentials = outcome
+        self.state = State.AUTH_PENDING
+        return AuthRequested(outcome)
+
+    def _end_sasl(self) -> None:
+        self._mechanism = None
+        self.state = State.GREETED
+
     _HANDLERS: dict[str, _Handler] = {
         "HELO": _smtp_helo,
         "EHLO": _smtp_ehlo,
@@ -518,6 +669,8 @@ class ServerConnection:
         "HELP": _smtp_help,
         "VRFY": _smtp_vrfy,
         "EXPN": _smtp_expn,
+        "STARTTLS": _smtp_starttls,
+        "AUTH": _smtp_auth,
     }
 
     @classmethod

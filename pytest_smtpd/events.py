@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .auth import Credentials
+
 __all__ = [
     "Event",
     "CommandReceived",
     "MessageReceived",
     "ConnectionClosed",
+    "StartTLS",
+    "AuthRequested",
     "Envelope",
     "NEED_DATA",
     "NeedData",
@@ -67,6 +71,8 @@ class MessageReceived:
     data: bytes
     #: The name the client gave in HELO/EHLO.
     helo: str
+    #: Who logged in with AUTH (the authorization identity if one was given).
+    auth_identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +83,19 @@ class ConnectionClosed:
     reason: str
 
 
-Event = CommandReceived | MessageReceived | ConnectionClosed
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """STARTTLS was accepted and ``220`` queued: send it, do the TLS handshake,
+    then call ``tls_started()``. Plaintext the client pipelined after STARTTLS
+    has been discarded (RFC 3207 4.2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequested:
+    """The client finished a SASL exchange. Check the credentials and call
+    ``answer_auth()`` before asking for the next event."""
+
+    credentials: Credentials
+
+
+Event = CommandReceived | MessageReceived | ConnectionClosed | StartTLS | AuthRequested

@@ -11,7 +11,7 @@ from enum import Enum
 from . import replies
 from .replies import Reply
 
-__all__ = ["COMMAND_STATES", "State", "sequence_error"]
+__all__ = ["COMMAND_STATES", "State", "gate_error", "sequence_error"]
 
 
 class State(Enum):
@@ -27,6 +27,12 @@ class State(Enum):
     DATA = "DATA"
     #: The message is complete and waits for the application's verdict.
     MESSAGE_PENDING = "MESSAGE_PENDING"
+    #: In a SASL exchange: lines are AUTH responses, not commands.
+    AUTH = "AUTH"
+    #: The client's credentials wait for the application's verdict.
+    AUTH_PENDING = "AUTH_PENDING"
+    #: STARTTLS answered with 220; the transport is doing the handshake.
+    TLS_PENDING = "TLS_PENDING"
     #: QUIT answered, the peer hung up, or the session was aborted.
     CLOSED = "CLOSED"
 
@@ -42,6 +48,8 @@ _ALLOWED: dict[str, frozenset[State]] = {
     "MAIL": frozenset({State.GREETED}),
     "RCPT": frozenset({State.MAIL, State.RCPT}),
     "DATA": frozenset({State.RCPT}),
+    "STARTTLS": frozenset({State.CONNECTED, State.GREETED}),
+    "AUTH": frozenset({State.GREETED}),
 }
 
 #: (verb, state) -> the 503 reply for a command out of sequence.
@@ -54,7 +62,18 @@ _OUT_OF_SEQUENCE: dict[tuple[str, State], Reply] = {
     ("DATA", State.CONNECTED): replies.SEND_HELO_FIRST,
     ("DATA", State.GREETED): replies.NEED_RCPT,
     ("DATA", State.MAIL): replies.NEED_RCPT,
+    ("STARTTLS", State.MAIL): replies.NOT_IN_TRANSACTION,
+    ("STARTTLS", State.RCPT): replies.NOT_IN_TRANSACTION,
+    ("AUTH", State.CONNECTED): replies.SEND_EHLO_FIRST,
+    ("AUTH", State.MAIL): replies.NOT_IN_TRANSACTION,
+    ("AUTH", State.RCPT): replies.NOT_IN_TRANSACTION,
 }
+
+#: Commands refused until the session is encrypted, when STARTTLS is required
+#: (RFC 3207 4), and until the client has logged in, when AUTH is required
+#: (RFC 4954 6).
+NEED_TLS_FIRST = frozenset({"MAIL", "RCPT", "DATA", "AUTH"})
+NEED_AUTH_FIRST = frozenset({"MAIL", "RCPT", "DATA"})
 
 
 def sequence_error(verb: str, state: State) -> Reply | None:
@@ -62,3 +81,12 @@ def sequence_error(verb: str, state: State) -> Reply | None:
     if state in _ALLOWED.get(verb, _ANY):
         return None
     return _OUT_OF_SEQUENCE.get((verb, state), Reply(503, "Error: bad sequence of commands"))
+
+
+def gate_error(verb: str, *, tls_missing: bool, auth_missing: bool) -> Reply | None:
+    """The 530 for a command that needs TLS or a login the session lacks."""
+    if tls_missing and verb in NEED_TLS_FIRST:
+        return replies.STARTTLS_FIRST
+    if auth_missing and verb in NEED_AUTH_FIRST:
+        return replies.AUTH_FIRST
+    return None

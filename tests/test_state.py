@@ -7,7 +7,7 @@ import pytest
 from pytest_smtpd import replies
 from pytest_smtpd.connection import ServerConnection
 from pytest_smtpd.replies import Reply
-from pytest_smtpd.state import COMMAND_STATES, State, sequence_error
+from pytest_smtpd.state import COMMAND_STATES, State, gate_error, sequence_error
 
 BAD_SEQUENCE = Reply(503, "Error: bad sequence of commands")
 CONNECTED, GREETED, MAIL, RCPT = State.CONNECTED, State.GREETED, State.MAIL, State.RCPT
@@ -28,12 +28,31 @@ EXPECTED: dict[str, dict[State, Reply | None]] = {
         MAIL: replies.NEED_RCPT,
         RCPT: None,
     },
+    "STARTTLS": {
+        CONNECTED: None,
+        GREETED: None,
+        MAIL: replies.NOT_IN_TRANSACTION,
+        RCPT: replies.NOT_IN_TRANSACTION,
+    },
+    "AUTH": {
+        CONNECTED: replies.SEND_EHLO_FIRST,
+        GREETED: None,
+        MAIL: replies.NOT_IN_TRANSACTION,
+        RCPT: replies.NOT_IN_TRANSACTION,
+    },
     **{
         verb: dict.fromkeys((CONNECTED, GREETED, MAIL, RCPT), None)
         for verb in ("HELO", "EHLO", "NOOP", "QUIT", "RSET", "HELP", "VRFY", "EXPN")
     },
 }
-NOT_READING_COMMANDS = [State.DATA, State.MESSAGE_PENDING, State.CLOSED]
+NOT_READING_COMMANDS = [
+    State.DATA,
+    State.MESSAGE_PENDING,
+    State.AUTH,
+    State.AUTH_PENDING,
+    State.TLS_PENDING,
+    State.CLOSED,
+]
 
 
 def test_command_states() -> None:
@@ -66,3 +85,23 @@ def test_unknown_verb_is_not_the_tables_business(state: State) -> None:
 def test_every_sequence_reply_is_a_503() -> None:
     errors = [sequence_error(verb, state) for verb in EXPECTED for state in State]
     assert {error.code for error in errors if error is not None} == {503}
+
+
+@pytest.mark.parametrize("verb", ["MAIL", "RCPT", "DATA", "AUTH"])
+def test_tls_gate_refuses_transaction_and_auth(verb: str) -> None:
+    assert gate_error(verb, tls_missing=True, auth_missing=False) == replies.STARTTLS_FIRST
+    assert gate_error(verb, tls_missing=False, auth_missing=False) is None
+
+
+@pytest.mark.parametrize("verb", ["MAIL", "RCPT", "DATA"])
+def test_auth_gate_refuses_transaction(verb: str) -> None:
+    assert gate_error(verb, tls_missing=False, auth_missing=True) == replies.AUTH_FIRST
+
+
+@pytest.mark.parametrize("verb", ["EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS", "HELP"])
+def test_gates_let_session_commands_through(verb: str) -> None:
+    assert gate_error(verb, tls_missing=True, auth_missing=True) is None
+
+
+def test_auth_is_not_gated_by_auth() -> None:
+    assert gate_error("AUTH", tls_missing=False, auth_missing=True) is None
