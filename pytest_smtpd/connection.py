@@ -9,7 +9,7 @@ events it has to decide on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -55,6 +55,7 @@ _LINE_START_DOT = b"\r\n."
 #: Command syntax, shown by HELP and in 501 replies.
 SYNTAX: dict[str, str] = {
     "EHLO": "EHLO hostname",
+    "LHLO": "LHLO hostname",
     "HELO": "HELO hostname",
     "MAIL": "MAIL FROM:<address>",
     "RCPT": "RCPT TO:<address>",
@@ -100,6 +101,9 @@ class SessionConfig:
     auth_required: bool = False
     #: Answer 538 to AUTH until TLS is active.
     auth_requires_tls: bool = False
+    #: Speak LMTP (RFC 2033): LHLO instead of HELO/EHLO, and one reply per
+    #: recipient after the message.
+    lmtp: bool = False
 
     def __post_init__(self) -> None:
         if self.decode_data and self.enable_SMTPUTF8:
@@ -139,6 +143,10 @@ class SessionConfig:
     def longest_line(self) -> int:
         return max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
 
+
+#: Greetings that belong to one protocol: an LMTP session knows only LHLO.
+_LMTP_ONLY = frozenset({"LHLO"})
+_SMTP_ONLY = frozenset({"HELO", "EHLO"})
 
 #: States in which the core waits for the application, and the call it awaits.
 _ANSWER_AWAITED = {
@@ -244,11 +252,24 @@ class ServerConnection:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
         self._outbox.append(line.encode("utf-8") + b"\r\n")
 
-    def answer_message(self, reply: Reply | None = None) -> None:
-        """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``)."""
+    def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:
+        """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
+
+        In LMTP mode a sequence gives one reply per recipient, in RCPT order;
+        a single reply is repeated for each."""
         if self.state is not State.MESSAGE_PENDING:
             raise LocalProtocolError(f"no message waits for an answer (state {self.state.name})")
-        self.reply(reply or replies.OK)
+        recipients = len(self.envelope.rcpt_tos)
+        if isinstance(reply, Sequence):
+            if not self.config.lmtp:
+                raise LocalProtocolError("one reply per recipient is for LMTP sessions only")
+            if len(reply) != recipients:
+                raise LocalProtocolError(f"{len(reply)} replies for {recipients} recipients")
+            verdicts = list(reply)
+        else:
+            verdicts = [reply or replies.OK] * (recipients if self.config.lmtp else 1)
+        for verdict in verdicts:
+            self.reply(verdict)
         self.reset_transaction()
 
     def tls_started(self) -> None:
@@ -290,7 +311,7 @@ class ServerConnection:
     def handle_command(self, verb: str, argument: str | None) -> Event | None:
         """Run the built-in handling of a command."""
         handler = self._HANDLERS.get(verb)
-        if handler is None:
+        if handler is None or verb in self._other_protocol_greetings:
             self.reply(replies.unknown_command(verb))
             return None
         error = sequence_error(verb, self.state) or gate_error(
@@ -302,6 +323,13 @@ class ServerConnection:
             self.reply(error)
             return None
         return handler(self, argument)
+
+    @property
+    def _other_protocol_greetings(self) -> frozenset[str]:
+        return _SMTP_ONLY if self.config.lmtp else _LMTP_ONLY
+
+    def _supported_commands(self) -> list[str]:
+        return [verb for verb in SYNTAX if verb not in self._other_protocol_greetings]
 
     def ehlo_keywords(self) -> list[str]:
         config = self.config
@@ -432,7 +460,7 @@ class ServerConnection:
             return False
         # A second HELO/EHLO is legal and resets the transaction (RFC 5321 4.1.4).
         self.helo = argument
-        self.extended = verb == "EHLO"
+        self.extended = verb in ("EHLO", "LHLO")
         self.reset_transaction()
         return True
 
@@ -442,6 +470,10 @@ class ServerConnection:
 
     def _smtp_ehlo(self, argument: str | None) -> None:
         if self._greet("EHLO", argument):
+            self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
+
+    def _smtp_lhlo(self, argument: str | None) -> None:
+        if self._greet("LHLO", argument):
             self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
 
     def _smtp_noop(self, argument: str | None) -> None:
@@ -558,12 +590,13 @@ class ServerConnection:
         self.reply(replies.START_DATA)
 
     def _smtp_help(self, argument: str | None) -> None:
-        supported = "Supported commands: " + " ".join(SYNTAX)
+        commands = self._supported_commands()
+        supported = "Supported commands: " + " ".join(commands)
         if not argument:
             self.reply(Reply(214, supported))
             return
         verb = argument.upper()
-        if verb not in SYNTAX:
+        if verb not in commands:
             self.reply(Reply(501, supported))
             return
         text = SYNTAX[verb] + (_PARAMS_SUFFIX if self.extended and verb in ("MAIL", "RCPT") else "")
@@ -660,6 +693,7 @@ class ServerConnection:
     _HANDLERS: dict[str, _Handler] = {
         "HELO": _smtp_helo,
         "EHLO": _smtp_ehlo,
+        "LHLO": _smtp_lhlo,
         "NOOP": _smtp_noop,
         "QUIT": _smtp_quit,
         "MAIL": _smtp_mail,

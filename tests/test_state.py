@@ -42,7 +42,7 @@ EXPECTED: dict[str, dict[State, Reply | None]] = {
     },
     **{
         verb: dict.fromkeys((CONNECTED, GREETED, MAIL, RCPT), None)
-        for verb in ("HELO", "EHLO", "NOOP", "QUIT", "RSET", "HELP", "VRFY", "EXPN")
+        for verb in ("HELO", "EHLO", "LHLO", "NOOP", "QUIT", "RSET", "HELP", "VRFY", "EXPN")
     },
 }
 NOT_READING_COMMANDS = [
