@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, TypeVar
 
 from .connection import DEFAULT_DATA_SIZE_LIMIT, SERVER_VERSION
 from .server import DEFAULT_TIMEOUT, Server
@@ -28,6 +28,7 @@ from .transport import SessionProtocol, Verdict
 __all__ = ["SMTPServer", "SMTPChannel", "DebuggingServer", "loop", "DEBUGSTREAM", "DATA_SIZE_DEFAULT"]
 
 __version__ = SERVER_VERSION
+_S = TypeVar("_S", bound="SMTPServer")
 DATA_SIZE_DEFAULT = DEFAULT_DATA_SIZE_LIMIT
 COMMASPACE = ", "
 NEWLINE = "\n"
@@ -42,9 +43,20 @@ class _Devnull:
         pass
 
 
+_DEVNULL = _Devnull()
 #: Where the servers trace what they do; the command line's ``-d`` sets it
 #: to ``sys.stderr``, as in the stdlib.
-DEBUGSTREAM: Any = _Devnull()
+DEBUGSTREAM: Any = _DEVNULL
+
+
+def _debugstream() -> Any:
+    """DEBUGSTREAM wherever the caller set it: here (as the CLI does), or on
+    the ``smtpd`` shim, as code ported from the stdlib does."""
+    if DEBUGSTREAM is _DEVNULL:
+        shim = sys.modules.get(f"{__package__}.smtpd")
+        if shim is not None:
+            return shim.DEBUGSTREAM
+    return DEBUGSTREAM
 
 
 def _builtin(verb: str) -> Callable[[SMTPChannel, str | None], None]:
@@ -256,7 +268,7 @@ class SMTPServer:
             _running.add(self)
         print(
             f"{type(self).__name__} started at {time.ctime()}\n\tLocal addr: {self.address}\n\tRemote addr:{self._remoteaddr}",
-            file=DEBUGSTREAM,
+            file=_debugstream(),
         )
 
     def close(self) -> None:
@@ -268,7 +280,7 @@ class SMTPServer:
 
     stop = close
 
-    def __enter__(self) -> SMTPServer:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(
@@ -277,7 +289,7 @@ class SMTPServer:
         self.close()
 
     def _make_channel(self, session: SessionProtocol) -> SMTPChannel:
-        print("Incoming connection from", repr(session.peer), file=DEBUGSTREAM)
+        print("Incoming connection from", repr(session.peer), file=_debugstream())
         channel = self.channel_class.__new__(self.channel_class)
         channel._session = session
         channel.__init__(  # type: ignore[misc]
@@ -298,7 +310,7 @@ class SMTPServer:
         kwargs: dict[str, Any] = {}
         if not self._decode_data and self._options_accepted:
             kwargs = {"mail_options": message.mail_options, "rcpt_options": message.rcpt_options}
-        return self.process_message(message.peer, message.mail_from, message.rcpt_tos, data, **kwargs)  # type: ignore[func-returns-value]
+        return self.process_message(message.peer, message.mail_from, message.rcpt_tos, data, **kwargs)
 
     def process_message(
         self, peer: tuple[str, int], mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any

@@ -41,7 +41,7 @@ def smtpd(request: pytest.FixtureRequest) -> Iterator[Server]:
     options = _marker_options(request)
     try:
         server = Server(**options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise pytest.UsageError(f"@pytest.mark.smtpd: {exc}") from exc
     server.start()
     try:

@@ -10,6 +10,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TypeVar
 
 from . import loopthread
 from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
@@ -34,6 +35,7 @@ def default_hostname() -> str:
 
 
 MessageHandler = Callable[[Message], "Verdict | Awaitable[Verdict]"]
+_S = TypeVar("_S", bound="Server")
 
 
 class Server:
@@ -158,7 +160,7 @@ class Server:
                 await asyncio.wait(pending, timeout=STOP_GRACE)
         await listener.wait_closed()
 
-    def __enter__(self) -> Server:
+    def __enter__(self: _S) -> _S:
         self.start()
         return self
 

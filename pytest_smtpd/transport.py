@@ -79,7 +79,15 @@ class SessionProtocol(asyncio.Protocol):
         self.socket = transport.get_extra_info("socket")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.commands = self.owner.session_started(self)
+        try:
+            self.commands = self.owner.session_started(self)
+        except Exception:
+            # E.g. a failing SMTPChannel constructor: refuse the session with
+            # a 421 in place of the greeting rather than leave the client hanging.
+            log.exception("could not start a session for %s", self.peer)
+            self.core.data_to_send()
+            self.abort()
+            return
         self._touch()
         if self.owner.timeout:
             self._timer = asyncio.get_running_loop().call_later(self.owner.timeout, self._check_idle)
@@ -107,7 +115,12 @@ class SessionProtocol(asyncio.Protocol):
     # -- driving the core ----------------------------------------------------
 
     def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
-        """Say ``reply`` (a 421) and close, e.g. when the server stops."""
+        """Say ``reply`` (a 421) and close, e.g. when the server stops. A
+        message handler still deciding is cancelled: its answer could no
+        longer be sent, and waiting for it would hold up the close."""
+        if self._verdict_task is not None:
+            self._verdict_task.cancel()
+            self._verdict_task = None
         self.core.abort(reply)
         self._process()
 
@@ -136,7 +149,11 @@ class SessionProtocol(asyncio.Protocol):
                 break
             if isinstance(event, CommandReceived):
                 assert self.commands is not None, "a delegated verb needs a command handler"
-                self.commands.handle_command(event.verb, event.argument)
+                try:
+                    self.commands.handle_command(event.verb, event.argument)
+                except Exception:
+                    log.exception("command handler failed for %s from %s", event.verb, self.peer)
+                    core.reply(replies.PROCESSING_ERROR)
             elif isinstance(event, MessageReceived):
                 message = self._message(event)
                 try:

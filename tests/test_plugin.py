@@ -1,0 +1,161 @@
+"""The pytest plugin, run inside pytester: the ``smtpd`` fixture, the
+``smtpd`` marker, their errors, and isolation between tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def strict(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester project as strict as ours: warnings are errors, markers must
+    be registered. Unrelated plugins are left out: pytester re-imports them at
+    every run, hypothesis alone costing a second."""
+    pytester.makeini(
+        "[pytest]\n"
+        "filterwarnings = error\n"
+        "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
+    )
+    return pytester
+
+
+def test_fixture_is_available_and_receives_mail(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import smtplib
+
+        def test_send(smtpd):
+            assert smtpd.is_running()
+            assert smtpd.host == "127.0.0.1" and smtpd.port > 0
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=5) as client:
+                client.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\\r\\n\\r\\nbody\\r\\n")
+            (message,) = smtpd.messages
+            assert message.mail_from == "a@example.com"
+            assert message.email["Subject"] == "hi"
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(passed=1)
+
+
+def test_fixture_server_is_stopped_after_the_test(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import socket
+        import pytest
+
+        addresses = []
+
+        def test_first(smtpd):
+            addresses.append(smtpd.address)
+
+        def test_then_nothing_listens_there():
+            with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+                probe.settimeout(5)
+                probe.connect(addresses[0])
+        """
+    )
+    strict.runpytest_inprocess().assert_outcomes(passed=2)
+
+
+def test_marker_passes_options(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import smtplib
+        import pytest
+
+        pytestmark = pytest.mark.smtpd(hostname="module.test", data_size_limit=999)
+
+        @pytest.mark.smtpd(data_size_limit=100, enable_SMTPUTF8=True)
+        def test_options(smtpd):
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=5) as client:
+                code, text = client.ehlo()
+                assert text.splitlines()[0] == b"module.test"  # from the module marker
+                assert client.esmtp_features["size"] == "100"  # the closest marker wins
+                assert client.has_extn("smtputf8")
+
+        def test_module_marker_only(smtpd):
+            assert smtpd.session_config.data_size_limit == 999
+            assert not smtpd.session_config.enable_SMTPUTF8
+        """
+    )
+    strict.runpytest_inprocess().assert_outcomes(passed=2)
+
+
+def test_unknown_marker_option_is_a_clear_error(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.smtpd(data_size_limt=100)
+        def test_typo(smtpd):
+            pass
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.smtpd*unexpected keyword argument*data_size_limt*"])
+
+
+def test_bad_marker_value_is_a_clear_error(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.smtpd(data_size_limit=-1)
+        def test_negative(smtpd):
+            pass
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.smtpd*data_size_limit must be 0 (no limit) or positive, got -1*"])
+
+
+def test_positional_marker_argument_is_a_clear_error(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.smtpd(100)
+        def test_positional(smtpd):
+            pass
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*smtpd marker takes keyword arguments only*"])
+
+
+def test_messages_do_not_leak_between_tests(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import smtplib
+        import pytest
+
+        def send(smtpd, subject):
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=5) as client:
+                client.sendmail("a@example.com", ["b@example.com"], f"Subject: {subject}\\r\\n\\r\\n".encode())
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_each_starts_empty(smtpd, n):
+            assert list(smtpd.messages) == []
+            send(smtpd, f"test {n}")
+            assert [m.subject for m in smtpd.messages] == [f"test {n}"]
+
+        def test_a_failing_test_does_not_leak_either(smtpd):
+            send(smtpd, "left behind")
+            assert False, "fails on purpose"
+
+        def test_after_the_failure(smtpd):
+            assert list(smtpd.messages) == []
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*fails on purpose*"])
+
+
+def test_marker_is_registered(strict: pytest.Pytester) -> None:
+    result = strict.runpytest_inprocess("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.smtpd(**options):*"])
