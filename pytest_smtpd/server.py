@@ -8,14 +8,17 @@ import functools
 import inspect
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from . import loopthread
 from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
 from .store import Message, MessageStore
-from .transport import CommandHandler, SessionProtocol, Verdict, to_reply
+from .auth import Authenticator, Credentials, check_against
+from .tls import TestCA, test_ca
+from .transport import TLS_HANDSHAKE_TIMEOUT, CommandHandler, SessionProtocol, Verdict, accepted
 
 __all__ = ["Server", "DEFAULT_TIMEOUT", "default_hostname"]
 
@@ -23,6 +26,9 @@ log = logging.getLogger("pytest_smtpd")
 
 #: RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for a command.
 DEFAULT_TIMEOUT = 300.0
+#: AUTH mechanisms offered when ``auth`` is given.
+DEFAULT_AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
+TLSMode = Literal["starttls", "implicit"]
 #: Time stop() gives sessions to say goodbye before their sockets are dropped.
 STOP_GRACE = 2.0
 
@@ -62,10 +68,36 @@ class Server:
         timeout: float | None = DEFAULT_TIMEOUT,
         keep_messages: bool = True,
         backlog: int = 128,
+        tls: TLSMode | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        auth: Mapping[str, str] | Authenticator | None = None,
+        auth_mechanisms: Sequence[str] = DEFAULT_AUTH_MECHANISMS,
+        auth_required: bool = False,
+        auth_requires_tls: bool = False,
+        lmtp: bool = False,
         _delegated_verbs: frozenset[str] = frozenset(),
         _command_handler_factory: Callable[[SessionProtocol], CommandHandler] | None = None,
     ) -> None:
         self.host = host
+        if tls not in (None, "starttls", "implicit"):
+            raise ValueError(f"tls must be None, 'starttls' or 'implicit', got {tls!r}")
+        if tls is None and (tls_context is not None or require_starttls or auth_requires_tls):
+            raise ValueError("tls_context, require_starttls and auth_requires_tls need tls='starttls' or 'implicit'")
+        if auth is None and auth_required:
+            raise ValueError("auth_required needs auth: a {user: password} dict or an authenticator callable")
+        #: ``"starttls"``, ``"implicit"`` or None.
+        self.tls = tls
+        #: The test CA behind the server certificate, when no tls_context was given.
+        self.ca: TestCA | None = None
+        if tls is not None and tls_context is None:
+            self.ca = test_ca()
+            tls_context = self.ca.server_context()
+        self.tls_context = tls_context
+        self.implicit_tls = tls == "implicit"
+        self._authenticator: Authenticator | None = None
+        if auth is not None:
+            self._authenticator = auth if callable(auth) else check_against(dict(auth))
         self.session_config = SessionConfig(
             hostname=hostname or default_hostname(),
             data_size_limit=data_size_limit,
@@ -74,6 +106,12 @@ class Server:
             enable_DSN=enable_DSN,
             command_size_limit=command_size_limit,
             delegated_verbs=_delegated_verbs,
+            starttls=tls == "starttls",
+            require_tls=require_starttls,
+            auth_mechanisms=tuple(name.upper() for name in auth_mechanisms) if auth is not None else (),
+            auth_required=auth_required,
+            auth_requires_tls=auth_requires_tls,
+            lmtp=lmtp,
         )
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout}")
@@ -100,6 +138,27 @@ class Server:
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
+    # -- TLS for clients -----------------------------------------------------
+
+    def _test_ca(self) -> TestCA:
+        if self.ca is None:
+            raise RuntimeError("this server has no test CA: start it with tls='starttls' or 'implicit' and no tls_context")
+        return self.ca
+
+    @property
+    def ca_path(self) -> str:
+        """The CA certificate as a PEM file, for ``--cacert``, ``SSL_CERT_FILE``..."""
+        return self._test_ca().ca_path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client SSL context that trusts this server, verification on."""
+        return self._test_ca().client_context()
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """Environment variables that make a client subprocess trust this server."""
+        return self._test_ca().client_env()
+
     def is_running(self) -> bool:
         return self._listener is not None
 
@@ -124,6 +183,8 @@ class Server:
                 self._requested_port,
                 backlog=self.backlog,
                 reuse_address=True,
+                ssl=self.tls_context if self.implicit_tls else None,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.implicit_tls else None,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -205,8 +266,9 @@ class Server:
         return verdict
 
     def _keep(self, message: Message, verdict: Verdict) -> None:
-        if not self.keep_messages:
-            return
-        reply = to_reply(verdict)
-        if reply is None or reply.is_success:
+        if self.keep_messages and accepted(verdict):
             self.messages.append(message)
+
+    def authenticate(self, credentials: Credentials) -> bool:
+        assert self._authenticator is not None, "AUTH offered without an authenticator"
+        return self._authenticator(credentials)

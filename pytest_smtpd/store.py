@@ -8,12 +8,25 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import overload
 
-__all__ = ["Message", "MessageStore"]
+__all__ = ["Message", "MessageStore", "TLSInfo"]
 
 Peer = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """How a session was encrypted."""
+
+    #: The protocol, e.g. ``"TLSv1.3"``.
+    version: str
+    #: The cipher suite name.
+    cipher: str
+    #: ``"starttls"`` or ``"implicit"``.
+    mode: str
 
 
 class Message:
@@ -30,6 +43,8 @@ class Message:
         "rcpt_options",
         "helo",
         "received_at",
+        "tls",
+        "auth_identity",
         "_email",
     )
 
@@ -44,6 +59,8 @@ class Message:
         rcpt_options: list[str] | None = None,
         helo: str = "",
         received_at: float | None = None,
+        tls: TLSInfo | None = None,
+        auth_identity: str | None = None,
     ) -> None:
         #: The client's address, ``(host, port)``.
         self.peer = peer
@@ -58,6 +75,10 @@ class Message:
         #: The name the client gave in HELO/EHLO.
         self.helo = helo
         self.received_at = time.time() if received_at is None else received_at
+        #: How the session was encrypted, or None for plaintext.
+        self.tls = tls
+        #: The identity the client logged in as with AUTH, or None.
+        self.auth_identity = auth_identity
         self._email: EmailMessage | None = None
 
     # The stdlib ``smtpd`` names for the envelope.

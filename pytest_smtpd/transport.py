@@ -7,22 +7,34 @@ import asyncio
 import inspect
 import logging
 import socket
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol, Union, cast
 
 from . import replies
+from .auth import Credentials
 from .connection import ServerConnection, SessionConfig
-from .events import NEED_DATA, CommandReceived, ConnectionClosed, MessageReceived
+from .events import (
+    NEED_DATA,
+    AuthRequested,
+    CommandReceived,
+    ConnectionClosed,
+    MessageReceived,
+    StartTLS,
+)
 from .replies import Reply
-from .store import Message
+from .store import Message, TLSInfo
 
-__all__ = ["SessionProtocol", "SessionOwner", "Verdict", "CommandHandler"]
+__all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "Verdict", "to_reply"]
 
 log = logging.getLogger("pytest_smtpd")
 
-Verdict = Union[Reply, str, None]
-MessageHandler = Callable[[Message], Union[Verdict, Awaitable[Verdict]]]
+#: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
+#: (LMTP) one of those per recipient.
+Verdict = Union[Reply, str, None, Sequence[Union[Reply, str]]]
+#: Seconds a client has to finish a TLS handshake.
+TLS_HANDSHAKE_TIMEOUT = 30.0
 
 
 class CommandHandler(Protocol):
@@ -36,20 +48,42 @@ class SessionOwner(Protocol):
 
     session_config: SessionConfig
     timeout: float | None
+    #: The context for STARTTLS, and whether sessions start encrypted.
+    tls_context: ssl.SSLContext | None
+    implicit_tls: bool
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None: ...
     def session_ended(self, session: SessionProtocol) -> None: ...
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]: ...
+    def authenticate(self, credentials: Credentials) -> bool: ...
 
 
-def to_reply(verdict: Verdict) -> Reply | None:
+def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     """A message handler's answer as a reply: None is ``250 OK``, a string
-    like ``"550 No such user"`` is parsed."""
+    like ``"550 No such user"`` is parsed, a list (LMTP) gives one per recipient."""
     if verdict is None or isinstance(verdict, Reply):
         return verdict
     if isinstance(verdict, str):
         return Reply.parse(verdict)
+    if isinstance(verdict, Sequence):
+        return [Reply.parse(item) if isinstance(item, str) else item for item in verdict]
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
+
+
+def accepted(verdict: Verdict) -> bool:
+    """Whether the verdict accepts the message (for LMTP: for anyone)."""
+    reply = to_reply(verdict)
+    if isinstance(reply, list):
+        return any(item.is_success for item in reply)
+    return reply is None or reply.is_success
+
+
+def _tls_info(transport: asyncio.BaseTransport, mode: str) -> TLSInfo | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    return TLSInfo(version=ssl_object.version() or "", cipher=cipher[0] if cipher else "", mode=mode)
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -57,13 +91,16 @@ class SessionProtocol(asyncio.Protocol):
 
     def __init__(self, owner: SessionOwner) -> None:
         self.owner = owner
-        self.core = ServerConnection(owner.session_config)
+        self.core = ServerConnection(owner.session_config, tls=owner.implicit_tls)
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
         self.socket: socket.socket | None = None
         #: The application's handler of delegated commands (the seed's SMTPChannel).
         self.commands: CommandHandler | None = None
-        self._verdict_task: asyncio.Task[None] | None = None
+        #: How the session is encrypted, if it is.
+        self.tls: TLSInfo | None = None
+        #: A verdict or a TLS handshake under way: the core waits for it.
+        self._busy: asyncio.Task[None] | None = None
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -77,6 +114,7 @@ class SessionProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         self.socket = transport.get_extra_info("socket")
+        self.tls = _tls_info(transport, "implicit")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -106,8 +144,8 @@ class SessionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._verdict_task is not None:
-            self._verdict_task.cancel()
+        if self._busy is not None:
+            self._busy.cancel()
         self.owner.session_ended(self)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -118,9 +156,9 @@ class SessionProtocol(asyncio.Protocol):
         """Say ``reply`` (a 421) and close, e.g. when the server stops. A
         message handler still deciding is cancelled: its answer could no
         longer be sent, and waiting for it would hold up the close."""
-        if self._verdict_task is not None:
-            self._verdict_task.cancel()
-            self._verdict_task = None
+        if self._busy is not None:
+            self._busy.cancel()
+            self._busy = None
         self.core.abort(reply)
         self._process()
 
@@ -131,7 +169,7 @@ class SessionProtocol(asyncio.Protocol):
         timeout = self.owner.timeout
         assert timeout
         idle = time.monotonic() - self._last_activity
-        if idle >= timeout and self._verdict_task is None:
+        if idle >= timeout and self._busy is None:
             log.info("closing idle session from %s after %.0fs", self.peer, idle)
             self.abort(replies.IDLE_TIMEOUT)
         else:
@@ -140,7 +178,7 @@ class SessionProtocol(asyncio.Protocol):
     def _process(self) -> None:
         """Run the core until it needs more bytes, then write the replies."""
         transport = self.transport
-        if transport is None or self._verdict_task is not None:
+        if transport is None or self._busy is not None:
             return
         core = self.core
         while True:
@@ -164,9 +202,15 @@ class SessionProtocol(asyncio.Protocol):
                     continue
                 if inspect.isawaitable(verdict):
                     transport.pause_reading()
-                    self._verdict_task = asyncio.ensure_future(self._await_verdict(verdict))
+                    self._busy = asyncio.ensure_future(self._await_verdict(verdict))
                     break
                 self._answer(verdict)
+            elif isinstance(event, AuthRequested):
+                self._authenticate(event.credentials)
+            elif isinstance(event, StartTLS):
+                self._flush()
+                self._busy = asyncio.ensure_future(self._start_tls(transport))
+                return
             elif isinstance(event, ConnectionClosed):
                 self._flush()
                 transport.close()
@@ -189,11 +233,49 @@ class SessionProtocol(asyncio.Protocol):
         except Exception:
             log.exception("message handler failed for a message from %s", self.peer)
             verdict = replies.PROCESSING_ERROR
-        self._verdict_task = None
+        self._busy = None
         self._answer(verdict)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
             self._process()
+
+    def _authenticate(self, credentials: Credentials) -> None:
+        try:
+            ok = self.owner.authenticate(credentials)
+        except Exception:
+            log.exception("authenticator failed for %r from %s", credentials, self.peer)
+            self.core.answer_auth(False, replies.AUTH_TEMPORARY_FAILURE)
+            return
+        if not ok:
+            log.info("AUTH %s failed for %r from %s", credentials.mechanism, credentials.username, self.peer)
+        self.core.answer_auth(bool(ok))
+
+    async def _start_tls(self, transport: asyncio.Transport) -> None:
+        """Upgrade the connection after ``220 Ready to start TLS``. A failed
+        handshake ends this session only."""
+        context = self.owner.tls_context
+        assert context is not None, "STARTTLS offered without a TLS context"
+        loop = asyncio.get_running_loop()
+        try:
+            tls_transport = await loop.start_tls(
+                transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("TLS handshake with %s failed: %s", self.peer, exc)
+            transport.abort()
+            self.connection_lost(exc)
+            return
+        if tls_transport is None:  # the peer went away during the handshake
+            self.connection_lost(None)
+            return
+        self._busy = None
+        self.transport = tls_transport
+        self.tls = _tls_info(tls_transport, "starttls")
+        self.core.tls_started()
+        self._touch()
+        self._process()
 
     def _message(self, event: MessageReceived) -> Message:
         envelope = event.envelope
@@ -205,6 +287,8 @@ class SessionProtocol(asyncio.Protocol):
             mail_options=list(envelope.mail_options),
             rcpt_options=list(envelope.rcpt_options),
             helo=event.helo,
+            tls=self.tls,
+            auth_identity=event.auth_identity,
         )
 
     def _flush(self) -> None:
