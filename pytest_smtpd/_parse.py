@@ -101,11 +101,29 @@ def parse_path(text: str) -> tuple[str, str]:
             raise ParseError("malformed source route")
     if _has_unquoted_space(address):
         raise ParseError("malformed address")
-    if address:
-        local, at, domain = address.rpartition("@")
-        if at and (not local or not domain or "[" in local):
-            raise ParseError("malformed address", code=553)
+    if address and not _is_mailbox(address):
+        raise ParseError("malformed address", code=553)
     return address, rest
+
+
+# RFC 5321 4.1.2 Mailbox, with the UTF-8 of RFC 6531 3.3 allowed in atext and
+# labels (whether UTF-8 may be used at all is the caller's check), and a bare
+# local part accepted as the stdlib did.
+_ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-\u0080-\U0010ffff]"
+_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
+_QUOTED_STRING = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[\x20-\x7e])*"\Z')
+_LABEL = "[A-Za-z0-9_\u0080-\U0010ffff](?:[A-Za-z0-9_\\-\u0080-\U0010ffff]*[A-Za-z0-9_\u0080-\U0010ffff])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
+_ADDRESS_LITERAL = re.compile(r"\[[^\[\]\\\s]+\]\Z")
+
+
+def _is_mailbox(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    elif not (_DOMAIN.match(domain) or _ADDRESS_LITERAL.match(domain)):
+        return False
+    return bool(_DOT_STRING.match(local) or _QUOTED_STRING.match(local))
 
 
 def parse_params(text: str) -> list[tuple[str, str | None]]:

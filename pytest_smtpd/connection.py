@@ -455,7 +455,7 @@ class ServerConnection:
         return Reply(501, f"Syntax: {text}")
 
     def _greet(self, verb: str, argument: str | None) -> bool:
-        if not argument:
+        if not argument or any(char < " " or char == "\x7f" for char in argument):
             self.reply(self._syntax_error(verb))
             return False
         # A second HELO/EHLO is legal and resets the transaction (RFC 5321 4.1.4).

@@ -624,9 +624,11 @@ def test_only_crlf_dot_crlf_ends_the_message(inner: bytes, kept: bytes) -> None:
 
 @pytest.mark.parametrize("separator", [b"\n", b"\r"])
 def test_bare_cr_or_lf_does_not_end_a_command(separator: bytes) -> None:
+    # One line, "HELO x<LF>MAIL FROM:<a@b>": a greeting name with a control
+    # character in it, refused as a whole; no MAIL runs.
     outcome = three_ways(new_connection, b"HELO x" + separator + b"MAIL FROM:<a@b>\r\n")
-    assert reply_codes(outcome.out) == [250]
-    assert outcome.state is State.GREETED
+    assert reply_codes(outcome.out) == [501]
+    assert outcome.state is State.CONNECTED
     assert outcome.envelope == Envelope()
 
 
@@ -1119,3 +1121,11 @@ def test_random_input_invariant() -> None:
         assert conn.state is State.CLOSED
     # The input reached every kind of outcome.
     assert seen == {NeedData, MessageReceived, ConnectionClosed}
+
+
+@pytest.mark.parametrize("verb", ["HELO", "EHLO"])
+def test_greeting_name_with_control_character_is_501(verb: str) -> None:
+    conn = new_connection()
+    out = send_line(conn, f"{verb} bad\tname")
+    assert reply_codes(out) == [501]
+    assert conn.helo == ""

@@ -140,3 +140,28 @@ def test_parse_error_is_a_value_error_with_default_code() -> None:
     assert isinstance(error, ValueError)
     assert error.code == SYNTAX_ERROR
     assert ParseError("bad", code=BAD_MAILBOX).code == BAD_MAILBOX
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@b",
+        "user.name+tag@sub.example.com",
+        '"a b"@example.com',
+        '"a\\"b"@example.com',
+        "postmaster",
+        "a@[127.0.0.1]",
+        "a@[IPv6:::1]",
+        "a@x_y.test",
+        "δοκιμή@παράδειγμα.δοκιμή",
+    ],
+)
+def test_mailbox_syntax_accepted(address: str) -> None:
+    assert parse_path(f"<{address}>") == (address, "")
+
+
+@pytest.mark.parametrize("address", ["a@@b", "a@[b", ":", ",", "a..b@x", ".a@x", "a@-x", "a@x.", "a@b@c", "a@"])
+def test_malformed_mailbox_is_553(address: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_path(f"<{address}>")
+    assert info.value.code == 553
