@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
 from .connection import ServerConnection, SessionConfig
+from .proxy import PureProxy
 from .replies import Reply
 from .server import Server
 from .store import Message, MessageStore
@@ -15,6 +16,7 @@ __all__ = [
     "DebuggingServer",
     "Message",
     "MessageStore",
+    "PureProxy",
     "Reply",
     "SMTPChannel",
     "SMTPServer",

@@ -11,6 +11,7 @@ from .compat import (
     SMTPServer,
     __version__,
 )
+from .proxy import PureProxy
 
 __all__ = [
     "COMMASPACE",
@@ -19,6 +20,7 @@ __all__ = [
     "EMPTYSTRING",
     "NEWLINE",
     "DebuggingServer",
+    "PureProxy",
     "SMTPChannel",
     "SMTPServer",
     "__version__",

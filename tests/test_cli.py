@@ -1,0 +1,226 @@
+"""The command line: argument handling in-process through main(), and the
+server itself as ``python -m pytest_smtpd`` subprocesses, receiving mail
+from smtplib and stopped with Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+from peers import TIMEOUT, Spawned
+
+from pytest_smtpd import DebuggingServer, PureProxy, Server, __version__, cli, proxy
+
+#: The line saying where the server listens (not the debug log's line).
+LISTENING = r"^\w+ listening on 127\.0\.0\.1:(\d+)[,;]"
+MESSAGE = "From: a@example.com\r\nTo: b@example.com\r\nSubject: from the cli test\r\n\r\nHello, server.\r\n"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# -- in-process ------------------------------------------------------------------
+
+
+def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    assert out.startswith("usage: ")
+    # "-c CLASS, --class CLASS" before Python 3.13, "-c, --class CLASS" since.
+    for short, long in [("-n", "--nosetuid"), ("-c", "--class CLASS"), ("-d", "--debug"), ("-u", "--smtputf8")]:
+        assert re.search(rf"^  {short}\b.*, {long}\b", out, re.MULTILINE), (short, long)
+    for short, long in [("-s", "--size LIMIT"), ("-V", "--version"), ("-h", "--help")]:
+        assert re.search(rf"^  {short}\b.*, {long}\b", out, re.MULTILINE), (short, long)
+    for name in ["--allow-open-relay", "localspec", "remotespec"]:
+        assert re.search(rf"^  {name}\b", out, re.MULTILINE), name
+    assert "localhost:8025" in out
+    assert "localhost:25" in out
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    assert run(capsys, flag) == (0, f"pytest-smtpd {__version__}\n", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-c", "NoSuchServer"], "unknown class 'NoSuchServer': use one of DebuggingServer, PureProxy, MailmanProxy"),
+        (["-c", "no_such_module_xyz.Server"], "cannot import module 'no_such_module_xyz'"),
+        (["-c", "pytest_smtpd.proxy.NoSuchClass"], "module 'pytest_smtpd.proxy' has no class 'NoSuchClass'"),
+        (["-c", "collections.OrderedDict"], "'collections.OrderedDict' is not a subclass of pytest_smtpd.SMTPServer"),
+        (["-s", "big"], "argument -s/--size: invalid size: 'big'"),
+        (["-s", "-1"], "argument -s/--size: invalid size: '-1'"),
+        (["localhost:port"], "bad port in 'localhost:port'"),
+        (["localhost:70000"], "bad port in 'localhost:70000'"),
+        (["localhost:1025", "mail:smtp"], "bad port in 'mail:smtp'"),
+        (["[::1"], "bad address '[::1'"),
+        (["a:1", "b:2", "c:3"], "unrecognized arguments: c:3"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    status, out, err = run(capsys, "-n", *argv)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("usage: ")
+    assert message in err
+
+
+def test_mailmanproxy_missing_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(proxy, "MailmanProxy", raising=False)
+    status, _, err = run(capsys, "-n", "-c", "MailmanProxy")
+    assert status == 2
+    assert "MailmanProxy is not available in this version of pytest-smtpd" in err
+
+
+def test_open_relay_needs_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "-n", "-c", "PureProxy", "0.0.0.0:0", "127.0.0.1:25")
+    assert status == 1
+    assert "not a loopback address" in err
+    assert "--allow-open-relay" in err
+
+
+def test_address_in_use_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        status, _, err = run(capsys, "-n", f"127.0.0.1:{port}")
+    assert status == 1
+    assert "already in use" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "default_port", "expected"),
+    [
+        ("localhost:8025", 8025, ("localhost", 8025)),
+        ("127.0.0.1:0", 8025, ("127.0.0.1", 0)),
+        ("mail.example.com", 25, ("mail.example.com", 25)),
+        (":1025", 8025, ("localhost", 1025)),
+        ("[::1]:1025", 8025, ("::1", 1025)),
+        ("[::1]", 25, ("::1", 25)),
+        ("::1", 25, ("::1", 25)),
+    ],
+)
+def test_parse_address(text: str, default_port: int, expected: tuple[str, int]) -> None:
+    assert cli.parse_address(text, default_port) == expected
+
+
+def test_resolve_builtin_and_dotted_classes() -> None:
+    assert cli.resolve_class("DebuggingServer") is DebuggingServer
+    assert cli.resolve_class("PureProxy") is PureProxy
+    assert cli.resolve_class("pytest_smtpd.proxy.PureProxy") is PureProxy
+
+
+@pytest.mark.parametrize(
+    ("nosetuid", "euid", "expected"),
+    [(False, 0, True), (True, 0, False), (False, 1000, False), (True, 1000, False)],
+)
+def test_switches_to_nobody_only_as_root_without_n(nosetuid: bool, euid: int, expected: bool) -> None:
+    assert cli.should_drop_privileges(nosetuid, euid) is expected
+
+
+# -- as a program ------------------------------------------------------------------
+
+
+def start(*argv: str, env: dict[str, str] | None = None) -> tuple[Spawned, tuple[str, int]]:
+    """``python -m pytest_smtpd -n ARGV``, once it says where it listens."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Inherited by the child, whose Ctrl-C would then do nothing.
+        pytest.skip("SIGINT is ignored in this process (a background job?), so the server would ignore Ctrl-C")
+    process = Spawned.python("-m", "pytest_smtpd", "-n", *argv, env=env)
+    port = int(process.expect(LISTENING, stream="stderr").group(1))
+    return process, ("127.0.0.1", port)
+
+
+def stop(process: Spawned) -> None:
+    """Ctrl-C: the program must exit 0 without a traceback."""
+    status = process.interrupt()
+    assert status == 0, process.report()
+    assert "Traceback" not in process.output("stderr"), process.report()
+
+
+def test_debugging_server_prints_each_message_and_stops_on_ctrl_c() -> None:
+    process, address = start("127.0.0.1:0")
+    with process:
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+        process.expect("^---------- MESSAGE FOLLOWS ----------$")
+        process.expect("^------------ END MESSAGE ------------$")
+        stop(process)
+    printed = process.output()
+    assert "Subject: from the cli test\nX-Peer: 127.0.0.1\n\nHello, server.\n" in printed
+
+
+def test_debug_traces_to_stderr() -> None:
+    process, address = start("-d", "127.0.0.1:0")
+    with process:
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.noop()
+        process.expect(r"^Incoming connection from \('127\.0\.0\.1', \d+\)$", stream="stderr")
+        stop(process)
+    assert "DebuggingServer started at" in process.output("stderr")
+
+
+def test_smtputf8_and_size_are_offered() -> None:
+    process, address = start("-u", "-s", "1000", "127.0.0.1:0")
+    with process:
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.ehlo("client.test")
+            assert client.has_extn("smtputf8")
+            assert client.esmtp_features["size"] == "1000"
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("a@example.com", ["b@example.com"], "x" * 1001)
+            assert refused.value.smtp_code == 552
+        stop(process)
+
+
+def test_pureproxy_relays_to_the_remote_server(smtpd: Server) -> None:
+    process, address = start("-c", "PureProxy", "127.0.0.1:0", f"127.0.0.1:{smtpd.port}")
+    with process:
+        assert f"relaying to 127.0.0.1:{smtpd.port}" in process.lines["stderr"][-1]
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            assert client.sendmail("a@example.com", ["b@example.com", "c@example.com"], MESSAGE) == {}
+        stop(process)
+    [message] = smtpd.messages
+    assert message.rcpt_tos == ["b@example.com", "c@example.com"]
+    assert b"Subject: from the cli test\r\nX-Peer: 127.0.0.1\r\n\r\n" in message.data
+
+
+def test_dotted_class_path(tmp_path: Path) -> None:
+    (tmp_path / "my_cli_server.py").write_text(
+        textwrap.dedent(
+            """
+            from pytest_smtpd import smtpd
+
+            class Recorder(smtpd.SMTPServer):
+                def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+                    print("remote", self._remoteaddr, "from", mailfrom, "to", rcpttos, "size", len(data))
+                    return "250 Recorded"
+            """
+        )
+    )
+    paths = [str(tmp_path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    process, address = start("-c", "my_cli_server.Recorder", "127.0.0.1:0", "mail.example.com:2525", env=env)
+    with process:
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.ehlo("client.test")
+            client.mail("a@example.com")
+            client.rcpt("b@example.com")
+            assert client.data(b"Subject: x\r\n\r\n12345\r\n") == (250, b"Recorded")
+        line = process.expect("^remote ").string
+        stop(process)
+    assert line == "remote ('mail.example.com', 2525) from a@example.com to ['b@example.com'] size 17"
