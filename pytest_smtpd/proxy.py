@@ -266,17 +266,13 @@ class PureProxy(SMTPServer):
                 delivered.append(recipient)
         if not delivered:
             await _quit(client)
-            return DeliveryResult(_all_refused(refused), refused=refused)
+            return DeliveryResult(summarize(delivered, refused), refused=refused)
         try:
             await client.data(data)
         except aiosmtplib.SMTPDataError as exc:
             raise _Refused(_upstream_refusal(exc.code, exc.message, "DATA ")) from exc
         await _quit(client)
-        if not refused:
-            return DeliveryResult(None, delivered=delivered)
-        listed = "; ".join(f"<{rcpt}> ({code} {_one_line(text)})" for rcpt, (code, text) in refused.items())
-        reply = f"250 2.0.0 OK, delivered to {len(delivered)} of {len(rcpttos)} recipients; refused upstream: {listed}"
-        return DeliveryResult(reply, delivered=delivered, refused=refused)
+        return DeliveryResult(summarize(delivered, refused), delivered=delivered, refused=refused)
 
     async def _greet(self, client: aiosmtplib.SMTP) -> None:
         """EHLO (HELO if refused), then STARTTLS and AUTH as configured."""
@@ -327,6 +323,19 @@ class PureProxy(SMTPServer):
 def _code_and_text(reply: str) -> tuple[int, str]:
     code, _, text = reply.partition(" ")
     return int(code), text
+
+
+def summarize(delivered: Sequence[str], refused: dict[str, tuple[int, str]]) -> str | None:
+    """The end-of-DATA reply for our client once every recipient's fate is
+    known: None (``250 OK``) when all got it, a ``250`` naming the refused
+    ones when some did, the refusal itself when none did."""
+    if not refused:
+        return None
+    if not delivered:
+        return _all_refused(refused)
+    listed = "; ".join(f"<{rcpt}> ({code} {_one_line(text)})" for rcpt, (code, text) in refused.items())
+    total = len(delivered) + len(refused)
+    return f"250 2.0.0 OK, delivered to {len(delivered)} of {total} recipients; refused upstream: {listed}"
 
 
 def _all_refused(refused: dict[str, tuple[int, str]]) -> str:

@@ -1,0 +1,128 @@
+"""A small LMTP client (RFC 2033) for handing messages to Mailman 3, which
+takes mail on LMTP (port 8024 by default). aiosmtplib speaks SMTP only, and
+LMTP's one-reply-per-recipient after DATA is the part that matters here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["LMTPResult", "deliver_lmtp"]
+
+_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -])(.*)\Z")
+#: Longest reply line we read; a server sending more is broken.
+_LINE_LIMIT = 8192
+
+
+class _LMTPError(Exception):
+    """The conversation broke down; no recipient got the message."""
+
+
+@dataclass
+class LMTPResult:
+    """What the LMTP server said for each recipient."""
+
+    delivered: list[str] = field(default_factory=list)
+    #: recipient -> (code, text); code -1 when the server could not be reached.
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, str]:
+    lines: list[str] = []
+    while True:
+        raw = await reader.readuntil(b"\n")
+        match = _REPLY_LINE.match(raw.rstrip(b"\r\n"))
+        if match is None:
+            raise _LMTPError(f"not an LMTP reply: {raw[:80]!r}")
+        lines.append(match.group(3).decode("utf-8", errors="replace"))
+        if match.group(2) == b" ":
+            return int(match.group(1)), "\n".join(lines)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    stuffed = (b"\r\n" + data).replace(b"\r\n.", b"\r\n..")[2:]
+    return stuffed + b".\r\n"
+
+
+async def deliver_lmtp(
+    address: tuple[str, int],
+    mailfrom: str,
+    rcpttos: Sequence[str],
+    data: bytes,
+    *,
+    local_hostname: str,
+    mail_options: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> LMTPResult:
+    """Deliver ``data`` (CRLF line endings) to ``rcpttos`` over LMTP. Never
+    raises for a server problem: a recipient the server did not take is in
+    ``refused``."""
+    try:
+        return await asyncio.wait_for(
+            _transaction(address, mailfrom, list(rcpttos), data, local_hostname, list(mail_options)), timeout
+        )
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _LMTPError) as exc:
+        reason = f"LMTP delivery to {address[0]}:{address[1]} failed: {str(exc) or type(exc).__name__}"
+        return LMTPResult(refused=dict.fromkeys(rcpttos, (-1, reason)))
+
+
+async def _transaction(
+    address: tuple[str, int],
+    mailfrom: str,
+    rcpttos: list[str],
+    data: bytes,
+    local_hostname: str,
+    mail_options: list[str],
+) -> LMTPResult:
+    reader, writer = await asyncio.open_connection(address[0], address[1], limit=_LINE_LIMIT)
+    result = LMTPResult()
+
+    async def command(line: str) -> tuple[int, str]:
+        writer.write(line.encode("utf-8") + b"\r\n")
+        await writer.drain()
+        return await _read_reply(reader)
+
+    try:
+        code, text = await _read_reply(reader)
+        if code != 220:
+            raise _LMTPError(f"greeting {code} {text}")
+        code, text = await command(f"LHLO {local_hostname}")
+        if code != 250:
+            raise _LMTPError(f"LHLO refused: {code} {text}")
+        extensions = {line.split(" ", 1)[0].upper() for line in text.split("\n")[1:]}
+        options = [option for option in mail_options if option.split("=", 1)[0] in extensions]
+        code, text = await command(" ".join([f"MAIL FROM:<{mailfrom}>", *options]))
+        if code != 250:
+            result.refused = dict.fromkeys(rcpttos, (code, text))
+            return result
+        accepted: list[str] = []
+        for recipient in rcpttos:
+            code, text = await command(f"RCPT TO:<{recipient}>")
+            if code == 250:
+                accepted.append(recipient)
+            else:
+                result.refused[recipient] = (code, text)
+        if accepted:
+            code, text = await command("DATA")
+            if code != 354:
+                result.refused.update(dict.fromkeys(accepted, (code, text)))
+            else:
+                writer.write(_dot_stuffed(data))
+                await writer.drain()
+                for recipient in accepted:  # one reply per accepted recipient, in order
+                    code, text = await _read_reply(reader)
+                    if code == 250:
+                        result.delivered.append(recipient)
+                    else:
+                        result.refused[recipient] = (code, text)
+        await command("QUIT")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return result
