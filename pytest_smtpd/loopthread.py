@@ -5,14 +5,23 @@ so nothing is left running after the last ``stop()``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-__all__ = ["acquire_loop", "release_loop", "run_on_loop", "in_loop_thread"]
+__all__ = [
+    "acquire_loop",
+    "in_loop_thread",
+    "is_kept_running",
+    "kept_running",
+    "release_loop",
+    "run_on_loop",
+    "servers_running",
+]
 
 T = TypeVar("T")
 
@@ -20,6 +29,7 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _users = 0
+_holds = 0
 
 
 log = logging.getLogger("pytest_smtpd")
@@ -76,6 +86,30 @@ def release_loop() -> None:
         thread.join()
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+@contextlib.contextmanager
+def kept_running() -> Iterator[None]:
+    """Keep the loop thread alive inside the block even while no server runs,
+    so that starting and stopping servers there is a bind and a close and
+    nothing more. The pytest plugin holds it for the test session."""
+    global _holds
+    acquire_loop()
+    _holds += 1
+    try:
+        yield
+    finally:
+        _holds -= 1
+        release_loop()
+
+
+def is_kept_running() -> bool:
+    return _holds > 0
+
+
+def servers_running() -> int:
+    """How many users of the loop there are besides ``kept_running()``."""
+    return _users - _holds
 
 
 def in_loop_thread() -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from . import loopthread
 from .server import Server
 
 __all__ = ["smtpd"]
@@ -26,13 +27,24 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for marker in reversed(list(request.node.iter_markers("smtpd"))):
         if marker.args:
-            raise pytest.UsageError("the smtpd marker takes keyword arguments only, e.g. @pytest.mark.smtpd(data_size_limit=100)")
+            raise pytest.UsageError(
+                "the smtpd marker takes keyword arguments only, e.g. @pytest.mark.smtpd(data_size_limit=100)"
+            )
         options.update(marker.kwargs)
     return options
 
 
+@pytest.fixture(scope="session")
+def smtpd_loop() -> Iterator[None]:
+    """Keeps the servers' event-loop thread running for the test session, so
+    that each test's server costs a bind and a close; the thread stops when
+    the session ends."""
+    with loopthread.kept_running():
+        yield
+
+
 @pytest.fixture
-def smtpd(request: pytest.FixtureRequest) -> Iterator[Server]:
+def smtpd(request: pytest.FixtureRequest, smtpd_loop: None) -> Iterator[Server]:
     """A running SMTP server on 127.0.0.1 and a free port.
 
     ``smtpd.host`` and ``smtpd.port`` say where; ``smtpd.messages`` holds

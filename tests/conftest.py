@@ -10,7 +10,7 @@ from types import TracebackType
 
 import pytest
 
-from pytest_smtpd import Server
+from pytest_smtpd import Server, loopthread
 
 #: Seconds any single wait in the tests may take before it counts as a hang.
 TIMEOUT = 5.0
@@ -19,6 +19,12 @@ LOOP_THREAD = "pytest-smtpd-loop"
 
 def loop_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == LOOP_THREAD]
+
+
+def no_server_running() -> bool:
+    """No server uses the loop thread, and the thread is gone unless the
+    plugin's ``smtpd_loop`` fixture keeps it for the test session."""
+    return loopthread.servers_running() == 0 and (loopthread.is_kept_running() or loop_threads() == [])
 
 
 class Wire:
@@ -78,8 +84,12 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(autouse=True)
 def _no_loop_thread_left() -> Iterator[None]:
-    """A test that found no loop thread running must leave none behind."""
+    """A test must leave no server running, and a test that found no loop
+    thread running must leave none behind, unless the plugin's session
+    fixture now keeps it running on purpose."""
     had_loop = bool(loop_threads())
+    servers_before = loopthread.servers_running()
     yield
-    if not had_loop:
+    assert loopthread.servers_running() == servers_before, "a server was left running"
+    if not had_loop and not loopthread.is_kept_running():
         assert loop_threads() == [], "a server was left running"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TIMEOUT, Wire, loop_threads
+from conftest import TIMEOUT, Wire, no_server_running
 from pytest_smtpd import DebuggingServer, SMTPChannel, SMTPServer, asyncore, compat, smtpd
 
 LOCAL = ("127.0.0.1", 0)
@@ -139,7 +139,7 @@ def test_decode_data_gives_str_and_no_keywords() -> None:
 def test_decode_data_and_smtputf8_together_raise_before_binding() -> None:
     with pytest.raises(ValueError, match="decode_data and enable_SMTPUTF8 cannot be set to True at the same time"):
         Recorder(LOCAL, None, decode_data=True, enable_SMTPUTF8=True)
-    assert loop_threads() == []
+    assert no_server_running()
 
 
 def test_smtputf8_server() -> None:
@@ -211,7 +211,7 @@ def test_close_is_idempotent_and_stops_serving() -> None:
     address = server.address
     server.close()
     server.close()
-    assert loop_threads() == []
+    assert no_server_running()
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.settimeout(TIMEOUT)
         probe.connect(address)
@@ -447,7 +447,7 @@ def test_asyncore_loop_returns_when_the_servers_are_closed() -> None:
     asyncore.loop(timeout=0.05, count=200)  # at most 10s
     assert time.monotonic() - started < 5.0
     closer.join(TIMEOUT)
-    assert loop_threads() == []
+    assert no_server_running()
 
 
 def test_asyncore_loop_without_servers_returns_at_once() -> None:
