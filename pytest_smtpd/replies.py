@@ -7,7 +7,7 @@ that code and tests ported from it see the replies they expect.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Reply"]
 
@@ -18,12 +18,18 @@ class Reply:
 
     code: int
     text: str = ""
+    _wire: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
             raise ValueError(f"SMTP reply code must be 200-599, got {self.code}")
         if "\r" in self.text or "\0" in self.text:
             raise ValueError("SMTP reply text must not contain CR or NUL")
+        # Replies are sent far more often than made: encode once.
+        lines = self.text.split("\n")
+        last = len(lines) - 1
+        wire = "".join(f"{self.code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
+        object.__setattr__(self, "_wire", wire.encode("utf-8"))
 
     @property
     def lines(self) -> list[str]:
@@ -34,10 +40,7 @@ class Reply:
         return self.code < 400
 
     def to_bytes(self) -> bytes:
-        lines = self.lines
-        last = len(lines) - 1
-        out = "".join(f"{self.code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
-        return out.encode("utf-8")
+        return self._wire
 
     @classmethod
     def parse(cls, text: str) -> Reply:
