@@ -11,19 +11,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, compat, proxy
+from . import __version__, compat, mailman, proxy
 from .compat import DebuggingServer, SMTPServer
 
 __all__ = ["build_parser", "main", "parse_address", "resolve_class", "should_drop_privileges"]
 
 DEFAULT_LOCAL = "localhost:8025"
 DEFAULT_REMOTE = "localhost:25"
+DEFAULT_MAILMAN_LMTP = "{}:{}".format(*mailman.DEFAULT_MAILMAN_LMTP)
 BUILTIN_CLASSES = ("DebuggingServer", "PureProxy", "MailmanProxy")
 
 DESCRIPTION = """\
 Run an SMTP server. By default it prints every message it receives to
 standard output (DebuggingServer); with -c PureProxy it relays every message
-to REMOTESPEC. The listening address goes to standard error. Ctrl-C stops it.
+to REMOTESPEC; with -c MailmanProxy it delivers the mail for the lists given
+with --list to Mailman 3 over LMTP and relays the rest to REMOTESPEC. The
+listening address goes to standard error. Ctrl-C stops it.
 """
 
 EPILOG = """\
@@ -39,6 +42,9 @@ examples:
     %(prog)s -n
   relay what comes to localhost:1025 to mail.example.com:25:
     %(prog)s -n -c PureProxy :1025 mail.example.com
+  the same, but mail for the list team@lists.example.com (and its -request,
+  -owner... addresses) goes to Mailman's LMTP port, 127.0.0.1:8024 by default:
+    %(prog)s -n -c MailmanProxy --list team@lists.example.com :1025 mail.example.com
   run your own SMTPServer subclass:
     %(prog)s -n -c mypackage.mymodule.MyServer
 """
@@ -78,6 +84,13 @@ def _size(text: str) -> int:
     return size
 
 
+def _list_address(text: str) -> str:
+    local, at, domain = text.rpartition("@")
+    if not (local and at and domain) or any(c.isspace() or c in "<>" for c in text):
+        raise argparse.ArgumentTypeError(f"invalid list address: {text!r} (expected name@domain)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_prog(),
@@ -114,7 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-open-relay",
         action="store_true",
-        help="let PureProxy listen on an address other than loopback (anyone who reaches it can relay mail)",
+        help="let PureProxy or MailmanProxy listen on an address other than loopback "
+        "(anyone who reaches it can relay mail)",
+    )
+    parser.add_argument(
+        "--list",
+        dest="lists",
+        action="append",
+        type=_list_address,
+        metavar="ADDRESS",
+        help="MailmanProxy: a mailing list's posting address, such as team@lists.example.com; mail to it and to "
+        "its -request, -join, -leave, -owner, -bounces, -confirm, -subscribe and -unsubscribe addresses goes to "
+        "Mailman (repeat for each list; at least one is needed)",
+    )
+    parser.add_argument(
+        "--mailman-lmtp",
+        metavar="HOST:PORT",
+        help=f"MailmanProxy: Mailman's LMTP address (default {DEFAULT_MAILMAN_LMTP})",
     )
     parser.add_argument(
         "localspec", nargs="?", default=DEFAULT_LOCAL, help=f"where to listen (default {DEFAULT_LOCAL})"
@@ -131,16 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_class(name: str) -> type[SMTPServer]:
     """The server class ``-c`` names: a built-in one or ``package.module.Class``."""
     if "." not in name:
-        if name == "DebuggingServer":
-            return DebuggingServer
-        if name not in BUILTIN_CLASSES:
+        builtin: dict[str, type[SMTPServer]] = {
+            "DebuggingServer": DebuggingServer,
+            "PureProxy": proxy.PureProxy,
+            "MailmanProxy": mailman.MailmanProxy,
+        }
+        if name not in builtin:
             raise UsageError(
                 f"unknown class {name!r}: use one of {', '.join(BUILTIN_CLASSES)}, "
                 "or package.module.ClassName for your own"
             )
-        found = getattr(proxy, name, None)
-        if found is None:
-            raise UsageError(f"{name} is not available in this version of pytest-smtpd")
+        return builtin[name]
     else:
         module_name, _, class_name = name.rpartition(".")
         try:
@@ -153,6 +183,22 @@ def resolve_class(name: str) -> type[SMTPServer]:
     if not (isinstance(found, type) and issubclass(found, SMTPServer)):
         raise UsageError(f"{name!r} is not a subclass of pytest_smtpd.SMTPServer")
     return found
+
+
+def _mailman_options(server_class: type[SMTPServer], args: argparse.Namespace) -> dict[str, Any]:
+    """The MailmanProxy keywords from --list and --mailman-lmtp; a usage
+    error when they are missing, or given for a class that takes none."""
+    if not issubclass(server_class, mailman.MailmanProxy):
+        if args.lists or args.mailman_lmtp is not None:
+            raise UsageError(f"--list and --mailman-lmtp are for MailmanProxy, not {server_class.__name__}")
+        return {}
+    if not args.lists:
+        raise UsageError(
+            f"{server_class.__name__} needs at least one --list ADDRESS (a list's posting address): "
+            "without one no mail would go to Mailman"
+        )
+    lmtp = parse_address(args.mailman_lmtp or DEFAULT_MAILMAN_LMTP, mailman.DEFAULT_MAILMAN_LMTP[1])
+    return {"lists": list(args.lists), "mailman_lmtp": lmtp}
 
 
 def should_drop_privileges(nosetuid: bool, euid: int | None = None) -> bool:
@@ -187,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             localaddr = parse_address(args.localspec, 8025)
             remoteaddr = parse_address(args.remotespec, 25)
             server_class = resolve_class(args.classname)
+            mailman_options = _mailman_options(server_class, args)
         except UsageError as exc:
             parser.error(str(exc))
     except SystemExit as exc:  # --help, --version, or a usage error
@@ -198,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options: dict[str, Any] = {"enable_SMTPUTF8": args.smtputf8}
     if issubclass(server_class, proxy.PureProxy):
         options["allow_open_relay"] = args.allow_open_relay
+    options.update(mailman_options)
     server: SMTPServer | None = None
     try:
         try:
@@ -216,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port = server.address
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         relay = f", relaying to {remoteaddr[0]}:{remoteaddr[1]}" if isinstance(server, proxy.PureProxy) else ""
+        if isinstance(server, mailman.MailmanProxy):
+            relay += f", lists to Mailman at {server.mailman_lmtp[0]}:{server.mailman_lmtp[1]} (LMTP)"
         # One write, so that no trace from the server thread lands inside it.
         sys.stderr.write(f"{server_class.__name__} listening on {where}{relay}; Ctrl-C stops.\n")
         sys.stderr.flush()

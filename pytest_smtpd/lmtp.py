@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 __all__ = ["LMTPResult", "deliver_lmtp"]
 
-_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -])(.*)\Z")
+#: A reply line: the code, then "-" (more lines follow) or " " and the text;
+#: a last line may be the code alone (RFC 5321 4.2).
+_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])(?:([ -])(.*))?\Z")
 #: Longest reply line we read; a server sending more is broken.
 _LINE_LIMIT = 8192
 
@@ -37,9 +39,16 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, str]:
         match = _REPLY_LINE.match(raw.rstrip(b"\r\n"))
         if match is None:
             raise _LMTPError(f"not an LMTP reply: {raw[:80]!r}")
-        lines.append(match.group(3).decode("utf-8", errors="replace"))
-        if match.group(2) == b" ":
+        lines.append((match.group(3) or b"").decode("utf-8", errors="replace"))
+        if match.group(2) != b"-":
             return int(match.group(1)), "\n".join(lines)
+
+
+def _extension_needed(option: str) -> str:
+    """The extension the server must offer for MAIL parameter ``option``:
+    ``8BITMIME`` for ``BODY=``, else the parameter's own keyword."""
+    keyword = option.split("=", 1)[0].upper()
+    return "8BITMIME" if keyword == "BODY" else keyword
 
 
 def _dot_stuffed(data: bytes) -> bytes:
@@ -62,13 +71,27 @@ async def deliver_lmtp(
     """Deliver ``data`` (CRLF line endings) to ``rcpttos`` over LMTP. Never
     raises for a server problem: a recipient the server did not take is in
     ``refused``."""
+    outcome = _Outcome()
     try:
-        return await asyncio.wait_for(
-            _transaction(address, mailfrom, list(rcpttos), data, local_hostname, list(mail_options)), timeout
+        await asyncio.wait_for(
+            _transaction(address, mailfrom, list(rcpttos), data, local_hostname, list(mail_options), outcome),
+            timeout,
         )
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _LMTPError) as exc:
+        if outcome.settled:
+            # Only the goodbye failed: every recipient's fate is already known,
+            # and calling the delivered ones refused would make them duplicates.
+            return outcome.result
         reason = f"LMTP delivery to {address[0]}:{address[1]} failed: {str(exc) or type(exc).__name__}"
         return LMTPResult(refused=dict.fromkeys(rcpttos, (-1, reason)))
+    return outcome.result
+
+
+@dataclass
+class _Outcome:
+    result: LMTPResult = field(default_factory=LMTPResult)
+    #: Whether the server has said what became of every recipient.
+    settled: bool = False
 
 
 async def _transaction(
@@ -78,9 +101,10 @@ async def _transaction(
     data: bytes,
     local_hostname: str,
     mail_options: list[str],
-) -> LMTPResult:
+    outcome: _Outcome,
+) -> None:
     reader, writer = await asyncio.open_connection(address[0], address[1], limit=_LINE_LIMIT)
-    result = LMTPResult()
+    result = outcome.result
 
     async def command(line: str) -> tuple[int, str]:
         writer.write(line.encode("utf-8") + b"\r\n")
@@ -95,11 +119,12 @@ async def _transaction(
         if code != 250:
             raise _LMTPError(f"LHLO refused: {code} {text}")
         extensions = {line.split(" ", 1)[0].upper() for line in text.split("\n")[1:]}
-        options = [option for option in mail_options if option.split("=", 1)[0] in extensions]
+        options = [option for option in mail_options if _extension_needed(option) in extensions]
         code, text = await command(" ".join([f"MAIL FROM:<{mailfrom}>", *options]))
         if code != 250:
             result.refused = dict.fromkeys(rcpttos, (code, text))
-            return result
+            outcome.settled = True
+            return
         accepted: list[str] = []
         for recipient in rcpttos:
             code, text = await command(f"RCPT TO:<{recipient}>")
@@ -120,9 +145,9 @@ async def _transaction(
                         result.delivered.append(recipient)
                     else:
                         result.refused[recipient] = (code, text)
+        outcome.settled = True
         await command("QUIT")
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    return result

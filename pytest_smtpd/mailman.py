@@ -92,7 +92,7 @@ class MailmanProxy(PureProxy):
                     to_mailman,
                     message,
                     local_hostname=default_hostname(),
-                    mail_options=[o for o in mail_options if o in ("SMTPUTF8", "BODY=8BITMIME")],
+                    mail_options=[o.upper() for o in mail_options if o.upper() in ("SMTPUTF8", "BODY=8BITMIME")],
                     timeout=self.upstream_timeout,
                 )
             )

@@ -347,7 +347,7 @@ def _all_refused(refused: dict[str, tuple[int, str]]) -> str:
     if len(refused) == 1:
         return _upstream_refusal(code, text, "RCPT ")
     listed = "; ".join(f"<{rcpt}> ({c} {_one_line(t)})" for rcpt, (c, t) in refused.items())
-    if not 400 <= code <= 599:
+    if code == 421 or not 400 <= code <= 599:  # a 421 would tell our client we hang up
         code = 451
     return f"{code} Every recipient was refused upstream: {listed}"
 

@@ -11,6 +11,7 @@ from .compat import (
     SMTPServer,
     __version__,
 )
+from .mailman import MailmanProxy
 from .proxy import PureProxy
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "EMPTYSTRING",
     "NEWLINE",
     "DebuggingServer",
+    "MailmanProxy",
     "PureProxy",
     "SMTPChannel",
     "SMTPServer",

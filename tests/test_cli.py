@@ -11,15 +11,18 @@ import smtplib
 import socket
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peers import TIMEOUT, Spawned
 
-from pytest_smtpd import DebuggingServer, PureProxy, Server, __version__, cli, proxy
+from pytest_smtpd import DebuggingServer, PureProxy, Server, __version__, cli, compat, mailman
+from pytest_smtpd.mailman import MailmanProxy
 
 #: The line saying where the server listens (not the debug log's line).
 LISTENING = r"^\w+ listening on 127\.0\.0\.1:(\d+)[,;]"
 MESSAGE = "From: a@example.com\r\nTo: b@example.com\r\nSubject: from the cli test\r\n\r\nHello, server.\r\n"
+LIST = "team@lists.example.com"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -40,7 +43,7 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(rf"^  {short}\b.*, {long}\b", out, re.MULTILINE), (short, long)
     for short, long in [("-s", "--size LIMIT"), ("-V", "--version"), ("-h", "--help")]:
         assert re.search(rf"^  {short}\b.*, {long}\b", out, re.MULTILINE), (short, long)
-    for name in ["--allow-open-relay", "localspec", "remotespec"]:
+    for name in ["--allow-open-relay", "--list ADDRESS", "--mailman-lmtp HOST:PORT", "localspec", "remotespec"]:
         assert re.search(rf"^  {name}\b", out, re.MULTILINE), name
     assert "localhost:8025" in out
     assert "localhost:25" in out
@@ -66,6 +69,14 @@ def test_version(capsys: pytest.CaptureFixture[str], flag: str) -> None:
         (["[::1"], "bad address '[::1'"),
         (["a:1", "b:2", "c:3"], "unrecognized arguments: c:3"),
         (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["-c", "MailmanProxy"], "MailmanProxy needs at least one --list ADDRESS"),
+        (["-c", "MailmanProxy", "--mailman-lmtp", "127.0.0.1:8024"], "MailmanProxy needs at least one --list"),
+        (["-c", "MailmanProxy", "--list", "team"], "argument --list: invalid list address: 'team'"),
+        (["-c", "MailmanProxy", "--list", "@lists.example.com"], "invalid list address: '@lists.example.com'"),
+        (["-c", "MailmanProxy", "--list", "<team@x.example>"], "invalid list address: '<team@x.example>'"),
+        (["-c", "MailmanProxy", "--list", LIST, "--mailman-lmtp", "mm:lmtp"], "bad port in 'mm:lmtp'"),
+        (["--list", LIST], "--list and --mailman-lmtp are for MailmanProxy, not DebuggingServer"),
+        (["-c", "PureProxy", "--mailman-lmtp", ":8024"], "are for MailmanProxy, not PureProxy"),
     ],
 )
 def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -76,13 +87,39 @@ def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], mess
     assert message in err
 
 
-def test_mailmanproxy_missing_is_a_clear_error(
+def test_mailmanproxy_gets_the_lists_and_the_lmtp_address(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delattr(proxy, "MailmanProxy", raising=False)
-    status, _, err = run(capsys, "-n", "-c", "MailmanProxy")
-    assert status == 2
-    assert "MailmanProxy is not available in this version of pytest-smtpd" in err
+    made: list[MailmanProxy] = []
+
+    class Recorded(MailmanProxy):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    def ctrl_c(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mailman, "MailmanProxy", Recorded)
+    monkeypatch.setattr(compat, "loop", ctrl_c)
+    argv = ["-c", "MailmanProxy", "--list", LIST, "--list", "Dev@Lists.Example.org", "127.0.0.1:0", "127.0.0.1:2525"]
+    status, _, err = run(capsys, "-n", *argv)
+    assert status == 0, err
+    [server] = made
+    assert server.mailman_lmtp == ("127.0.0.1", 8024)  # the default
+    assert server.remoteaddr == ("127.0.0.1", 2525)
+    assert server.is_list_address("team-request@lists.example.com")
+    assert server.is_list_address("dev@lists.example.org")
+    assert not server.is_list_address("bob@example.com")
+    assert re.search(r"relaying to 127\.0\.0\.1:2525, lists to Mailman at 127\.0\.0\.1:8024 \(LMTP\);", err)
+    assert not server._server.is_running()  # closed on Ctrl-C
+
+
+def test_mailmanproxy_open_relay_needs_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "-n", "-c", "MailmanProxy", "--list", LIST, "0.0.0.0:0", "127.0.0.1:25")
+    assert status == 1
+    assert "MailmanProxy would listen on '0.0.0.0', which is not a loopback address" in err
+    assert "--allow-open-relay" in err
 
 
 def test_open_relay_needs_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +158,8 @@ def test_parse_address(text: str, default_port: int, expected: tuple[str, int]) 
 def test_resolve_builtin_and_dotted_classes() -> None:
     assert cli.resolve_class("DebuggingServer") is DebuggingServer
     assert cli.resolve_class("PureProxy") is PureProxy
+    assert cli.resolve_class("MailmanProxy") is MailmanProxy
+    assert cli.resolve_class("pytest_smtpd.mailman.MailmanProxy") is MailmanProxy
     assert cli.resolve_class("pytest_smtpd.proxy.PureProxy") is PureProxy
 
 
@@ -197,6 +236,28 @@ def test_pureproxy_relays_to_the_remote_server(smtpd: Server) -> None:
     [message] = smtpd.messages
     assert message.rcpt_tos == ["b@example.com", "c@example.com"]
     assert b"Subject: from the cli test\r\nX-Peer: 127.0.0.1\r\n\r\n" in message.data
+
+
+def test_mailmanproxy_delivers_list_mail_over_lmtp_and_relays_the_rest(smtpd: Server) -> None:
+    with Server(lmtp=True, hostname="mailman.test") as mailman_lmtp:
+        process, address = start(
+            "-c", "MailmanProxy", "--list", LIST, "--mailman-lmtp", f"127.0.0.1:{mailman_lmtp.port}",
+            "127.0.0.1:0", f"127.0.0.1:{smtpd.port}",
+        )  # fmt: skip
+        with process:
+            line = process.lines["stderr"][-1]
+            assert f"relaying to 127.0.0.1:{smtpd.port}, lists to Mailman at 127.0.0.1:{mailman_lmtp.port}" in line
+            with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+                rcpttos = [LIST, "b@example.com", "team-request@lists.example.com"]
+                assert client.sendmail("a@example.com", rcpttos, MESSAGE) == {}
+            stop(process)
+        [to_list] = mailman_lmtp.messages
+    assert to_list.mail_from == "a@example.com"
+    assert to_list.rcpt_tos == [LIST, "team-request@lists.example.com"]
+    assert b"Subject: from the cli test\r\nX-Peer: 127.0.0.1\r\n\r\n" in to_list.data
+    [relayed] = smtpd.messages
+    assert relayed.rcpt_tos == ["b@example.com"]
+    assert relayed.data == to_list.data
 
 
 def test_dotted_class_path(tmp_path: Path) -> None:

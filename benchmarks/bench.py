@@ -1,0 +1,801 @@
+"""Benchmarks: pytest-smtpd's ``Server`` side by side with aiosmtpd's ``Controller``.
+
+Run ``python benchmarks/bench.py`` (or ``nox -s bench``). aiosmtpd is optional
+(the ``bench`` extra): without it only our figures are printed. The package
+itself never imports aiosmtpd; this script does, for comparison only.
+
+Measured, in one process, every server on 127.0.0.1:
+
+1. fixture start+stop: ``Server().start(); .stop()`` against
+   ``Controller(handler, hostname="127.0.0.1", port=<free port>).start(); .stop()``.
+2. 20 concurrent aiosmtplib clients x 50 small messages each: messages/s.
+   The clients run on an event loop in the main thread, as a test's would,
+   so they share the GIL with the server thread. A do-nothing asyncio server
+   is measured alongside as a reference: the ceiling for this setup.
+3. one 20 MiB DATA from a plain socket client: MiB/s.
+4. bytes per held message, with tracemalloc, for 10,000 ~1 KiB messages.
+5. plugin import time, and whether importing the plugin pulls in trustme,
+   cryptography or aiosmtpd (it must not).
+
+Repetitions interleave the servers, so that drift of the machine hits them
+alike; figures are medians. Options: ``--json PATH`` writes the figures and
+samples, ``--quick`` runs smaller sizes (a smoke test), ``--no-aiosmtpd``
+skips the comparison, ``--strict`` exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import faulthandler
+import gc
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import aiosmtplib
+
+from pytest_smtpd import Server, loopthread
+
+HOST = "127.0.0.1"
+SENDER = "sender@example.com"
+RECIPIENT = "recipient@example.com"
+MiB = 1024 * 1024
+#: Socket and client timeout: no single operation may wait longer.
+IO_TIMEOUT = 60.0
+#: Hard limit for the whole run; past it the script dumps its threads' stacks and exits.
+WATCHDOG_SECONDS = 240
+
+
+@dataclass(frozen=True)
+class Sizes:
+    start_stop_reps: int = 50
+    clients: int = 20
+    messages_per_client: int = 50
+    throughput_reps: int = 7
+    big_message_mib: int = 20
+    big_message_reps: int = 3
+    held_messages: int = 10_000
+    import_reps: int = 5
+
+
+QUICK = Sizes(
+    start_stop_reps=10,
+    clients=5,
+    messages_per_client=10,
+    throughput_reps=1,
+    big_message_mib=2,
+    big_message_reps=1,
+    held_messages=500,
+    import_reps=2,
+)
+
+
+# -- the servers under test ------------------------------------------------------
+
+
+class Subject(Protocol):
+    """A running SMTP server under test."""
+
+    name: str
+
+    @property
+    def port(self) -> int: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def held(self) -> int: ...
+    def clear(self) -> None: ...
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self) -> None:
+        self.server = Server(HOST, 0)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def held(self) -> int:
+        return len(self.server.messages)
+
+    def clear(self) -> None:
+        self.server.messages.clear()
+
+
+class KeepingHandler:
+    """An aiosmtpd handler that keeps every envelope, as a test server would."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Aiosmtpd:
+    name = "aiosmtpd"
+
+    def __init__(self, port: int | None = None) -> None:
+        from aiosmtpd.controller import Controller
+
+        # Controller cannot bind port 0: start() connects to the port it was given.
+        self._port = free_port() if port is None else port
+        self.handler = KeepingHandler()
+        self.controller = Controller(self.handler, hostname=HOST, port=self._port)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def held(self) -> int:
+        return len(self.handler.envelopes)
+
+    def clear(self) -> None:
+        self.handler.envelopes.clear()
+
+
+class _NoOpProtocol(asyncio.Protocol):
+    """Canned replies, no parsing: what any asyncio server costs at the least.
+    Expects what the aiosmtplib clients send: one command per read, and a
+    message body that ends its read with CRLF.CRLF."""
+
+    def __init__(self, owner: NoOpServer) -> None:
+        self.owner = owner
+        self.in_data = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 no-op\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.in_data:
+            if data.endswith(b"\r\n.\r\n"):
+                self.in_data = False
+                self.owner.count += 1
+                transport.write(b"250 OK\r\n")
+        elif data[:4].upper() == b"EHLO":
+            transport.write(b"250-no-op\r\n250 8BITMIME\r\n")
+        elif data[:4].upper() == b"DATA":
+            self.in_data = True
+            transport.write(b"354 go ahead\r\n")
+        elif data[:4].upper() == b"QUIT":
+            transport.write(b"221 Bye\r\n")
+            transport.close()
+        else:
+            transport.write(b"250 OK\r\n")
+
+
+class NoOpServer:
+    """A reference for the concurrent-clients figure: a do-nothing asyncio
+    server on its own loop thread, the ceiling for any in-process asyncio server."""
+
+    name = "no-op"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-no-op", daemon=True)
+        self._listener: asyncio.base_events.Server | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def start(self) -> None:
+        self.thread.start()
+        coro = self.loop.create_server(lambda: _NoOpProtocol(self), HOST, 0)
+        self._listener = asyncio.run_coroutine_threadsafe(coro, self.loop).result(IO_TIMEOUT)
+        self._port = self._listener.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        if self.thread.is_alive():
+            if self._listener is not None:
+                self.loop.call_soon_threadsafe(self._listener.close)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(IO_TIMEOUT)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+    def held(self) -> int:
+        return self.count
+
+    def clear(self) -> None:
+        self.count = 0
+
+
+def aiosmtpd_available() -> bool:
+    try:
+        import aiosmtpd.controller  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def wait_held(subject: Subject, count: int, timeout: float = IO_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while subject.held() < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{subject.name}: {subject.held()} of {count} messages after {timeout}s")
+        time.sleep(0.001)
+
+
+# -- a plain socket SMTP client -----------------------------------------------------
+
+
+class RawClient:
+    """A blocking SMTP client on a plain socket, for exact control of the bytes."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = bytearray()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def reply(self) -> int:
+        """Read one complete (possibly multi-line) reply; return its code."""
+        while True:
+            end = self._buffer.find(b"\r\n")
+            if end < 0:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("server closed the connection")
+                self._buffer += chunk
+                continue
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 2]
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3])
+
+    def expect(self, code: int) -> None:
+        got = self.reply()
+        if got != code:
+            raise RuntimeError(f"expected a {code} reply, got {got}")
+
+    def command(self, line: bytes, code: int) -> None:
+        self.sock.sendall(line + b"\r\n")
+        self.expect(code)
+
+    def greet(self) -> None:
+        self.expect(220)
+        self.command(b"EHLO bench.client", 250)
+
+    def quit(self) -> None:
+        self.command(b"QUIT", 221)
+        self.close()
+
+
+def make_body(size: int, line_length: int = 76) -> bytes:
+    """A message of about ``size`` bytes: headers, then lines of ``line_length``
+    characters and CRLF. No line starts with a dot; it ends with CRLF."""
+    head = f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: benchmark\r\n\r\n".encode()
+    line = (b"abcdefghijklmnopqrstuvwxyz0123456789" * 4)[:line_length] + b"\r\n"
+    lines = max((size - len(head)) // len(line), 1)
+    body = head + line * lines
+    short = size - len(body)
+    if short > 2:
+        body += b"x" * (short - 2) + b"\r\n"
+    return body
+
+
+# -- 1. fixture start+stop -----------------------------------------------------------
+
+
+def time_start_stop(factory: Callable[[], Subject]) -> float:
+    """Seconds for construct + start + stop; the free port (aiosmtpd) is picked outside."""
+    gc.collect()
+    t0 = time.perf_counter()
+    subject = factory()
+    subject.start()
+    subject.stop()
+    return time.perf_counter() - t0
+
+
+def aiosmtpd_on_a_free_port() -> Callable[[], Subject]:
+    """Picks the free port now, before the clock starts; Controller() is built inside it."""
+    port = free_port()
+    return lambda: Aiosmtpd(port)
+
+
+def bench_start_stop(with_aiosmtpd: bool, reps: int) -> dict[str, list[float]]:
+    """Seconds per construct+start+stop, interleaved so that drift hits both alike."""
+    samples: dict[str, list[float]] = {"ours": []}
+    if with_aiosmtpd:
+        samples["aiosmtpd"] = []
+    for rep in range(-3, reps):  # three warm-up rounds: imports, the loop thread, caches
+        ours = time_start_stop(Ours)
+        # A new free port for every aiosmtpd repetition, chosen outside the timing.
+        theirs = time_start_stop(aiosmtpd_on_a_free_port()) if with_aiosmtpd else 0.0
+        if rep >= 0:
+            samples["ours"].append(ours)
+            if with_aiosmtpd:
+                samples["aiosmtpd"].append(theirs)
+    return samples
+
+
+# -- 2. concurrent aiosmtplib clients --------------------------------------------------
+
+
+async def _one_client(port: int, count: int, body: bytes) -> None:
+    client = aiosmtplib.SMTP(
+        hostname=HOST, port=port, start_tls=False, local_hostname="bench.client", timeout=IO_TIMEOUT
+    )
+    await client.connect()
+    for _ in range(count):
+        await client.sendmail(SENDER, [RECIPIENT], body)
+    await client.quit()
+
+
+async def _many_clients(port: int, clients: int, per_client: int, body: bytes) -> float:
+    t0 = time.perf_counter()
+    jobs = [_one_client(port, per_client, body) for _ in range(clients)]
+    await asyncio.wait_for(asyncio.gather(*jobs), timeout=IO_TIMEOUT)
+    return time.perf_counter() - t0
+
+
+def run_clients(subject: Subject, sizes: Sizes, body: bytes) -> float:
+    """Messages per second for one run of the concurrent clients."""
+    total = sizes.clients * sizes.messages_per_client
+    subject.clear()
+    gc.collect()
+    elapsed = asyncio.run(_many_clients(subject.port, sizes.clients, sizes.messages_per_client, body))
+    wait_held(subject, total)
+    if subject.held() != total:
+        raise RuntimeError(f"{subject.name}: held {subject.held()} messages, expected {total}")
+    subject.clear()
+    return total / elapsed
+
+
+# -- 3. one big DATA -----------------------------------------------------------------
+
+
+def send_big(subject: Subject, message: bytes) -> float:
+    """MiB/s for one big DATA (``message`` ends with the final dot): from the
+    first body byte sent to the final reply."""
+    subject.clear()
+    gc.collect()
+    client = RawClient(subject.port)
+    try:
+        client.greet()
+        client.command(f"MAIL FROM:<{SENDER}>".encode(), 250)
+        client.command(f"RCPT TO:<{RECIPIENT}>".encode(), 250)
+        client.command(b"DATA", 354)
+        t0 = time.perf_counter()
+        client.sock.sendall(message)
+        client.expect(250)
+        elapsed = time.perf_counter() - t0
+        client.quit()
+    finally:
+        client.close()
+    wait_held(subject, 1)
+    subject.clear()
+    return len(message) / MiB / elapsed
+
+
+# -- 4. memory per held message ------------------------------------------------------------
+
+
+def send_pipelined(port: int, count: int, body: bytes, batch: int = 100) -> None:
+    """Send ``count`` messages on one connection, ``batch`` transactions per
+    write, bodies included without waiting for the 354: both servers read the
+    stream in order, and it keeps the client's share of the run small."""
+    transaction = f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{RECIPIENT}>\r\nDATA\r\n".encode() + body + b".\r\n"
+    client = RawClient(port)
+    try:
+        client.greet()
+        sent = 0
+        while sent < count:
+            n = min(batch, count - sent)
+            client.sock.sendall(transaction * n)
+            for _ in range(n):
+                client.expect(250)
+                client.expect(250)
+                client.expect(354)
+                client.expect(250)
+            sent += n
+        client.quit()
+    finally:
+        client.close()
+
+
+def bench_held_memory(subject: Subject, sizes: Sizes) -> tuple[float, int]:
+    """Traced bytes per held message, and the payload size of one message."""
+    body = make_body(1024)
+    subject.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        send_pipelined(subject.port, sizes.held_messages, body)
+        wait_held(subject, sizes.held_messages)
+        time.sleep(0.2)  # let the server drop the closed session
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    subject.clear()
+    return held / sizes.held_messages, len(body)
+
+
+# -- 5. plugin import --------------------------------------------------------------------
+
+_IMPORT_PROBE = """
+import json, sys, time
+import pytest
+t0 = time.perf_counter()
+import pytest_smtpd.plugin
+elapsed = time.perf_counter() - t0
+print(json.dumps({"ms": elapsed * 1000, "loaded": [m for m in sys.argv[1:] if m in sys.modules]}))
+"""
+#: Importing the plugin must not load these (trustme pulls in cryptography; aiosmtpd is bench-only).
+FORBIDDEN_MODULES = ("trustme", "cryptography", "aiosmtpd")
+WATCHED_MODULES = (*FORBIDDEN_MODULES, "aiosmtplib", "ssl", "email.policy")
+_IMPORTTIME_LINE = re.compile(r"import time:\s*(\d+) \|\s*(\d+) \|( *)(\S+)")
+
+
+def bench_import(sizes: Sizes) -> tuple[list[float], list[str], list[tuple[str, float]]]:
+    """The ms to import the plugin once pytest is imported (as under pytest),
+    the watched modules it loads, and its heaviest imports by self time."""
+    times = []
+    loaded: list[str] = []
+    for _ in range(sizes.import_reps):
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_PROBE, *WATCHED_MODULES],
+            capture_output=True,
+            text=True,
+            timeout=IO_TIMEOUT,
+            check=True,
+        )
+        result = json.loads(out.stdout)
+        times.append(float(result["ms"]))
+        loaded = list(result["loaded"])
+    trace = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pytest; import pytest_smtpd.plugin"],
+        capture_output=True,
+        text=True,
+        timeout=IO_TIMEOUT,
+        check=True,
+    )
+    # The lines after pytest's own top-level line belong to the plugin's import.
+    heavy: list[tuple[str, float]] = []
+    after_pytest = False
+    for line in trace.stderr.splitlines():
+        match = _IMPORTTIME_LINE.match(line)
+        if not match:
+            continue
+        if after_pytest:
+            heavy.append((match.group(4), int(match.group(1)) / 1000))
+        elif match.group(4) == "pytest" and len(match.group(3)) == 1:  # pytest's top-level line
+            after_pytest = True
+    heavy.sort(key=lambda item: -item[1])
+    return times, loaded, heavy[:8]
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    unit: str
+    ours: float
+    aiosmtpd: float | None
+    #: How many times better ours is (higher is better); None without aiosmtpd.
+    ratio: float | None
+    #: The ratio wanted at least; None for figures without a target.
+    target: float | None
+    #: Whether the target is met; None for figures without one.
+    passed: bool | None
+    samples_ours: list[float] = field(default_factory=list)
+    samples_aiosmtpd: list[float] = field(default_factory=list)
+    #: Shown instead of the figures, for yes/no rows.
+    text: str = ""
+
+
+def make_row(
+    name: str,
+    unit: str,
+    ours: Sequence[float],
+    theirs: Sequence[float] | None,
+    *,
+    target: float | None = None,
+    lower_is_better: bool,
+) -> Row:
+    """A row from the samples: medians, and the ratio of the medians."""
+    our_median = statistics.median(ours)
+    their_median = statistics.median(theirs) if theirs else None
+    ratio = None
+    if their_median is not None:
+        ratio = their_median / our_median if lower_is_better else our_median / their_median
+    passed = None if target is None or ratio is None else ratio >= target
+    return Row(name, unit, our_median, their_median, ratio, target, passed, list(ours), list(theirs or []))
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f} {unit}"
+    if value >= 10:
+        return f"{value:.1f} {unit}"
+    return f"{value:.2f} {unit}"
+
+
+def spread(samples: Sequence[float]) -> str:
+    if len(samples) < 2:
+        return ""
+    return f"{min(samples):.4g}..{max(samples):.4g}"
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = ("benchmark", "ours", "aiosmtpd", "ratio", "target", "result")
+    table = [header]
+    for row in rows:
+        result = {True: "PASS", False: "MISS", None: "-"}[row.passed]
+        if row.text:
+            table.append((row.name, row.text, "-", "-", "no", result))
+            continue
+        table.append(
+            (
+                row.name,
+                fmt(row.ours, row.unit),
+                fmt(row.aiosmtpd, row.unit),
+                "-" if row.ratio is None else f"{row.ratio:.1f}x",
+                "-" if row.target is None else f">= {row.target:g}x",
+                result,
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    rule = "  ".join("-" * width for width in widths)
+    print(rule)
+    for index, line in enumerate(table):
+        figures = [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        cells = [line[0].ljust(widths[0]), *figures]
+        print("  ".join(cells).rstrip())
+        if index == 0:
+            print(rule)
+    print(rule)
+
+
+def progress(text: str) -> None:
+    print(f"... {text}", file=sys.stderr, flush=True)
+
+
+def run(sizes: Sizes, with_aiosmtpd: bool) -> tuple[list[Row], dict[str, Any]]:
+    rows: list[Row] = []
+    extra: dict[str, Any] = {}
+
+    progress(f"fixture start+stop x {sizes.start_stop_reps}")
+    # As the smtpd fixture does it: the plugin keeps the loop thread for the
+    # test session (smtpd_loop), so each test's server is a bind and a close.
+    with loopthread.kept_running():
+        start_stop = bench_start_stop(with_aiosmtpd, sizes.start_stop_reps)
+    rows.append(
+        make_row(
+            f"fixture start+stop (median of {sizes.start_stop_reps})",
+            "ms",
+            [seconds * 1000 for seconds in start_stop["ours"]],
+            [seconds * 1000 for seconds in start_stop["aiosmtpd"]] if with_aiosmtpd else None,
+            target=5,
+            lower_is_better=True,
+        )
+    )
+    progress(f"Server start+stop outside pytest x {sizes.start_stop_reps}")
+    # Outside pytest the last stop() also ends the thread: start and join it each time.
+    cold = bench_start_stop(with_aiosmtpd, sizes.start_stop_reps)
+    rows.append(
+        make_row(
+            "Server start+stop with the loop thread (no target)",
+            "ms",
+            [seconds * 1000 for seconds in cold["ours"]],
+            [seconds * 1000 for seconds in cold["aiosmtpd"]] if with_aiosmtpd else None,
+            target=None,
+            lower_is_better=True,
+        )
+    )
+
+    subjects: list[Subject] = [Ours()]
+    if with_aiosmtpd:
+        subjects.append(Aiosmtpd())
+    throughput: dict[str, list[float]] = {subject.name: [] for subject in subjects}
+    big: dict[str, list[float]] = {subject.name: [] for subject in subjects}
+    held: dict[str, float] = {}
+    payload = 0
+    reference = NoOpServer()
+    throughput[reference.name] = []
+    for subject in [*subjects, reference]:
+        subject.start()
+    try:
+        # Repetitions interleave the servers, so that drift of the machine hits all alike.
+        progress(f"{sizes.clients} aiosmtplib clients x {sizes.messages_per_client} messages x {sizes.throughput_reps}")
+        body = make_body(500)
+        for rep in range(-1, sizes.throughput_reps):  # one warm-up round
+            for subject in [*subjects, reference]:
+                rate = run_clients(subject, sizes, body)
+                if rep >= 0:
+                    throughput[subject.name].append(rate)
+        reference.stop()
+        progress(f"one {sizes.big_message_mib} MiB DATA x {sizes.big_message_reps}")
+        message = make_body(sizes.big_message_mib * MiB) + b".\r\n"
+        for subject in subjects:  # warm-up with a small one
+            send_big(subject, make_body(MiB) + b".\r\n")
+        for _ in range(sizes.big_message_reps):
+            for subject in subjects:
+                big[subject.name].append(send_big(subject, message))
+        del message
+        for subject in subjects:
+            progress(f"{subject.name}: {sizes.held_messages:,} held messages under tracemalloc")
+            held[subject.name], payload = bench_held_memory(subject, sizes)
+    finally:
+        reference.stop()
+        for subject in subjects:
+            subject.stop()
+    gc.collect()
+
+    rows.append(
+        make_row(
+            f"{sizes.clients} aiosmtplib clients x {sizes.messages_per_client} msgs"
+            f" (median of {sizes.throughput_reps})",
+            "msg/s",
+            throughput["ours"],
+            throughput.get("aiosmtpd"),
+            target=2,
+            lower_is_better=False,
+        )
+    )
+    rows.append(
+        make_row(
+            f"one {sizes.big_message_mib} MiB DATA, raw socket (median of {sizes.big_message_reps})",
+            "MiB/s",
+            big["ours"],
+            big.get("aiosmtpd"),
+            target=5,
+            lower_is_better=False,
+        )
+    )
+    rows.append(
+        make_row(
+            f"bytes per held message ({sizes.held_messages:,} x {payload} B payload)",
+            "B",
+            [held["ours"]],
+            [held["aiosmtpd"]] if "aiosmtpd" in held else None,
+            lower_is_better=True,
+        )
+    )
+    extra["held_message_payload_bytes"] = payload
+    extra["no_op_server_msg_per_s"] = throughput[reference.name]
+
+    progress(f"plugin import x {sizes.import_reps}")
+    import_ms, loaded, heavy = bench_import(sizes)
+    rows.append(
+        make_row(
+            f"plugin import, pytest already loaded (median of {sizes.import_reps})",
+            "ms",
+            import_ms,
+            None,
+            lower_is_better=True,
+        )
+    )
+    forbidden = [module for module in loaded if module in FORBIDDEN_MODULES]
+    rows.append(
+        Row(
+            "plugin import loads trustme/cryptography/aiosmtpd",
+            "",
+            float(len(forbidden)),
+            None,
+            None,
+            None,
+            not forbidden,
+            text=", ".join(forbidden) if forbidden else "no",
+        )
+    )
+    extra["plugin_import_loaded_modules"] = loaded
+    extra["plugin_import_heaviest_self_ms"] = heavy
+    return rows, extra
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmarks: pytest-smtpd's Server against aiosmtpd's Controller.")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--no-aiosmtpd", action="store_true", help="measure our server only")
+    args = parser.parse_args(argv)
+
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+    sizes = QUICK if args.quick else Sizes()
+    with_aiosmtpd = not args.no_aiosmtpd and aiosmtpd_available()
+    if not with_aiosmtpd:
+        progress("aiosmtpd is not importable (or --no-aiosmtpd): our figures only")
+    t0 = time.perf_counter()
+    rows, extra = run(sizes, with_aiosmtpd)
+    elapsed = time.perf_counter() - t0
+    faulthandler.cancel_dump_traceback_later()
+
+    versions = f"Python {platform.python_version()}, aiosmtplib {aiosmtplib.__version__}"
+    if with_aiosmtpd:
+        import aiosmtpd
+
+        versions += f", aiosmtpd {aiosmtpd.__version__}"
+    print(f"pytest-smtpd benchmarks ({versions}, {platform.machine()}, {os.cpu_count()} CPUs)")
+    print_table(rows)
+    print("ratio: how many times better ours is (faster, or smaller); medians, spread of the samples:")
+    for row in rows:
+        if len(row.samples_ours) > 1:
+            line = f"  {row.name}: ours {spread(row.samples_ours)}"
+            if row.samples_aiosmtpd:
+                line += f", aiosmtpd {spread(row.samples_aiosmtpd)}"
+            print(f"{line} {row.unit}")
+    no_op = statistics.median(extra["no_op_server_msg_per_s"])
+    line = f"reference: a no-op asyncio server (canned replies) takes the same clients at {no_op:,.0f} msg/s"
+    if with_aiosmtpd:
+        their = next(row.aiosmtpd for row in rows if row.unit == "msg/s")
+        line += f" = {no_op / their:.1f}x aiosmtpd" if their else ""
+    print(line + ": the ceiling for any in-process asyncio server with this client")
+    loaded = extra["plugin_import_loaded_modules"]
+    print(f"importing the plugin loads (of {', '.join(WATCHED_MODULES)}): {', '.join(loaded) or 'none of them'}")
+    heavy = ", ".join(f"{name} {ms:.1f}" for name, ms in extra["plugin_import_heaviest_self_ms"])
+    print(f"its heaviest imports, self ms: {heavy}")
+    print(f"total {elapsed:.1f} s")
+
+    if args.json:
+        document = {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "aiosmtpd": with_aiosmtpd,
+            "quick": args.quick,
+            "seconds": elapsed,
+            "results": [asdict(row) for row in rows],
+            **extra,
+        }
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(document, file, indent=2)
+            file.write("\n")
+    missed = [row.name for row in rows if row.passed is False]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
