@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
 from .connection import ServerConnection, SessionConfig
+from .mailman import MailmanProxy
 from .proxy import PureProxy
 from .replies import Reply
 from .server import Server
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DebuggingServer",
+    "MailmanProxy",
     "Message",
     "MessageStore",
     "PureProxy",
@@ -23,6 +25,6 @@ __all__ = [
     "Server",
     "ServerConnection",
     "SessionConfig",
-    "loop",
     "__version__",
+    "loop",
 ]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "MECHANISMS",
     "AuthError",
-    "Credentials",
     "Authenticator",
+    "Credentials",
     "Mechanism",
     "check_against",
     "decode_base64",
@@ -189,9 +189,7 @@ class XOAuth2(Mechanism):
         return "" if initial is None else self.step(initial)
 
     def step(self, response: str) -> str | Credentials:
-        fields = dict(
-            part.split("=", 1) for part in _text(decode_base64(response)).split("\x01") if "=" in part
-        )
+        fields = dict(part.split("=", 1) for part in _text(decode_base64(response)).split("\x01") if "=" in part)
         username, auth = fields.get("user", ""), fields.get("auth", "")
         scheme, _, token = auth.partition(" ")
         if not username or scheme.lower() != "bearer" or not token:

@@ -25,7 +25,7 @@ from .state import State
 from .store import Message
 from .transport import SessionProtocol, Verdict
 
-__all__ = ["SMTPServer", "SMTPChannel", "DebuggingServer", "loop", "DEBUGSTREAM", "DATA_SIZE_DEFAULT"]
+__all__ = ["DATA_SIZE_DEFAULT", "DEBUGSTREAM", "DebuggingServer", "SMTPChannel", "SMTPServer", "loop"]
 
 __version__ = SERVER_VERSION
 _S = TypeVar("_S", bound="SMTPServer")
@@ -92,7 +92,8 @@ class SMTPChannel:
         verbs = set()
         for name in dir(cls):
             verb = name[len("smtp_") :]
-            if name.startswith("smtp_") and verb.isupper() and getattr(cls, name) is not getattr(SMTPChannel, name, None):
+            overridden = getattr(cls, name) is not getattr(SMTPChannel, name, None)
+            if name.startswith("smtp_") and verb.isupper() and overridden:
                 verbs.add(verb)
         cls.delegated_verbs = frozenset(verbs)
 
@@ -267,7 +268,10 @@ class SMTPServer:
         with _running_changed:
             _running.add(self)
         print(
-            f"{type(self).__name__} started at {time.ctime()}\n\tLocal addr: {self.address}\n\tRemote addr:{self._remoteaddr}",
+            f"{type(self).__name__} started at {time.ctime()}",
+            f"\tLocal addr: {self.address}",
+            f"\tRemote addr:{self._remoteaddr}",
+            sep="\n",
             file=_debugstream(),
         )
 
@@ -314,7 +318,7 @@ class SMTPServer:
 
     def process_message(
         self, peer: tuple[str, int], mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any
-    ) -> str | None | Awaitable[str | None]:
+    ) -> str | Awaitable[str | None] | None:
         """Override to do something with each message. Return None for
         ``250 OK`` or a reply line such as ``"550 No such user"``."""
         raise NotImplementedError
@@ -329,7 +333,9 @@ class DebuggingServer(SMTPServer):
         self.show_envelope = show_envelope
         super().__init__(*args, **kwargs)
 
-    def _print_message_content(self, peer: tuple[str, int], data: bytes | str, out: TextIO, envelope: list[str]) -> None:
+    def _print_message_content(
+        self, peer: tuple[str, int], data: bytes | str, out: TextIO, envelope: list[str]
+    ) -> None:
         text = data if isinstance(data, str) else data.decode("utf-8", errors="backslashreplace")
         lines = text.split("\n")
         header_end = lines.index("") if "" in lines else len(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .replies import Reply
 
-__all__ = ["ProtocolError", "LocalProtocolError", "RemoteProtocolError"]
+__all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
 class ProtocolError(Exception):

@@ -12,15 +12,15 @@ from enum import Enum
 from .auth import Credentials
 
 __all__ = [
-    "Event",
-    "CommandReceived",
-    "MessageReceived",
-    "ConnectionClosed",
-    "StartTLS",
-    "AuthRequested",
-    "Envelope",
     "NEED_DATA",
+    "AuthRequested",
+    "CommandReceived",
+    "ConnectionClosed",
+    "Envelope",
+    "Event",
+    "MessageReceived",
     "NeedData",
+    "StartTLS",
 ]
 
 

@@ -35,17 +35,17 @@ class Message:
     of messages stays cheap."""
 
     __slots__ = (
-        "peer",
-        "mail_from",
-        "rcpt_tos",
+        "_email",
+        "auth_identity",
         "data",
-        "mail_options",
-        "rcpt_options",
         "helo",
+        "mail_from",
+        "mail_options",
+        "peer",
+        "rcpt_options",
+        "rcpt_tos",
         "received_at",
         "tls",
-        "auth_identity",
-        "_email",
     )
 
     def __init__(
@@ -111,8 +111,7 @@ class Message:
 
     def __repr__(self) -> str:
         return (
-            f"<Message from {self.mail_from!r} to {self.rcpt_tos!r}, "
-            f"{len(self.data)} bytes, subject {self.subject!r}>"
+            f"<Message from {self.mail_from!r} to {self.rcpt_tos!r}, {len(self.data)} bytes, subject {self.subject!r}>"
         )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["TestCA", "test_ca", "server_context_from_files"]
+__all__ = ["TestCA", "server_context_from_files", "test_ca"]
 
 #: The names the server certificate is valid for: every way a test reaches
 #: a loopback server.
