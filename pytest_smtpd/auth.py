@@ -80,9 +80,13 @@ Authenticator = Callable[[Credentials], bool]
 
 def check_against(users: Mapping[str, str]) -> Authenticator:
     """An authenticator for a ``{"user": "password"}`` dict (for XOAUTH2 the
-    value is the expected token)."""
+    value is the expected token). A dict says nothing about who may act for
+    whom, so an authorization identity other than the user's own is refused
+    (RFC 4616 5); a callable authenticator can allow it."""
 
     def authenticate(credentials: Credentials) -> bool:
+        if credentials.authzid not in ("", credentials.username):
+            return False
         secret = users.get(credentials.username)
         return secret is not None and credentials.matches(secret)
 

@@ -104,6 +104,7 @@ class SessionConfig:
     #: Speak LMTP (RFC 2033): LHLO instead of HELO/EHLO, and one reply per
     #: recipient after the message.
     lmtp: bool = False
+    _longest_line: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         if self.decode_data and self.enable_SMTPUTF8:
@@ -120,6 +121,9 @@ class SessionConfig:
             raise ValueError(f"unknown AUTH mechanism(s) {unknown}; known: {sorted(MECHANISMS)}")
         if self.auth_required and not self.auth_mechanisms:
             raise ValueError("auth_required needs at least one AUTH mechanism")
+        # Read on every partial line: computed once.
+        longest = max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
+        object.__setattr__(self, "_longest_line", longest)
 
     def line_limit(self, verb: str, extended: bool) -> int:
         """The longest line allowed for ``verb``, CRLF included. Computed, not
@@ -141,7 +145,8 @@ class SessionConfig:
 
     @property
     def longest_line(self) -> int:
-        return max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
+        """The longest line any command may have, CRLF included."""
+        return self._longest_line
 
 
 #: Greetings that belong to one protocol: an LMTP session knows only LHLO.
@@ -225,10 +230,8 @@ class ServerConnection:
             line = self._read_line()
             if line is None:
                 break
-            if self.state is State.AUTH:
-                event = self._handle_auth_line(line)
-            else:
-                event = self._handle_line(line)
+            # In a SASL exchange a line is a response, not a command.
+            event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
             if event is not None:
                 return event
         if self.state is State.CLOSED:
@@ -314,11 +317,14 @@ class ServerConnection:
         if handler is None or verb in self._other_protocol_greetings:
             self.reply(replies.unknown_command(verb))
             return None
-        error = sequence_error(verb, self.state) or gate_error(
+        # The 530s come first: RFC 3207 4 and RFC 4954 6 give them to every
+        # gated command, so RCPT and DATA get one too, not a 503 for the MAIL
+        # that could not be given.
+        error = gate_error(
             verb,
             tls_missing=self.config.require_tls and not self.tls,
             auth_missing=self.config.auth_required and self.authenticated is None,
-        )
+        ) or sequence_error(verb, self.state)
         if error is not None:
             self.reply(error)
             return None

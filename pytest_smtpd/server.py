@@ -14,13 +14,13 @@ from types import TracebackType
 from typing import Literal, TypeVar
 
 from . import loopthread
+from .auth import Authenticator, Credentials, check_against
 from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
 from .store import Message, MessageStore
-from .auth import Authenticator, Credentials, check_against
 from .tls import TestCA, test_ca
-from .transport import TLS_HANDSHAKE_TIMEOUT, CommandHandler, SessionProtocol, Verdict, accepted
+from .transport import CommandHandler, SessionProtocol, Verdict, accepted
 
-__all__ = ["Server", "DEFAULT_TIMEOUT", "default_hostname"]
+__all__ = ["DEFAULT_TIMEOUT", "Server", "default_hostname"]
 
 log = logging.getLogger("pytest_smtpd")
 
@@ -142,7 +142,9 @@ class Server:
 
     def _test_ca(self) -> TestCA:
         if self.ca is None:
-            raise RuntimeError("this server has no test CA: start it with tls='starttls' or 'implicit' and no tls_context")
+            raise RuntimeError(
+                "this server has no test CA: start it with tls='starttls' or 'implicit' and no tls_context"
+            )
         return self.ca
 
     @property
@@ -183,8 +185,6 @@ class Server:
                 self._requested_port,
                 backlog=self.backlog,
                 reuse_address=True,
-                ssl=self.tls_context if self.implicit_tls else None,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.implicit_tls else None,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:

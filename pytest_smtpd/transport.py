@@ -10,11 +10,12 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Protocol, Union, cast
+from typing import Protocol, TypeAlias, cast
 
 from . import replies
 from .auth import Credentials
 from .connection import ServerConnection, SessionConfig
+from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
     AuthRequested,
@@ -32,7 +33,7 @@ log = logging.getLogger("pytest_smtpd")
 
 #: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
 #: (LMTP) one of those per recipient.
-Verdict = Union[Reply, str, None, Sequence[Union[Reply, str]]]
+Verdict: TypeAlias = Reply | str | Sequence[Reply | str | None] | None
 #: Seconds a client has to finish a TLS handshake.
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
@@ -66,8 +67,14 @@ def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     if isinstance(verdict, str):
         return Reply.parse(verdict)
     if isinstance(verdict, Sequence):
-        return [Reply.parse(item) if isinstance(item, str) else item for item in verdict]
+        return [_recipient_reply(item) for item in verdict]
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
+
+
+def _recipient_reply(item: Reply | str | None) -> Reply:
+    if item is None:
+        return replies.OK
+    return Reply.parse(item) if isinstance(item, str) else item
 
 
 def accepted(verdict: Verdict) -> bool:
@@ -101,6 +108,11 @@ class SessionProtocol(asyncio.Protocol):
         self.tls: TLSInfo | None = None
         #: A verdict or a TLS handshake under way: the core waits for it.
         self._busy: asyncio.Task[None] | None = None
+        #: Whether ``_busy`` is a TLS handshake.
+        self._handshaking = False
+        #: During a handshake: what the client sent in TLS right after it,
+        #: delivered before ``_start_tls`` resumes (see there).
+        self._tls_early: bytearray | None = None
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -114,7 +126,6 @@ class SessionProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         self.socket = transport.get_extra_info("socket")
-        self.tls = _tls_info(transport, "implicit")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -129,10 +140,19 @@ class SessionProtocol(asyncio.Protocol):
         self._touch()
         if self.owner.timeout:
             self._timer = asyncio.get_running_loop().call_later(self.owner.timeout, self._check_idle)
+        if self.owner.implicit_tls:
+            # Implicit TLS (RFC 8314): the handshake comes first, the greeting
+            # after it. Done here rather than by the listener, so that a failed
+            # handshake is logged and stop() can end one that is under way.
+            self._start_handshake(self.transport, "implicit")
+            return
         self._process()
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
+        if self._tls_early is not None:
+            self._tls_early += data
+            return
         self.core.receive_data(data)
         self._process()
 
@@ -155,10 +175,18 @@ class SessionProtocol(asyncio.Protocol):
     def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
         """Say ``reply`` (a 421) and close, e.g. when the server stops. A
         message handler still deciding is cancelled: its answer could no
-        longer be sent, and waiting for it would hold up the close."""
-        if self._busy is not None:
-            self._busy.cancel()
-            self._busy = None
+        longer be sent, and waiting for it would hold up the close. A TLS
+        handshake under way is cut off without a word."""
+        busy, self._busy = self._busy, None
+        if busy is not None:
+            busy.cancel()
+        if self._handshaking:
+            # Nothing can be said in the middle of a TLS handshake: hang up.
+            self._handshaking = False
+            if self.transport is not None:
+                self.transport.abort()
+            self.connection_lost(None)
+            return
         self.core.abort(reply)
         self._process()
 
@@ -209,7 +237,7 @@ class SessionProtocol(asyncio.Protocol):
                 self._authenticate(event.credentials)
             elif isinstance(event, StartTLS):
                 self._flush()
-                self._busy = asyncio.ensure_future(self._start_tls(transport))
+                self._start_handshake(transport, "starttls")
                 return
             elif isinstance(event, ConnectionClosed):
                 self._flush()
@@ -219,11 +247,12 @@ class SessionProtocol(asyncio.Protocol):
 
     def _answer(self, verdict: Verdict) -> None:
         try:
-            reply = to_reply(verdict)
-        except (TypeError, ValueError):
-            log.exception("message handler gave a verdict that is not an SMTP reply: %r", verdict)
-            reply = replies.PROCESSING_ERROR
-        self.core.answer_message(reply)
+            self.core.answer_message(to_reply(verdict))
+        except (TypeError, ValueError, LocalProtocolError):
+            # Not a reply, or (LMTP) not one per recipient: the client must
+            # still hear something, and the session goes on.
+            log.exception("message handler gave a verdict that cannot be sent: %r", verdict)
+            self.core.answer_message(replies.PROCESSING_ERROR)
 
     async def _await_verdict(self, pending: Awaitable[Verdict]) -> None:
         try:
@@ -250,12 +279,23 @@ class SessionProtocol(asyncio.Protocol):
             log.info("AUTH %s failed for %r from %s", credentials.mechanism, credentials.username, self.peer)
         self.core.answer_auth(bool(ok))
 
-    async def _start_tls(self, transport: asyncio.Transport) -> None:
-        """Upgrade the connection after ``220 Ready to start TLS``. A failed
-        handshake ends this session only."""
+    def _start_handshake(self, transport: asyncio.Transport, mode: str) -> None:
+        self._handshaking = True
+        self._busy = asyncio.ensure_future(self._start_tls(transport, mode))
+
+    async def _start_tls(self, transport: asyncio.Transport, mode: str) -> None:
+        """Do the TLS handshake: at once for implicit TLS, or after ``220
+        Ready to start TLS``. A failed handshake ends this session only."""
         context = self.owner.tls_context
-        assert context is not None, "STARTTLS offered without a TLS context"
+        assert context is not None, "TLS offered without a TLS context"
         loop = asyncio.get_running_loop()
+        # start_tls() hands the socket to its TLS protocol before it first
+        # waits, so from here on data_received() gets decrypted data only.
+        # Data that came with the client's last handshake message (say, the
+        # EHLO right after its Finished) is delivered before start_tls()
+        # returns, while the core still drops everything as plaintext sent
+        # after STARTTLS: keep it for after tls_started().
+        self._tls_early = bytearray()
         try:
             tls_transport = await loop.start_tls(
                 transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
@@ -263,18 +303,25 @@ class SessionProtocol(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("TLS handshake with %s failed: %s", self.peer, exc)
+            log.warning("TLS handshake (%s) with %s failed: %s", mode, self.peer, exc)
+            self._busy = None
             transport.abort()
             self.connection_lost(exc)
             return
+        finally:
+            self._handshaking = False
+            early, self._tls_early = self._tls_early, None
         if tls_transport is None:  # the peer went away during the handshake
             self.connection_lost(None)
             return
         self._busy = None
         self.transport = tls_transport
-        self.tls = _tls_info(tls_transport, "starttls")
-        self.core.tls_started()
+        self.tls = _tls_info(tls_transport, mode)
+        if mode == "starttls":
+            self.core.tls_started()
         self._touch()
+        if early:
+            self.core.receive_data(bytes(early))
         self._process()
 
     def _message(self, event: MessageReceived) -> Message:

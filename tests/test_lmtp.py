@@ -360,3 +360,22 @@ def test_reply_lines(raw: bytes, expected: tuple[int, str]) -> None:
         return await _read_reply(reader)
 
     assert asyncio.run(read()) == expected
+
+
+@pytest.mark.parametrize("lmtp", [True, False])
+def test_verdict_list_that_does_not_fit_gives_451_and_the_session_goes_on(
+    lmtp: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two recipients but one verdict (LMTP), or a list at all (SMTP): the
+    # handler's mistake must not cost the client its reply.
+    with Server(lmtp=lmtp, handler=lambda message: [None]) as server, Wire(server.address) as wire:
+        wire.command(f"{'LHLO' if lmtp else 'EHLO'} client.test")
+        wire.command("MAIL FROM:<a@example.com>")
+        wire.command("RCPT TO:<b@example.com>")
+        wire.command("RCPT TO:<c@example.com>")
+        assert wire.command("DATA") == 354
+        wire.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
+        codes = [wire.reply()[0] for _ in range(2 if lmtp else 1)]
+        assert codes == [451] * len(codes)
+        assert wire.command("NOOP") == 250
+    assert "cannot be sent" in caplog.text
