@@ -6,6 +6,7 @@ import base64
 import hmac
 
 import pytest
+from core_helpers import new_connection, reply_codes
 
 from pytest_smtpd import replies
 from pytest_smtpd.auth import Credentials
@@ -13,8 +14,6 @@ from pytest_smtpd.connection import AUTH_LINE_LIMIT, ServerConnection, SessionCo
 from pytest_smtpd.errors import LocalProtocolError
 from pytest_smtpd.events import NEED_DATA, AuthRequested, MessageReceived, StartTLS
 from pytest_smtpd.state import State
-
-from core_helpers import new_connection, reply_codes
 
 ALL_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
 
@@ -118,7 +117,7 @@ def test_ehlo_lists_the_mechanisms() -> None:
 
 def test_plain_initial_response_accepted() -> None:
     conn = auth_conn()
-    event, out = feed(conn, line("AUTH PLAIN ", b'\0alice\0s3cret'))
+    event, out = feed(conn, line("AUTH PLAIN ", b"\0alice\0s3cret"))
     assert out == b""
     assert isinstance(event, AuthRequested)
     assert event.credentials == Credentials("PLAIN", "alice", "s3cret")
@@ -139,14 +138,14 @@ def test_plain_without_initial_response_gets_334_then_credentials() -> None:
     event, out = feed(conn, b"AUTH PLAIN\r\n")
     assert event is NEED_DATA and out == b"334 \r\n"
     assert conn.state is State.AUTH
-    event, out = feed(conn, line("", b'boss\0alice\0pw'))
+    event, out = feed(conn, line("", b"boss\0alice\0pw"))
     assert isinstance(event, AuthRequested)
     assert event.credentials.authzid == "boss"
 
 
 def test_wrong_password_is_535_and_session_goes_on() -> None:
     conn = auth_conn()
-    feed(conn, line("AUTH PLAIN ", b'\0alice\0wrong'))
+    feed(conn, line("AUTH PLAIN ", b"\0alice\0wrong"))
     conn.answer_auth(False)
     assert conn.data_to_send() == replies.AUTH_FAILED.to_bytes()
     assert conn.authenticated is None and conn.state is State.GREETED
@@ -156,9 +155,9 @@ def test_wrong_password_is_535_and_session_goes_on() -> None:
 
 def test_login_as_smtplib_sends_it() -> None:
     conn = auth_conn()
-    event, out = feed(conn, line("AUTH LOGIN ", b'alice'))
+    event, out = feed(conn, line("AUTH LOGIN ", b"alice"))
     assert event is NEED_DATA and base64.b64decode(out[4:]) == b"Password:"
-    event, _ = feed(conn, line("", b's3cret'))
+    event, _ = feed(conn, line("", b"s3cret"))
     assert isinstance(event, AuthRequested)
     assert event.credentials == Credentials("LOGIN", "alice", "s3cret")
 
