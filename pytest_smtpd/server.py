@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import functools
 import inspect
@@ -123,7 +124,7 @@ class Server:
         self._requested_port = port
         self._command_handler_factory = _command_handler_factory
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listener: asyncio.base_events.Server | None = None
+        self._serving: concurrent.futures.Future[list[asyncio.Server]] | None = None
         self._sessions: set[SessionProtocol] = set()
         self._port: int | None = None
 
@@ -162,52 +163,90 @@ class Server:
         return self._test_ca().client_env()
 
     def is_running(self) -> bool:
-        return self._listener is not None
+        return self._serving is not None
 
     def start(self) -> None:
-        if self._listener is not None:
+        """Bind and listen, here and now (so a bad address raises at once),
+        then hand the sockets to the loop thread without waiting for it: the
+        kernel queues connections until the loop accepts them."""
+        if self._serving is not None:
             raise RuntimeError("Server is already running")
-        loop = loopthread.acquire_loop()
+        sockets = self._bind()
         try:
-            self._listener = loopthread.run_on_loop(loop, self._listen(loop))
+            loop = loopthread.acquire_loop()
         except BaseException:
-            loopthread.release_loop()
+            for sock in sockets:
+                sock.close()
             raise
         self._loop = loop
-        self._port = self._listener.sockets[0].getsockname()[1]
+        self._port = sockets[0].getsockname()[1]
+        self._serving = asyncio.run_coroutine_threadsafe(self._serve(loop, sockets), loop)
         log.debug("SMTP server listening on %s:%s", self.host, self._port)
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop) -> asyncio.base_events.Server:
+    def _bind(self) -> list[socket.socket]:
+        """A listening socket for each address ``host`` resolves to, all on
+        one port (with port 0, the one the first socket got)."""
+        where = f"{self.host}:{self._requested_port}"
         try:
-            return await loop.create_server(
-                lambda: SessionProtocol(self),
-                self.host,
-                self._requested_port,
-                backlog=self.backlog,
-                reuse_address=True,
+            infos = socket.getaddrinfo(
+                self.host or None, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
+        except socket.gaierror as exc:
+            raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from exc
+        port = self._requested_port
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((sockaddr[0], port, *sockaddr[2:]))
+                port = sock.getsockname()[1]
+                sock.listen(self.backlog)
+                sock.setblocking(False)
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(
-                    exc.errno, f"cannot listen on {self.host}:{self._requested_port}: the address is already in use"
-                ) from exc
-            raise OSError(exc.errno, f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror}") from exc
+            for sock in sockets:
+                sock.close()
+            reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from exc
+        return sockets
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]) -> list[asyncio.Server]:
+        listeners = []
+        try:
+            for sock in sockets:
+                listeners.append(await loop.create_server(lambda: SessionProtocol(self), sock=sock))
+        except BaseException:
+            log.exception("cannot serve on %s:%s", self.host, self._port)
+            for listener in listeners:
+                listener.close()
+            for sock in sockets[len(listeners) :]:
+                sock.close()
+            raise
+        return listeners
 
     def stop(self) -> None:
         """Close the listener and every session (each gets a 421), and return
         once they are closed. Stopping a stopped server does nothing."""
-        if self._listener is None or self._loop is None:
+        if self._serving is None or self._loop is None:
             return
-        loop, listener = self._loop, self._listener
+        loop, serving = self._loop, self._serving
         try:
-            loopthread.run_on_loop(loop, self._close(listener))
+            loopthread.run_on_loop(loop, self._close(serving))
         finally:
-            self._listener = None
+            self._serving = None
             self._loop = None
             loopthread.release_loop()
 
-    async def _close(self, listener: asyncio.base_events.Server) -> None:
-        listener.close()
+    async def _close(self, serving: concurrent.futures.Future[list[asyncio.Server]]) -> None:
+        try:
+            listeners = await asyncio.wrap_future(serving)
+        except Exception:
+            return  # logged by _serve; its sockets are closed
+        for listener in listeners:
+            listener.close()
         sessions = list(self._sessions)
         for session in sessions:
             session.abort()
@@ -219,7 +258,8 @@ class Server:
                     if not session.closed.done() and session.transport is not None:
                         session.transport.abort()
                 await asyncio.wait(pending, timeout=STOP_GRACE)
-        await listener.wait_closed()
+        for listener in listeners:
+            await listener.wait_closed()
 
     def __enter__(self: _S) -> _S:
         self.start()

@@ -25,11 +25,15 @@ from .events import (
     StartTLS,
 )
 from .replies import Reply
+from .state import State
 from .store import Message, TLSInfo
 
 __all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "Verdict", "to_reply"]
 
 log = logging.getLogger("pytest_smtpd")
+#: The protocol trace (``python -m pytest_smtpd -d``): every line each way at
+#: DEBUG, message contents as sizes, AUTH secrets masked.
+trace = logging.getLogger("pytest_smtpd.trace")
 
 #: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
 #: (LMTP) one of those per recipient.
@@ -69,6 +73,25 @@ def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     if isinstance(verdict, Sequence):
         return [_recipient_reply(item) for item in verdict]
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
+
+
+def describe_input(data: bytes, state: State) -> str:
+    """What the trace shows of bytes from a client: the command lines, with
+    everything after an AUTH verb masked, and message data as a size."""
+    if state is State.DATA:
+        return f"<{len(data)} bytes of message data>"
+    lines = []
+    secret = state is State.AUTH
+    for line in data.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:5].upper() == b"AUTH ":
+            mechanism = line.split(b" ")[1]
+            lines.append(f"AUTH {mechanism.decode('ascii', 'replace')}" + (" ****" if line.count(b" ") > 1 else ""))
+            secret = True  # what follows in this chunk may be SASL responses
+        else:
+            lines.append("****" if secret else line.decode("utf-8", "backslashreplace"))
+    return " | ".join(lines)
 
 
 def _recipient_reply(item: Reply | str | None) -> Reply:
@@ -153,6 +176,8 @@ class SessionProtocol(asyncio.Protocol):
         if self._tls_early is not None:
             self._tls_early += data
             return
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("%s > %s", self.peer, describe_input(data, self.core.state))
         self.core.receive_data(data)
         self._process()
 
@@ -341,4 +366,6 @@ class SessionProtocol(asyncio.Protocol):
     def _flush(self) -> None:
         out = self.core.data_to_send()
         if out and self.transport is not None and not self.transport.is_closing():
+            if trace.isEnabledFor(logging.DEBUG):
+                trace.debug("%s < %s", self.peer, out.decode("utf-8", "backslashreplace").rstrip("\r\n"))
             self.transport.write(out)
