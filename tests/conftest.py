@@ -1,13 +1,19 @@
-"""Shared test helpers: a running ``Server``, a raw line-level SMTP client,
-and a guard that no test leaves the loop thread behind."""
+"""Shared test helpers: a running ``Server``, a raw line-level SMTP client
+(in plaintext or TLS), one message sent with smtplib or aiosmtplib, and a
+guard that no test leaves the loop thread behind."""
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from types import TracebackType
 
+import aiosmtplib
+import peers
 import pytest
 
 from pytest_smtpd import Server, loopthread
@@ -28,15 +34,33 @@ def no_server_running() -> bool:
 
 
 class Wire:
-    """A client socket that speaks SMTP line by line, so that tests choose
-    every byte sent and see every reply as it comes."""
+    """A client socket that speaks SMTP line by line, in plaintext or TLS, so
+    that tests choose every byte sent and see every reply as it comes.
 
-    def __init__(self, address: tuple[str, int], *, greeting: bool = True) -> None:
-        self.sock = socket.create_connection(address, timeout=TIMEOUT)
-        self._file = self.sock.makefile("rb")
-        if greeting:
-            code, text = self.reply()
-            assert code == 220, text
+    ``address`` is where to connect, or a connected socket to speak over as it
+    is. With ``context`` the socket is wrapped in TLS before the greeting
+    (implicit TLS), verified against ``server_hostname``."""
+
+    def __init__(
+        self,
+        address: tuple[str, int] | socket.socket,
+        *,
+        greeting: bool = True,
+        context: ssl.SSLContext | None = None,
+        server_hostname: str = "localhost",
+    ) -> None:
+        sock = address if isinstance(address, socket.socket) else socket.create_connection(address, timeout=TIMEOUT)
+        try:
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname=server_hostname)
+            self.sock = sock
+            self._file = sock.makefile("rb")
+            if greeting:
+                code, text = self.reply()
+                assert code == 220, text
+        except BaseException:
+            sock.close()
+            raise
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -54,10 +78,23 @@ class Wire:
                 return int(code), "\n".join(lines)
         raise AssertionError(f"a reply of more than 100 lines: {lines[:3]!r}...")
 
+    def exchange(self, line: str) -> tuple[int, str]:
+        """Send one command line (or a message body ending with ``.``) and return the whole reply."""
+        self.send(line.encode("utf-8") + b"\r\n")
+        return self.reply()
+
     def command(self, line: str) -> int:
         """Send one command line (or a message body ending with ``.``) and return the reply code."""
-        self.send(line.encode("utf-8") + b"\r\n")
-        return self.reply()[0]
+        return self.exchange(line)[0]
+
+    def start_tls(self, context: ssl.SSLContext, server_hostname: str = "localhost") -> None:
+        """Send ``STARTTLS``, which must be answered 220, and do the TLS
+        handshake, verified against ``server_hostname``."""
+        code, text = self.exchange("STARTTLS")
+        assert code == 220, text
+        self._file.close()
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self._file = self.sock.makefile("rb")
 
     def closed_by_peer(self) -> bool:
         """Whether the server has closed its side (nothing more to read)."""
@@ -74,6 +111,56 @@ class Wire:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def send_and_get_data_reply(
+    address: tuple[str, int],
+    rcpttos: list[str],
+    data: bytes,
+    *,
+    mailfrom: str = "author@example.com",
+    mail_options: tuple[str, ...] = (),
+) -> tuple[int, str]:
+    """Send one message with smtplib; return the reply to the end of DATA.
+    Every command before it must be accepted: a proxy decides at the end."""
+    with smtplib.SMTP(*address, timeout=peers.TIMEOUT) as client:
+        client.ehlo("client.test")
+        code, text = client.mail(mailfrom, list(mail_options))
+        assert code == 250, text
+        for rcpt in rcpttos:
+            code, text = client.rcpt(rcpt)
+            assert code == 250, text
+        code, reply = client.data(data)
+        return code, reply.decode("utf-8")
+
+
+def aiosmtplib_send(
+    address: tuple[str, int],
+    data: bytes,
+    *,
+    use_tls: bool = False,
+    start_tls: bool | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Send ``data`` from a@example.com to b@example.com with ``aiosmtplib.send``
+    (``start_tls=None``: STARTTLS if offered, as aiosmtplib does by default)."""
+    asyncio.run(
+        aiosmtplib.send(
+            data,
+            sender="a@example.com",
+            recipients=["b@example.com"],
+            hostname=address[0],
+            port=address[1],
+            use_tls=use_tls,
+            start_tls=start_tls,
+            tls_context=tls_context,
+            username=username,
+            password=password,
+            timeout=peers.TIMEOUT,
+        )
+    )
 
 
 @pytest.fixture

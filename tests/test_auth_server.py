@@ -9,13 +9,12 @@ import base64
 import hmac
 import logging
 import smtplib
-import socket
 import ssl
-from types import TracebackType
 
 import aiosmtplib
 import pytest
 
+from conftest import Wire, aiosmtplib_send
 from pytest_smtpd import Server
 from pytest_smtpd.auth import MECHANISMS, Credentials, Mechanism
 
@@ -29,61 +28,17 @@ def b64(data: bytes | str) -> str:
     return base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data).decode("ascii")
 
 
-class Raw:
-    """A client socket that speaks SMTP line by line (and can STARTTLS)."""
-
-    def __init__(self, address: tuple[str, int], *, context: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection(address, timeout=TIMEOUT)
-        self.sock: socket.socket = sock if context is None else context.wrap_socket(sock, server_hostname="localhost")
-        self.file = self.sock.makefile("rb")
-        code, text = self.reply()
-        assert code == 220, text
-
-    def reply(self) -> tuple[int, str]:
-        lines: list[str] = []
-        for _ in range(100):
-            line = self.file.readline(4096)
-            if not line.endswith(b"\r\n"):
-                raise ConnectionError(f"connection closed mid-reply, after {lines!r} and {line!r}")
-            lines.append(line[4:-2].decode("utf-8"))
-            if line[3:4] != b"-":
-                return int(line[:3]), "\n".join(lines)
-        raise AssertionError(f"a reply of more than 100 lines: {lines[:3]!r}...")
-
-    def command(self, line: str) -> tuple[int, str]:
-        self.sock.sendall(line.encode("utf-8") + b"\r\n")
-        return self.reply()
-
-    def start_tls(self, context: ssl.SSLContext) -> None:
-        assert self.command("STARTTLS")[0] == 220
-        self.file.close()
-        self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
-        self.file = self.sock.makefile("rb")
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-    def __enter__(self) -> Raw:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def greeted(server: Server, context: ssl.SSLContext | None = None) -> Raw:
-    raw = Raw(server.address, context=context)
-    assert raw.command("EHLO client.test")[0] == 250
+def greeted(server: Server, context: ssl.SSLContext | None = None) -> Wire:
+    raw = Wire(server.address, context=context)
+    assert raw.command("EHLO client.test") == 250
     return raw
 
 
-def send_one(raw: Raw) -> None:
-    assert raw.command("MAIL FROM:<a@example.com>")[0] == 250
-    assert raw.command("RCPT TO:<b@example.com>")[0] == 250
-    assert raw.command("DATA")[0] == 354
-    assert raw.command("Subject: raw\r\n\r\nbody\r\n.")[0] == 250
+def send_one(raw: Wire) -> None:
+    assert raw.command("MAIL FROM:<a@example.com>") == 250
+    assert raw.command("RCPT TO:<b@example.com>") == 250
+    assert raw.command("DATA") == 354
+    assert raw.command("Subject: raw\r\n\r\nbody\r\n.") == 250
 
 
 @pytest.fixture
@@ -143,21 +98,21 @@ def test_smtplib_plain_without_initial_response(smtpd: Server, started: list[tup
 @pytest.mark.smtpd(auth=USERS)
 def test_raw_plain_both_ways(smtpd: Server) -> None:
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH PLAIN") == (334, "")
-        assert raw.command(b64(f"\0alice\0{PASSWORD}"))[0] == 235
+        assert raw.exchange("AUTH PLAIN") == (334, "")
+        assert raw.command(b64(f"\0alice\0{PASSWORD}")) == 235
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 235
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (503, "5.5.1 Error: already authenticated")
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
+        assert raw.exchange("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (503, "5.5.1 Error: already authenticated")
 
 
 def test_plain_with_authzid() -> None:
     recorder = Recorder(allowed_authzids=("", "boss"))
     with Server(auth=recorder) as server, greeted(server) as raw:
-        assert raw.command("AUTH PLAIN " + b64(f"boss\0alice\0{PASSWORD}"))[0] == 235
+        assert raw.command("AUTH PLAIN " + b64(f"boss\0alice\0{PASSWORD}")) == 235
         send_one(raw)
         # Twin: an identity the authenticator does not allow is refused.
         with greeted(server) as other:
-            assert other.command("AUTH PLAIN " + b64(f"root\0alice\0{PASSWORD}"))[0] == 535
+            assert other.command("AUTH PLAIN " + b64(f"root\0alice\0{PASSWORD}")) == 535
     assert [(c.authzid, c.username) for c in recorder.seen] == [("boss", "alice"), ("root", "alice")]
     (message,) = server.messages
     assert message.auth_identity == "boss"
@@ -167,9 +122,9 @@ def test_plain_with_authzid() -> None:
 def test_dict_authenticator_allows_no_other_authzid(smtpd: Server) -> None:
     # A {user: password} dict cannot say alice may act as boss: refused.
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH PLAIN " + b64(f"boss\0alice\0{PASSWORD}"))[0] == 535
+        assert raw.command("AUTH PLAIN " + b64(f"boss\0alice\0{PASSWORD}")) == 535
         # Twin: alice acting as herself is fine.
-        assert raw.command("AUTH PLAIN " + b64(f"alice\0alice\0{PASSWORD}"))[0] == 235
+        assert raw.command("AUTH PLAIN " + b64(f"alice\0alice\0{PASSWORD}")) == 235
         send_one(raw)
     assert smtpd.messages[0].auth_identity == "alice"
 
@@ -211,12 +166,12 @@ def test_aiosmtplib_auth_login_sends_the_username_on_the_auth_line(
 def test_raw_login_both_ways(smtpd: Server) -> None:
     username_prompt, password_prompt = b64("Username:"), b64("Password:")
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH LOGIN") == (334, username_prompt)
-        assert raw.command(b64("alice")) == (334, password_prompt)
-        assert raw.command(b64(PASSWORD))[0] == 235
+        assert raw.exchange("AUTH LOGIN") == (334, username_prompt)
+        assert raw.exchange(b64("alice")) == (334, password_prompt)
+        assert raw.command(b64(PASSWORD)) == 235
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH LOGIN " + b64("alice")) == (334, password_prompt)
-        assert raw.command(b64("not " + PASSWORD)) == (535, "5.7.8 Authentication credentials invalid")
+        assert raw.exchange("AUTH LOGIN " + b64("alice")) == (334, password_prompt)
+        assert raw.exchange(b64("not " + PASSWORD)) == (535, "5.7.8 Authentication credentials invalid")
 
 
 # -- CRAM-MD5 ---------------------------------------------------------------
@@ -258,18 +213,18 @@ def test_aiosmtplib_login_prefers_cram_md5(smtpd: Server, started: list[tuple[st
 @pytest.mark.smtpd(auth=USERS)
 def test_raw_cram_md5(smtpd: Server) -> None:
     with greeted(smtpd) as raw:
-        code, challenge = raw.command("AUTH CRAM-MD5")
+        code, challenge = raw.exchange("AUTH CRAM-MD5")
         assert code == 334
         decoded = base64.b64decode(challenge)
         assert decoded.startswith(b"<") and decoded.endswith(b">")
         digest = hmac.new(PASSWORD.encode(), decoded, "md5").hexdigest()
-        assert raw.command(b64(f"alice {digest}"))[0] == 235
+        assert raw.command(b64(f"alice {digest}")) == 235
     with greeted(smtpd) as raw:
         # Twin: the digest of another password, or of another challenge, fails.
-        code, challenge = raw.command("AUTH CRAM-MD5")
+        code, challenge = raw.exchange("AUTH CRAM-MD5")
         other = hmac.new(PASSWORD.encode(), base64.b64decode(challenge) + b"x", "md5").hexdigest()
-        assert raw.command(b64(f"alice {other}"))[0] == 535
-        assert raw.command("AUTH CRAM-MD5 " + b64("alice")) == (501, "5.5.2 Error: CRAM-MD5 takes no initial response")
+        assert raw.command(b64(f"alice {other}")) == 535
+        assert raw.exchange("AUTH CRAM-MD5 " + b64("alice")) == (501, "5.5.2 Error: CRAM-MD5 takes no initial response")
 
 
 # -- XOAUTH2 ----------------------------------------------------------------
@@ -285,11 +240,11 @@ def xoauth2(user: str, token: str) -> str:
 @pytest.mark.smtpd(auth=TOKENS)
 def test_raw_xoauth2(smtpd: Server) -> None:
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH XOAUTH2 " + xoauth2("alice", "ya29.token"))[0] == 235
+        assert raw.command("AUTH XOAUTH2 " + xoauth2("alice", "ya29.token")) == 235
         send_one(raw)
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH XOAUTH2 " + xoauth2("alice", "ya29.other"))[0] == 535
-        assert raw.command("AUTH XOAUTH2 " + b64("user=alice\x01\x01"))[0] == 501
+        assert raw.command("AUTH XOAUTH2 " + xoauth2("alice", "ya29.other")) == 535
+        assert raw.command("AUTH XOAUTH2 " + b64("user=alice\x01\x01")) == 501
     assert smtpd.messages[0].auth_identity == "alice"
 
 
@@ -321,8 +276,8 @@ def test_callable_authenticator_sees_the_credentials() -> None:
 
 def test_callable_authenticator_saying_no_is_535() -> None:
     with Server(auth=lambda credentials: False) as server, greeted(server) as raw:
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 535
-        assert raw.command("MAIL FROM:<a@example.com>")[0] == 250  # auth not required
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 535
+        assert raw.command("MAIL FROM:<a@example.com>") == 250  # auth not required
 
 
 def test_dict_authenticator_is_a_copy() -> None:
@@ -330,15 +285,15 @@ def test_dict_authenticator_is_a_copy() -> None:
     with Server(auth=users) as server:
         users["alice"] = "changed"
         with greeted(server) as raw:
-            assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 235
+            assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
 
 
 @pytest.mark.smtpd(auth=USERS, auth_mechanisms=("PLAIN",))
 def test_only_the_configured_mechanisms(smtpd: Server) -> None:
     with greeted(smtpd) as raw:
-        assert "AUTH PLAIN" in raw.command("EHLO client.test")[1].splitlines()
-        assert raw.command("AUTH LOGIN") == (504, "5.5.4 Unrecognized authentication type")
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 235
+        assert "AUTH PLAIN" in raw.exchange("EHLO client.test")[1].splitlines()
+        assert raw.exchange("AUTH LOGIN") == (504, "5.5.4 Unrecognized authentication type")
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
 
 
 # -- auth_required, auth_requires_tls -----------------------------------------
@@ -348,9 +303,9 @@ def test_only_the_configured_mechanisms(smtpd: Server) -> None:
 @pytest.mark.parametrize("command", ["MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA"])
 def test_auth_required_is_530_until_authenticated(smtpd: Server, command: str) -> None:
     with greeted(smtpd) as raw:
-        assert raw.command(command) == (530, "5.7.0 Authentication required")
-        assert raw.command("NOOP")[0] == 250
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 235
+        assert raw.exchange(command) == (530, "5.7.0 Authentication required")
+        assert raw.command("NOOP") == 250
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
         send_one(raw)  # twin: the same commands go through once logged in
     assert smtpd.messages[0].auth_identity == "alice"
 
@@ -384,18 +339,18 @@ def test_auth_requires_tls_is_538_before_starttls(smtpd: Server) -> None:
 def test_auth_requires_tls_raw(smtpd: Server) -> None:
     with greeted(smtpd) as raw:
         expected = (538, "5.7.11 Encryption required for requested authentication mechanism")
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == expected
+        assert raw.exchange("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == expected
         raw.start_tls(smtpd.client_context())
-        assert raw.command("EHLO client.test")[0] == 250
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 235
+        assert raw.command("EHLO client.test") == 250
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
 
 
 @pytest.mark.smtpd(tls="starttls", auth=USERS)
 def test_starttls_forgets_a_plaintext_login(smtpd: Server) -> None:
     with greeted(smtpd) as raw:
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}"))[0] == 235
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
         raw.start_tls(smtpd.client_context())
-        assert raw.command("EHLO client.test")[0] == 250
+        assert raw.command("EHLO client.test") == 250
         send_one(raw)
     assert smtpd.messages[0].auth_identity is None
 
@@ -412,19 +367,8 @@ def test_auth_over_implicit_tls(smtpd: Server) -> None:
 
 @pytest.mark.smtpd(tls="starttls", auth=USERS, auth_requires_tls=True)
 def test_aiosmtplib_auth_after_starttls(smtpd: Server) -> None:
-    asyncio.run(
-        aiosmtplib.send(
-            BODY,
-            sender="a@example.com",
-            recipients=["b@example.com"],
-            hostname=smtpd.host,
-            port=smtpd.port,
-            username="alice",
-            password=PASSWORD,
-            start_tls=True,
-            tls_context=smtpd.client_context(),
-            timeout=TIMEOUT,
-        )
+    aiosmtplib_send(
+        smtpd.address, BODY, start_tls=True, tls_context=smtpd.client_context(), username="alice", password=PASSWORD
     )
     (message,) = smtpd.messages
     assert message.auth_identity == "alice"
@@ -436,36 +380,36 @@ def test_aiosmtplib_auth_after_starttls(smtpd: Server) -> None:
 
 @pytest.mark.smtpd(auth=USERS)
 def test_error_replies(smtpd: Server) -> None:
-    with Raw(smtpd.address) as raw:
-        assert raw.command("AUTH PLAIN") == (503, "Error: send EHLO first")
-        assert raw.command("EHLO client.test")[0] == 250
-        assert raw.command("AUTH") == (501, "Syntax: AUTH mechanism [initial-response]")
-        assert raw.command("AUTH GSSAPI") == (504, "5.5.4 Unrecognized authentication type")
-        assert raw.command("AUTH PLAIN !!not-base64!!") == (501, "5.5.2 Error: cannot decode response")
-        assert raw.command("AUTH PLAIN") == (334, "")
-        assert raw.command("%%%") == (501, "5.5.2 Error: cannot decode response")
-        assert raw.command("AUTH LOGIN") == (334, b64("Username:"))
-        assert raw.command("*") == (501, "5.0.0 Authentication cancelled")
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}x")) == (
+    with Wire(smtpd.address) as raw:
+        assert raw.exchange("AUTH PLAIN") == (503, "Error: send EHLO first")
+        assert raw.command("EHLO client.test") == 250
+        assert raw.exchange("AUTH") == (501, "Syntax: AUTH mechanism [initial-response]")
+        assert raw.exchange("AUTH GSSAPI") == (504, "5.5.4 Unrecognized authentication type")
+        assert raw.exchange("AUTH PLAIN !!not-base64!!") == (501, "5.5.2 Error: cannot decode response")
+        assert raw.exchange("AUTH PLAIN") == (334, "")
+        assert raw.exchange("%%%") == (501, "5.5.2 Error: cannot decode response")
+        assert raw.exchange("AUTH LOGIN") == (334, b64("Username:"))
+        assert raw.exchange("*") == (501, "5.0.0 Authentication cancelled")
+        assert raw.exchange("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}x")) == (
             535,
             "5.7.8 Authentication credentials invalid",
         )
-        assert raw.command("MAIL FROM:<a@example.com>")[0] == 250
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (
+        assert raw.command("MAIL FROM:<a@example.com>") == 250
+        assert raw.exchange("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (
             503,
             "Error: not permitted during a mail transaction",
         )
-        assert raw.command("RSET")[0] == 250
+        assert raw.command("RSET") == 250
         # Twin: after all that, the right credentials still work, once.
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (235, "2.7.0 Authentication successful")
-        assert raw.command("AUTH LOGIN") == (503, "5.5.1 Error: already authenticated")
-        assert raw.command("NOOP") == (250, "OK")
+        assert raw.exchange("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (235, "2.7.0 Authentication successful")
+        assert raw.exchange("AUTH LOGIN") == (503, "5.5.1 Error: already authenticated")
+        assert raw.exchange("NOOP") == (250, "OK")
 
 
 def test_auth_not_offered_without_authenticator(server: Server) -> None:
     with greeted(server) as raw:
-        assert not any(line.startswith("AUTH") for line in raw.command("EHLO client.test")[1].splitlines())
-        assert raw.command("AUTH PLAIN") == (502, "Error: command not implemented")
+        assert not any(line.startswith("AUTH") for line in raw.exchange("EHLO client.test")[1].splitlines())
+        assert raw.exchange("AUTH PLAIN") == (502, "Error: command not implemented")
 
 
 def test_authenticator_raising_is_454_and_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -474,11 +418,11 @@ def test_authenticator_raising_is_454_and_logged(caplog: pytest.LogCaptureFixtur
 
     caplog.set_level(logging.DEBUG, logger="pytest_smtpd")
     with Server(auth=broken) as server, greeted(server) as raw:
-        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (
+        assert raw.exchange("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == (
             454,
             "4.7.0 Temporary authentication failure",
         )
-        assert raw.command("NOOP")[0] == 250
+        assert raw.command("NOOP") == 250
     (record,) = [r for r in caplog.records if r.name == "pytest_smtpd" and r.levelno == logging.ERROR]
     assert "authenticator failed" in record.getMessage() and "'alice'" in record.getMessage()
     assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)

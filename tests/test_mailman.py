@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from peers import TIMEOUT, free_port
 
+from conftest import send_and_get_data_reply
 from pytest_smtpd import Message, Reply, Server
 from pytest_smtpd.mailman import DEFAULT_MAILMAN_LMTP, LIST_SUFFIXES, MailmanProxy, list_matcher
 from pytest_smtpd.smtpd import MailmanProxy as ExportedMailmanProxy
@@ -69,27 +70,6 @@ def make_proxy() -> Iterator[ProxyFactory]:
         proxy.close()
 
 
-def send(
-    address: tuple[str, int],
-    rcpttos: list[str],
-    data: bytes = MESSAGE,
-    *,
-    mailfrom: str = "author@example.com",
-    mail_options: tuple[str, ...] = (),
-) -> tuple[int, str]:
-    """Send one message with smtplib; return the reply to the end of DATA.
-    Every command before it must be accepted: the proxy decides at the end."""
-    with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
-        client.ehlo("client.test")
-        code, text = client.mail(mailfrom, list(mail_options))
-        assert code == 250, text
-        for rcpt in rcpttos:
-            code, text = client.rcpt(rcpt)
-            assert code == 250, text
-        code, reply = client.data(data)
-        return code, reply.decode("utf-8")
-
-
 def refusing(refusals: dict[str, Reply | str]) -> Callable[[Message], Verdict]:
     """An LMTP handler refusing the recipients in ``refusals``, accepting the others."""
 
@@ -107,7 +87,7 @@ def test_list_mail_goes_to_mailman_and_the_rest_upstream(
 ) -> None:
     proxy = make_proxy(mailman.address, smtpd.address)
     rcpttos = ["bob@example.com", LIST, "carol@example.org", "team-request@lists.example.com"]
-    assert send(proxy.address, rcpttos) == (250, "OK")
+    assert send_and_get_data_reply(proxy.address, rcpttos, MESSAGE) == (250, "OK")
     [to_mailman] = mailman.messages
     assert to_mailman.mail_from == "author@example.com"
     assert to_mailman.rcpt_tos == [LIST, "team-request@lists.example.com"]
@@ -123,7 +103,7 @@ def test_posting_address_and_every_sub_address_go_to_mailman(
     rcpt: str, mailman: Server, smtpd: Server, make_proxy: ProxyFactory
 ) -> None:
     proxy = make_proxy(mailman.address, smtpd.address)
-    assert send(proxy.address, [rcpt]) == (250, "OK")
+    assert send_and_get_data_reply(proxy.address, [rcpt], MESSAGE) == (250, "OK")
     [message] = mailman.messages
     assert message.rcpt_tos == [rcpt]
     assert message.data == RELAYED
@@ -144,7 +124,7 @@ def test_posting_address_and_every_sub_address_go_to_mailman(
 )
 def test_other_recipients_go_upstream(rcpt: str, mailman: Server, smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(mailman.address, smtpd.address)
-    assert send(proxy.address, [rcpt]) == (250, "OK")
+    assert send_and_get_data_reply(proxy.address, [rcpt], MESSAGE) == (250, "OK")
     [message] = smtpd.messages
     assert message.rcpt_tos == [rcpt]
     assert len(mailman.messages) == 0
@@ -152,14 +132,14 @@ def test_other_recipients_go_upstream(rcpt: str, mailman: Server, smtpd: Server,
 
 def test_null_sender_reaches_mailman(mailman: Server, smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(mailman.address, smtpd.address)
-    assert send(proxy.address, ["team-bounces@lists.example.com"], mailfrom="")[0] == 250
+    assert send_and_get_data_reply(proxy.address, ["team-bounces@lists.example.com"], MESSAGE, mailfrom="")[0] == 250
     [message] = mailman.messages
     assert message.mail_from == ""
 
 
 def test_mailman_is_greeted_with_lhlo(mailman: Server, smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(mailman.address, smtpd.address)
-    assert send(proxy.address, [LIST])[0] == 250
+    assert send_and_get_data_reply(proxy.address, [LIST], MESSAGE)[0] == 250
     [message] = mailman.messages
     assert message.helo  # LHLO with our host name: HELO or EHLO would have been refused
 
@@ -182,7 +162,10 @@ def test_lists_may_be_a_callable(mailman: Server, smtpd: Server, make_proxy: Pro
         return rcpt.endswith("@lists.example.com")
 
     proxy = make_proxy(mailman.address, smtpd.address, lists=is_list)
-    assert send(proxy.address, ["any@lists.example.com", "bob@example.com", "other@lists.example.com"])[0] == 250
+    code, _ = send_and_get_data_reply(
+        proxy.address, ["any@lists.example.com", "bob@example.com", "other@lists.example.com"], MESSAGE
+    )
+    assert code == 250
     assert asked == ["any@lists.example.com", "bob@example.com", "other@lists.example.com"]
     [message] = mailman.messages
     assert message.rcpt_tos == ["any@lists.example.com", "other@lists.example.com"]
@@ -193,7 +176,7 @@ def test_lists_may_be_a_callable(mailman: Server, smtpd: Server, make_proxy: Pro
 def test_several_lists(mailman: Server, smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(mailman.address, smtpd.address, lists=[LIST, "dev@lists.example.org"])
     rcpttos = ["dev-owner@lists.example.org", "team-leave@lists.example.com", "dev@x.example"]
-    assert send(proxy.address, rcpttos) == (250, "OK")
+    assert send_and_get_data_reply(proxy.address, rcpttos, MESSAGE) == (250, "OK")
     [message] = mailman.messages
     assert message.rcpt_tos == ["dev-owner@lists.example.org", "team-leave@lists.example.com"]
     [upstream] = smtpd.messages
@@ -204,7 +187,8 @@ def test_body_8bitmime_reaches_mailman_and_upstream(mailman: Server, smtpd: Serv
     proxy = make_proxy(mailman.address, smtpd.address)
     data = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
     # In lower case, as a client may send it.
-    assert send(proxy.address, [LIST, "bob@example.com"], data, mail_options=("body=8bitmime",))[0] == 250
+    code, _ = send_and_get_data_reply(proxy.address, [LIST, "bob@example.com"], data, mail_options=("body=8bitmime",))
+    assert code == 250
     [message] = mailman.messages
     assert message.mail_options == ["BODY=8BITMIME"]
     assert message.data == data.replace(b"\r\n\r\n", b"\r\nX-Peer: 127.0.0.1\r\n\r\n")
@@ -219,7 +203,9 @@ def test_partial_refusal_by_mailman_is_250_naming_the_refused(smtpd: Server, mak
     handler = refusing({"ghost@lists.example.com": "550 5.1.1 No such list"})
     with Server(lmtp=True, handler=handler) as mailman:
         proxy = make_proxy(mailman.address, smtpd.address, lists=[LIST, "ghost@lists.example.com"])
-        code, text = send(proxy.address, [LIST, "ghost@lists.example.com", "bob@example.com"])
+        code, text = send_and_get_data_reply(
+            proxy.address, [LIST, "ghost@lists.example.com", "bob@example.com"], MESSAGE
+        )
         assert code == 250
         assert text == (
             "2.0.0 OK, delivered to 2 of 3 recipients; refused upstream: "
@@ -235,7 +221,7 @@ def test_partial_refusal_by_mailman_is_250_naming_the_refused(smtpd: Server, mak
 def test_refusal_of_the_only_recipient_is_its_reply(smtpd: Server, make_proxy: ProxyFactory) -> None:
     with Server(lmtp=True, handler=lambda message: "550 5.1.1 No such list") as mailman:
         proxy = make_proxy(mailman.address, smtpd.address)
-        assert send(proxy.address, [LIST]) == (550, "5.1.1 No such list")
+        assert send_and_get_data_reply(proxy.address, [LIST], MESSAGE) == (550, "5.1.1 No such list")
         assert len(mailman.messages) == 0
     assert len(smtpd.messages) == 0
 
@@ -246,7 +232,7 @@ def test_everything_refused_is_the_refusal(make_proxy: ProxyFactory) -> None:
         Server(handler=lambda message: "554 5.7.1 Not relaying that") as upstream,
     ):
         proxy = make_proxy(mailman.address, upstream.address)
-        code, text = send(proxy.address, [LIST, "bob@example.com"])
+        code, text = send_and_get_data_reply(proxy.address, [LIST, "bob@example.com"], MESSAGE)
         assert code == 550
         assert text.startswith("Every recipient was refused upstream: ")
         assert f"<{LIST}> (550 5.1.1 No such list)" in text
@@ -257,7 +243,7 @@ def test_everything_refused_with_a_temporary_refusal_is_temporary(smtpd: Server,
     handler = refusing({LIST: "550 5.1.1 No such list", "team-owner@lists.example.com": "452 4.2.2 Owner's box full"})
     with Server(lmtp=True, handler=handler) as mailman:
         proxy = make_proxy(mailman.address, smtpd.address)
-        code, text = send(proxy.address, [LIST, "team-owner@lists.example.com"])
+        code, text = send_and_get_data_reply(proxy.address, [LIST, "team-owner@lists.example.com"], MESSAGE)
     assert code == 452
     assert f"<{LIST}> (550 5.1.1 No such list)" in text
     assert "<team-owner@lists.example.com> (452 4.2.2 Owner's box full)" in text
@@ -287,7 +273,7 @@ def test_mailman_421_for_every_recipient_is_451_and_the_session_goes_on(
 def test_unreachable_mailman_is_451(smtpd: Server, make_proxy: ProxyFactory) -> None:
     port = free_port()
     proxy = make_proxy(("127.0.0.1", port), smtpd.address)
-    code, text = send(proxy.address, [LIST])
+    code, text = send_and_get_data_reply(proxy.address, [LIST], MESSAGE)
     assert code == 451
     assert text.startswith(f"LMTP delivery to 127.0.0.1:{port} failed: ")
     assert len(smtpd.messages) == 0
@@ -298,7 +284,7 @@ def test_unreachable_mailman_is_named_when_the_upstream_part_went_through(
 ) -> None:
     port = free_port()
     proxy = make_proxy(("127.0.0.1", port), smtpd.address)
-    code, text = send(proxy.address, [LIST, "bob@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, [LIST, "bob@example.com"], MESSAGE)
     assert code == 250
     assert text.startswith(
         "2.0.0 OK, delivered to 1 of 2 recipients; refused upstream: "
@@ -311,7 +297,7 @@ def test_unreachable_mailman_is_named_when_the_upstream_part_went_through(
 def test_unreachable_upstream_is_named_when_mailman_took_its_part(mailman: Server, make_proxy: ProxyFactory) -> None:
     port = free_port()
     proxy = make_proxy(mailman.address, ("127.0.0.1", port))
-    code, text = send(proxy.address, [LIST, "bob@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, [LIST, "bob@example.com"], MESSAGE)
     assert code == 250
     assert text.startswith("2.0.0 OK, delivered to 1 of 2 recipients; refused upstream: <bob@example.com> (451 ")
     [message] = mailman.messages
@@ -320,7 +306,7 @@ def test_unreachable_upstream_is_named_when_mailman_took_its_part(mailman: Serve
 
 def test_both_unreachable_is_451(make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(("127.0.0.1", free_port()), ("127.0.0.1", free_port()))
-    code, text = send(proxy.address, [LIST, "bob@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, [LIST, "bob@example.com"], MESSAGE)
     assert code == 451
     assert f"<{LIST}> (451 LMTP delivery to 127.0.0.1:" in text
     assert "<bob@example.com> (451 " in text

@@ -24,6 +24,7 @@ from postfix import (
     postfix_fixture,  # noqa: F401 (the postfix fixture)
 )
 
+from conftest import send_and_get_data_reply
 from pytest_smtpd import PureProxy, Server, SMTPChannel, SMTPServer
 from pytest_smtpd.proxy import add_x_peer, is_loopback, to_wire
 from pytest_smtpd.tls import test_ca
@@ -57,27 +58,6 @@ def make_proxy() -> Iterator[ProxyFactory]:
     yield make
     for proxy in proxies:
         proxy.close()
-
-
-def send(
-    address: tuple[str, int],
-    rcpttos: list[str],
-    data: bytes = MESSAGE,
-    *,
-    mailfrom: str = "author@example.com",
-    mail_options: tuple[str, ...] = (),
-) -> tuple[int, str]:
-    """Send one message with smtplib; return the reply to the end of DATA.
-    Every command before it must be accepted: the proxy decides at the end."""
-    with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
-        client.ehlo("client.test")
-        code, text = client.mail(mailfrom, list(mail_options))
-        assert code == 250, text
-        for rcpt in rcpttos:
-            code, text = client.rcpt(rcpt)
-            assert code == 250, text
-        code, reply = client.data(data)
-        return code, reply.decode("utf-8")
 
 
 # -- an upstream that refuses on command -------------------------------------
@@ -140,7 +120,9 @@ def refusing() -> Iterator[RefusingUpstream]:
 
 def test_relays_the_message_with_x_peer_and_the_whole_envelope(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address)
-    code, text = send(proxy.address, ["recipient@example.com", "second@example.org", "third@example.net"])
+    code, text = send_and_get_data_reply(
+        proxy.address, ["recipient@example.com", "second@example.org", "third@example.net"], MESSAGE
+    )
     assert (code, text) == (250, "OK")
     [message] = smtpd.messages
     assert message.mail_from == "author@example.com"
@@ -150,7 +132,7 @@ def test_relays_the_message_with_x_peer_and_the_whole_envelope(smtpd: Server, ma
 
 def test_relays_the_null_sender(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address)
-    assert send(proxy.address, ["postmaster@example.com"], mailfrom="")[0] == 250
+    assert send_and_get_data_reply(proxy.address, ["postmaster@example.com"], MESSAGE, mailfrom="")[0] == 250
     [message] = smtpd.messages
     assert message.mail_from == ""
 
@@ -167,7 +149,7 @@ def test_each_message_of_a_session_is_relayed(smtpd: Server, make_proxy: ProxyFa
 def test_eight_bit_body_is_relayed_with_body_8bitmime(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address)
     data = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
-    assert send(proxy.address, ["r@example.com"], data, mail_options=("BODY=8BITMIME",))[0] == 250
+    assert send_and_get_data_reply(proxy.address, ["r@example.com"], data, mail_options=("BODY=8BITMIME",))[0] == 250
     [message] = smtpd.messages
     assert "BODY=8BITMIME" in message.mail_options
     assert message.data == data.replace(b"\r\n\r\n", b"\r\nX-Peer: 127.0.0.1\r\n\r\n")
@@ -177,7 +159,7 @@ def test_eight_bit_body_is_relayed_with_body_8bitmime(smtpd: Server, make_proxy:
 def test_eight_bit_body_is_refused_when_upstream_lacks_8bitmime(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address)
     data = "Subject: x\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
-    code, text = send(proxy.address, ["r@example.com"], data, mail_options=("BODY=8BITMIME",))
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], data, mail_options=("BODY=8BITMIME",))
     assert code == 554
     assert "8BITMIME" in text
     assert len(smtpd.messages) == 0
@@ -186,7 +168,7 @@ def test_eight_bit_body_is_refused_when_upstream_lacks_8bitmime(smtpd: Server, m
 @pytest.mark.smtpd(decode_data=True)
 def test_seven_bit_body_marked_8bitmime_is_relayed_without_it(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address)
-    assert send(proxy.address, ["r@example.com"], mail_options=("BODY=8BITMIME",))[0] == 250
+    assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE, mail_options=("BODY=8BITMIME",))[0] == 250
     [message] = smtpd.messages
     assert message.mail_options == ["SIZE=" + str(len(RELAYED))]
     assert message.data == RELAYED
@@ -196,7 +178,7 @@ def test_seven_bit_body_marked_8bitmime_is_relayed_without_it(smtpd: Server, mak
 def test_smtputf8_is_relayed_when_upstream_offers_it(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address, enable_SMTPUTF8=True)
     data = "Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n".encode()
-    code, _ = send(
+    code, _ = send_and_get_data_reply(
         proxy.address,
         ["j\u00fcrgen@b\u00fccher.example"],
         data,
@@ -212,7 +194,9 @@ def test_smtputf8_is_relayed_when_upstream_offers_it(smtpd: Server, make_proxy: 
 
 def test_smtputf8_address_is_refused_when_upstream_lacks_smtputf8(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address, enable_SMTPUTF8=True)
-    code, text = send(proxy.address, ["j\u00fcrgen@example.com"], mail_options=("SMTPUTF8",))
+    code, text = send_and_get_data_reply(
+        proxy.address, ["j\u00fcrgen@example.com"], MESSAGE, mail_options=("SMTPUTF8",)
+    )
     assert code == 553
     assert text.startswith("5.6.7 ")
     assert len(smtpd.messages) == 0
@@ -221,7 +205,7 @@ def test_smtputf8_address_is_refused_when_upstream_lacks_smtputf8(smtpd: Server,
 def test_smtputf8_message_data_is_refused_when_upstream_lacks_smtputf8(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address, enable_SMTPUTF8=True)
     data = "Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n".encode()
-    code, text = send(proxy.address, ["r@example.com"], data, mail_options=("SMTPUTF8",))
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], data, mail_options=("SMTPUTF8",))
     assert code == 550
     assert text.startswith("5.6.7 ")
     assert len(smtpd.messages) == 0
@@ -229,7 +213,7 @@ def test_smtputf8_message_data_is_refused_when_upstream_lacks_smtputf8(smtpd: Se
 
 def test_ascii_message_sent_with_smtputf8_is_relayed_without_it(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address, enable_SMTPUTF8=True)
-    assert send(proxy.address, ["r@example.com"], mail_options=("SMTPUTF8",))[0] == 250
+    assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE, mail_options=("SMTPUTF8",))[0] == 250
     [message] = smtpd.messages
     assert "SMTPUTF8" not in message.mail_options
     assert message.data == RELAYED
@@ -242,20 +226,23 @@ def test_ascii_message_sent_with_smtputf8_is_relayed_without_it(smtpd: Server, m
 def test_upstream_refusal_of_the_message_reaches_the_client(verdict: str, code: int, make_proxy: ProxyFactory) -> None:
     with Server(handler=lambda message: verdict) as upstream:
         proxy = make_proxy(upstream.address)
-        assert send(proxy.address, ["r@example.com"]) == (code, verdict[4:])
+        assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE) == (code, verdict[4:])
         assert len(upstream.messages) == 0
 
 
 def test_refused_sender_reaches_the_client(refusing: RefusingUpstream, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(refusing.address)
-    assert send(proxy.address, ["r@example.com"], mailfrom="blocked@example.com") == (553, "5.7.1 Sender blocked here")
+    assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE, mailfrom="blocked@example.com") == (
+        553,
+        "5.7.1 Sender blocked here",
+    )
     assert refusing.received == []
 
 
 def test_refused_single_recipient_reaches_the_client(refusing: RefusingUpstream, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(refusing.address)
-    assert send(proxy.address, ["refused@example.com"]) == (550, "5.1.1 No such user here")
-    assert send(proxy.address, ["busy@example.com"]) == (450, "4.2.1 Mailbox busy")
+    assert send_and_get_data_reply(proxy.address, ["refused@example.com"], MESSAGE) == (550, "5.1.1 No such user here")
+    assert send_and_get_data_reply(proxy.address, ["busy@example.com"], MESSAGE) == (450, "4.2.1 Mailbox busy")
     assert refusing.received == []
 
 
@@ -263,18 +250,20 @@ def test_when_every_recipient_is_refused_a_temporary_refusal_wins(
     refusing: RefusingUpstream, make_proxy: ProxyFactory
 ) -> None:
     proxy = make_proxy(refusing.address)
-    code, text = send(proxy.address, ["refused@example.com", "busy@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, ["refused@example.com", "busy@example.com"], MESSAGE)
     assert code == 450
     assert "<refused@example.com> (550 5.1.1 No such user here)" in text
     assert "<busy@example.com> (450 4.2.1 Mailbox busy)" in text
-    code, text = send(proxy.address, ["refused@example.com", "refused@example.org"])
+    code, text = send_and_get_data_reply(proxy.address, ["refused@example.com", "refused@example.org"], MESSAGE)
     assert code == 550
     assert refusing.received == []
 
 
 def test_partial_refusal_is_250_naming_the_refused(refusing: RefusingUpstream, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(refusing.address)
-    code, text = send(proxy.address, ["a@example.com", "refused@example.com", "b@example.com", "busy@example.com"])
+    code, text = send_and_get_data_reply(
+        proxy.address, ["a@example.com", "refused@example.com", "b@example.com", "busy@example.com"], MESSAGE
+    )
     assert code == 250
     assert text.startswith("2.0.0 OK, delivered to 2 of 4 recipients; refused upstream: ")
     assert "<refused@example.com> (550 5.1.1 No such user here)" in text
@@ -285,7 +274,7 @@ def test_partial_refusal_is_250_naming_the_refused(refusing: RefusingUpstream, m
 
 def test_upstream_421_becomes_451(refusing: RefusingUpstream, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(refusing.address)
-    code, text = send(proxy.address, ["a@example.com", "gone@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, ["a@example.com", "gone@example.com"], MESSAGE)
     assert code == 451
     assert "421 4.3.2 Shutting down" in text
     assert refusing.received == []
@@ -293,7 +282,7 @@ def test_upstream_421_becomes_451(refusing: RefusingUpstream, make_proxy: ProxyF
 
 def test_unreachable_upstream_is_451(make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(("127.0.0.1", free_port()))
-    code, text = send(proxy.address, ["r@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)
     assert code == 451
     assert text.startswith("4.4.1 Cannot relay to 127.0.0.1:")
 
@@ -303,7 +292,7 @@ def test_silent_upstream_is_451_after_the_timeout(make_proxy: ProxyFactory) -> N
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)  # the kernel accepts; nobody ever greets
         proxy = make_proxy(silent.getsockname(), upstream_timeout=0.3)
-        code, text = send(proxy.address, ["r@example.com"])
+        code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)
     assert code == 451
     assert "4.4.1" in text
 
@@ -320,7 +309,7 @@ def test_the_client_session_goes_on_after_a_refusal(refusing: RefusingUpstream, 
 
 def test_starttls_required_but_not_offered_is_451(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address, upstream_starttls=True)
-    code, text = send(proxy.address, ["r@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)
     assert code == 451
     assert "does not offer STARTTLS" in text
     assert len(smtpd.messages) == 0
@@ -335,7 +324,7 @@ def test_subclass_may_change_the_message_and_return_super(smtpd: Server) -> None
             return super().process_message(peer, mailfrom, rcpttos, b"X-Tag: yes\n" + data, **kwargs)
 
     with TaggingProxy(("127.0.0.1", 0), smtpd.address) as proxy:
-        assert send(proxy.address, ["r@example.com"])[0] == 250
+        assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)[0] == 250
     [message] = smtpd.messages
     assert message.data == b"X-Tag: yes\r\n" + RELAYED
 
@@ -399,7 +388,7 @@ def test_upstream_timeout_must_be_positive() -> None:
 def test_proxy_on_localhost_name_relays(smtpd: Server) -> None:
     with PureProxy(("localhost", 0), smtpd.address) as proxy:
         host, port = proxy.address
-        assert send((host, port), ["r@example.com"])[0] == 250
+        assert send_and_get_data_reply((host, port), ["r@example.com"], MESSAGE)[0] == 250
     assert len(smtpd.messages) == 1
 
 
@@ -478,7 +467,7 @@ AUTH_WITHOUT_TLS = pytest.mark.filterwarnings("ignore:Requiring AUTH while not r
 def test_upstream_auth(auth_upstream: tuple[tuple[str, int], list[bytes]], make_proxy: ProxyFactory) -> None:
     address, received = auth_upstream
     proxy = make_proxy(address, upstream_auth=("relay", "s3cret"))
-    assert send(proxy.address, ["r@example.com"]) == (250, "OK")
+    assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE) == (250, "OK")
     assert len(received) == 1
     assert b"X-Peer: 127.0.0.1\r\n" in received[0]
 
@@ -489,11 +478,11 @@ def test_upstream_auth_failure_is_451(
 ) -> None:
     address, received = auth_upstream
     proxy = make_proxy(address, upstream_auth=("relay", "wrong"))
-    code, text = send(proxy.address, ["r@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)
     assert code == 451
     assert "authentication failed" in text
     unauthenticated = make_proxy(address)
-    assert send(unauthenticated.address, ["r@example.com"])[0] == 530
+    assert send_and_get_data_reply(unauthenticated.address, ["r@example.com"], MESSAGE)[0] == 530
     assert received == []
 
 
@@ -508,7 +497,10 @@ def test_relays_to_postfix(postfix: Postfix, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(postfix.address)
     subject = token()
     data = MESSAGE.replace(b"relay test", subject.encode())
-    assert send(proxy.address, ["one@example.com", "two@example.org"], data, mailfrom="sender@example.net")[0] == 250
+    code, _ = send_and_get_data_reply(
+        proxy.address, ["one@example.com", "two@example.org"], data, mailfrom="sender@example.net"
+    )
+    assert code == 250
     stored = postfix.wait_for_message(subject)
     headers, _, body = stored.partition(b"\n\n")
     assert b"\nReturn-Path: <sender@example.net>\n" in b"\n" + headers
@@ -524,16 +516,16 @@ def test_relays_to_postfix(postfix: Postfix, make_proxy: ProxyFactory) -> None:
 
 def test_postfix_refusals_reach_the_client(postfix: Postfix, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(postfix.address)
-    code, text = send(proxy.address, [REFUSED_RECIPIENT])
+    code, text = send_and_get_data_reply(proxy.address, [REFUSED_RECIPIENT], MESSAGE)
     assert (code, text) == (550, f"5.1.1 <{REFUSED_RECIPIENT}>: Recipient address rejected: no such user here")
-    code, text = send(proxy.address, [BUSY_RECIPIENT])
+    code, text = send_and_get_data_reply(proxy.address, [BUSY_RECIPIENT], MESSAGE)
     assert code == 450
     assert "mailbox busy" in text
-    code, text = send(proxy.address, ["r@example.com"], mailfrom=BLOCKED_SENDER)
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE, mailfrom=BLOCKED_SENDER)
     assert code == 553
     assert "sender blocked" in text
     data = MESSAGE.replace(b"relay test", REJECTED_SUBJECT.encode())
-    code, text = send(proxy.address, ["r@example.com"], data)
+    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], data)
     assert (code, text) == (550, "5.7.1 message refused by policy")
 
 
@@ -541,7 +533,7 @@ def test_partial_refusal_by_postfix(postfix: Postfix, make_proxy: ProxyFactory) 
     proxy = make_proxy(postfix.address)
     subject = token()
     data = MESSAGE.replace(b"relay test", subject.encode())
-    code, text = send(proxy.address, ["kept@example.com", REFUSED_RECIPIENT], data)
+    code, text = send_and_get_data_reply(proxy.address, ["kept@example.com", REFUSED_RECIPIENT], data)
     assert code == 250
     assert f"refused upstream: <{REFUSED_RECIPIENT}> (550 5.1.1" in text
     stored = postfix.wait_for_message(subject)
@@ -552,7 +544,7 @@ def test_smtputf8_to_postfix(postfix: Postfix, make_proxy: ProxyFactory) -> None
     proxy = make_proxy(postfix.address, enable_SMTPUTF8=True)
     subject = token()
     data = f"Subject: {subject} gr\u00fc\u00dfe\r\n\r\nhallo\r\n".encode()
-    code, _ = send(proxy.address, ["j\u00fcrgen@example.com"], data, mail_options=("SMTPUTF8",))
+    code, _ = send_and_get_data_reply(proxy.address, ["j\u00fcrgen@example.com"], data, mail_options=("SMTPUTF8",))
     assert code == 250
     stored = postfix.wait_for_message(subject)
     assert "Delivered-To: j\u00fcrgen@example.com\n".encode() in stored
@@ -561,7 +553,10 @@ def test_smtputf8_to_postfix(postfix: Postfix, make_proxy: ProxyFactory) -> None
 def test_starttls_to_postfix(postfix: Postfix, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(postfix.address, upstream_starttls=True, upstream_tls_context=test_ca().client_context())
     subject = token()
-    assert send(proxy.address, ["tls@example.com"], MESSAGE.replace(b"relay test", subject.encode()))[0] == 250
+    code, _ = send_and_get_data_reply(
+        proxy.address, ["tls@example.com"], MESSAGE.replace(b"relay test", subject.encode())
+    )
+    assert code == 250
     stored = postfix.wait_for_message(subject)
     # Postfix notes the protocol in its Received header: ESMTPS is over TLS.
     assert b"with ESMTPS id" in stored
@@ -570,7 +565,7 @@ def test_starttls_to_postfix(postfix: Postfix, make_proxy: ProxyFactory) -> None
 def test_starttls_to_postfix_with_an_untrusted_certificate_is_451(postfix: Postfix, make_proxy: ProxyFactory) -> None:
     # The default context trusts the system's CAs, not the test CA.
     proxy = make_proxy(postfix.address, upstream_starttls=True)
-    code, text = send(proxy.address, ["tls@example.com"])
+    code, text = send_and_get_data_reply(proxy.address, ["tls@example.com"], MESSAGE)
     assert code == 451
     assert "CERTIFICATE_VERIFY_FAILED" in text
 
@@ -598,7 +593,7 @@ def test_proxies_run_concurrently(smtpd: Server, make_proxy: ProxyFactory) -> No
 
     def client(n: int) -> None:
         try:
-            assert send(proxy.address, [f"r{n}@example.com"])[0] == 250
+            assert send_and_get_data_reply(proxy.address, [f"r{n}@example.com"], MESSAGE)[0] == 250
         except BaseException as exc:  # reported below
             errors.append(exc)
 

@@ -23,6 +23,7 @@ import aiosmtplib
 import pytest
 import trustme
 
+from conftest import Wire, aiosmtplib_send
 from pytest_smtpd import Server
 from pytest_smtpd.server import STOP_GRACE, TLSMode
 from pytest_smtpd.store import Message
@@ -34,69 +35,6 @@ BODY = b"Subject: tls\r\n\r\nover TLS\r\n"
 
 
 # -- helpers ----------------------------------------------------------------
-
-
-class Raw:
-    """A client socket that speaks SMTP line by line, in plaintext or TLS, so
-    that a test chooses every byte sent and sees every reply as it comes."""
-
-    def __init__(self, sock: socket.socket, *, greeting: bool = True) -> None:
-        self.sock = sock
-        self.file = sock.makefile("rb")
-        if greeting:
-            code, text = self.reply()
-            assert code == 220, text
-
-    @classmethod
-    def connect(
-        cls, address: tuple[str, int], *, context: ssl.SSLContext | None = None, server_hostname: str = "localhost"
-    ) -> Raw:
-        """Connect, with TLS from the start if ``context`` is given, and read the greeting."""
-        sock = socket.create_connection(address, timeout=TIMEOUT)
-        try:
-            if context is not None:
-                sock = context.wrap_socket(sock, server_hostname=server_hostname)
-            return cls(sock)
-        except BaseException:
-            sock.close()
-            raise
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> tuple[int, str]:
-        """The next whole reply: its code and its lines joined by ``\\n``."""
-        lines: list[str] = []
-        for _ in range(100):
-            line = self.file.readline(4096)
-            if not line.endswith(b"\r\n"):
-                raise ConnectionError(f"connection closed mid-reply, after {lines!r} and {line!r}")
-            lines.append(line[4:-2].decode("utf-8"))
-            if line[3:4] != b"-":
-                return int(line[:3]), "\n".join(lines)
-        raise AssertionError(f"a reply of more than 100 lines: {lines[:3]!r}...")
-
-    def command(self, line: str) -> tuple[int, str]:
-        self.send(line.encode("utf-8") + b"\r\n")
-        return self.reply()
-
-    def start_tls(self, context: ssl.SSLContext, server_hostname: str = "localhost") -> None:
-        """The TLS handshake on the connection as it is (after ``220 Ready``)."""
-        self.file.close()
-        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
-        self.file = self.sock.makefile("rb")
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-    def __enter__(self) -> Raw:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class LogWatch(logging.Handler):
@@ -201,36 +139,34 @@ def test_plaintext_session_has_no_tls_info(smtpd: Server) -> None:
 
 @pytest.mark.smtpd(tls="starttls")
 def test_client_must_ehlo_again_after_starttls(smtpd: Server) -> None:
-    with Raw.connect(smtpd.address) as raw:
-        assert raw.command("EHLO client.test")[0] == 250
-        assert raw.command("MAIL FROM:<a@example.com>")[0] == 250
-        assert raw.command("RSET")[0] == 250
-        assert raw.command("STARTTLS")[0] == 220
+    with Wire(smtpd.address) as raw:
+        assert raw.command("EHLO client.test") == 250
+        assert raw.command("MAIL FROM:<a@example.com>") == 250
+        assert raw.command("RSET") == 250
         raw.start_tls(smtpd.client_context())
         # RFC 3207 4.2: the server forgets the EHLO given in plaintext.
-        code, text = raw.command("MAIL FROM:<a@example.com>")
+        code, text = raw.exchange("MAIL FROM:<a@example.com>")
         assert (code, text) == (503, "Error: send HELO first")
-        code, text = raw.command("EHLO client.test")
+        code, text = raw.exchange("EHLO client.test")
         assert code == 250 and "STARTTLS" not in text.splitlines()
-        assert raw.command("MAIL FROM:<a@example.com>")[0] == 250
-        assert raw.command("RSET")[0] == 250
-        assert raw.command("STARTTLS") == (503, "Error: TLS already active")
+        assert raw.command("MAIL FROM:<a@example.com>") == 250
+        assert raw.command("RSET") == 250
+        assert raw.exchange("STARTTLS") == (503, "Error: TLS already active")
 
 
 @pytest.mark.smtpd(tls="starttls", require_starttls=True, auth={"alice": "s3cret"})
 @pytest.mark.parametrize("command", ["MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA", "AUTH PLAIN"])
 def test_require_starttls_answers_530_before_tls(smtpd: Server, command: str) -> None:
-    with Raw.connect(smtpd.address) as raw:
-        assert raw.command("EHLO client.test")[0] == 250
-        assert raw.command(command) == (530, "5.7.0 Must issue a STARTTLS command first")
-        assert raw.command("NOOP")[0] == 250
-        assert raw.command("STARTTLS")[0] == 220
+    with Wire(smtpd.address) as raw:
+        assert raw.command("EHLO client.test") == 250
+        assert raw.exchange(command) == (530, "5.7.0 Must issue a STARTTLS command first")
+        assert raw.command("NOOP") == 250
         raw.start_tls(smtpd.client_context())
-        assert raw.command("EHLO client.test")[0] == 250
+        assert raw.command("EHLO client.test") == 250
         # Twin: the same commands go through inside TLS.
-        assert raw.command("MAIL FROM:<a@example.com>")[0] == 250
-        assert raw.command("RCPT TO:<b@example.com>")[0] == 250
-        assert raw.command("DATA")[0] == 354
+        assert raw.command("MAIL FROM:<a@example.com>") == 250
+        assert raw.command("RCPT TO:<b@example.com>") == 250
+        assert raw.command("DATA") == 354
 
 
 @pytest.mark.smtpd(tls="starttls", require_starttls=True)
@@ -305,18 +241,7 @@ def test_aiosmtplib_starttls(smtpd: Server) -> None:
 
 @pytest.mark.smtpd(tls="implicit")
 def test_aiosmtplib_implicit_tls(smtpd: Server) -> None:
-    asyncio.run(
-        aiosmtplib.send(
-            BODY,
-            sender="a@example.com",
-            recipients=["b@example.com"],
-            hostname=smtpd.host,
-            port=smtpd.port,
-            use_tls=True,
-            tls_context=smtpd.client_context(),
-            timeout=TIMEOUT,
-        )
-    )
+    aiosmtplib_send(smtpd.address, BODY, use_tls=True, tls_context=smtpd.client_context())
     (message,) = smtpd.messages
     assert message.tls is not None and message.tls.mode == "implicit"
 
@@ -324,36 +249,14 @@ def test_aiosmtplib_implicit_tls(smtpd: Server) -> None:
 @pytest.mark.smtpd(tls="implicit")
 def test_aiosmtplib_refuses_an_untrusted_server(smtpd: Server) -> None:
     with pytest.raises(aiosmtplib.SMTPConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        asyncio.run(
-            aiosmtplib.send(
-                BODY,
-                sender="a@example.com",
-                recipients=["b@example.com"],
-                hostname=smtpd.host,
-                port=smtpd.port,
-                use_tls=True,
-                tls_context=untrusting_context(),
-                timeout=TIMEOUT,
-            )
-        )
+        aiosmtplib_send(smtpd.address, BODY, use_tls=True, tls_context=untrusting_context())
     assert len(smtpd.messages) == 0
 
 
 @pytest.mark.smtpd(tls="starttls", require_starttls=True)
 def test_aiosmtplib_without_tls_gets_530(smtpd: Server) -> None:
-    async def send() -> None:
-        await aiosmtplib.send(
-            BODY,
-            sender="a@example.com",
-            recipients=["b@example.com"],
-            hostname=smtpd.host,
-            port=smtpd.port,
-            start_tls=False,
-            timeout=TIMEOUT,
-        )
-
     with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
-        asyncio.run(send())
+        aiosmtplib_send(smtpd.address, BODY, start_tls=False)
     assert refused.value.code == 530
 
 
@@ -380,8 +283,8 @@ def injected_then(server: Server, injected: bytes, after_handshake: str) -> tupl
         # Had the server answered the injected command in plaintext, that
         # answer would now break the handshake.
         tls = server.client_context().wrap_socket(plain, server_hostname="localhost")
-        with Raw(tls, greeting=False) as raw:
-            return raw.command(after_handshake)
+        with Wire(tls, greeting=False) as raw:
+            return raw.exchange(after_handshake)
 
 
 @pytest.mark.smtpd(tls="starttls")
@@ -523,23 +426,21 @@ def connect(server: Server, mode: str, context: ssl.SSLContext) -> smtplib.SMTP:
 @pytest.mark.smtpd(tls="implicit")
 @pytest.mark.parametrize("name", ["localhost", "127.0.0.1"])
 def test_server_certificate_names(smtpd: Server, name: str) -> None:
-    with Raw.connect(smtpd.address, context=smtpd.client_context(), server_hostname=name) as raw:
-        assert raw.command("NOOP") == (250, "OK")
+    with Wire(smtpd.address, context=smtpd.client_context(), server_hostname=name) as raw:
+        assert raw.exchange("NOOP") == (250, "OK")
 
 
 @pytest.mark.smtpd(tls="implicit")
 def test_wrong_hostname_fails_verification(smtpd: Server) -> None:
     # Twin: the same trusted CA, a name the certificate is not for.
     with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
-        Raw.connect(smtpd.address, context=smtpd.client_context(), server_hostname="example.org")
+        Wire(smtpd.address, context=smtpd.client_context(), server_hostname="example.org")
 
 
 @pytest.mark.smtpd(tls="starttls")
 def test_wrong_hostname_fails_verification_after_starttls(smtpd: Server) -> None:
-    with Raw.connect(smtpd.address) as raw:
-        assert raw.command("STARTTLS")[0] == 220
-        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
-            raw.start_tls(smtpd.client_context(), server_hostname="example.org")
+    with Wire(smtpd.address) as raw, pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        raw.start_tls(smtpd.client_context(), server_hostname="example.org")
 
 
 def test_client_context_verifies() -> None:
@@ -645,8 +546,8 @@ def test_ca_path_is_a_pem_file_clients_can_trust(smtpd: Server) -> None:
     assert pem.startswith(b"-----BEGIN CERTIFICATE-----") and pem.rstrip().endswith(b"-----END CERTIFICATE-----")
     assert pem.count(b"BEGIN CERTIFICATE") == 1
     context = ssl.create_default_context(cafile=smtpd.ca_path)
-    with Raw.connect(smtpd.address, context=context, server_hostname="127.0.0.1") as raw:
-        assert raw.command("NOOP")[0] == 250
+    with Wire(smtpd.address, context=context, server_hostname="127.0.0.1") as raw:
+        assert raw.command("NOOP") == 250
 
 
 def test_servers_share_the_test_ca() -> None:
