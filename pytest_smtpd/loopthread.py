@@ -1,13 +1,12 @@
 """The one background event-loop thread that serves every server of the
 process. The first server to start creates it; the last one to stop ends it,
-so nothing is left running after the last ``stop()``."""
+so nothing is left running after the last ``stop()`` (the pytest plugin
+keeps it for the test session with ``kept_running()``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import ssl
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -32,24 +31,8 @@ _users = 0
 _holds = 0
 
 
-log = logging.getLogger("pytest_smtpd")
-
-
-def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """A client failing its TLS handshake is the client's problem: one line
-    in our log, not a traceback; the server goes on serving the others."""
-    exc = context.get("exception")
-    if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)) and "incoming connection" in str(
-        context.get("message", "")
-    ):
-        log.warning("TLS handshake with a client failed: %s", exc)
-        return
-    loop.default_exception_handler(context)
-
-
 def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     asyncio.set_event_loop(loop)
-    loop.set_exception_handler(_report)
     loop.call_soon(ready.set)
     loop.run_forever()
 
