@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, compat, mailman, proxy
+from . import __version__, compat, mailman, proxy, tls
 from .compat import DebuggingServer, SMTPServer
 
 __all__ = ["build_parser", "main", "parse_address", "resolve_class", "should_drop_privileges"]
@@ -27,6 +27,11 @@ standard output (DebuggingServer); with -c PureProxy it relays every message
 to REMOTESPEC; with -c MailmanProxy it delivers the mail for the lists given
 with --list to Mailman 3 over LMTP and relays the rest to REMOTESPEC. The
 listening address goes to standard error. Ctrl-C stops it.
+
+With --tls the server speaks STARTTLS or implicit TLS, with a certificate
+for localhost, 127.0.0.1 and ::1 from a test CA made on the fly (or your own
+with --tls-cert); with --auth it offers SMTP AUTH. Together: a local TLS
+mail sink for an application under development.
 """
 
 EPILOG = """\
@@ -47,6 +52,10 @@ examples:
     %(prog)s -n -c MailmanProxy --list team@lists.example.com :1025 mail.example.com
   run your own SMTPServer subclass:
     %(prog)s -n -c mypackage.mymodule.MyServer
+  a TLS mail sink: STARTTLS and a login required, the test CA written to
+  ca.pem for the application to trust, and SMTPS on port 8465 as well:
+    %(prog)s -n --tls starttls --require-starttls --auth alice:s3cret \\
+      --require-auth --tls-ca-out ca.pem --tls-port 8465 localhost:8025
 """
 
 
@@ -89,6 +98,22 @@ def _list_address(text: str) -> str:
     if not (local and at and domain) or any(c.isspace() or c in "<>" for c in text):
         raise argparse.ArgumentTypeError(f"invalid list address: {text!r} (expected name@domain)")
     return text
+
+
+def _credentials(text: str) -> tuple[str, str]:
+    user, colon, password = text.partition(":")
+    if not colon:
+        # The value is not repeated: it may be a password typed alone.
+        raise argparse.ArgumentTypeError("expected USER:PASSWORD (no colon in the value)")
+    if not user:
+        raise argparse.ArgumentTypeError("expected USER:PASSWORD (the user name is empty)")
+    return user, password
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r} (expected a number from 0 to 65535)")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +169,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--mailman-lmtp",
         metavar="HOST:PORT",
         help=f"MailmanProxy: Mailman's LMTP address (default {DEFAULT_MAILMAN_LMTP})",
+    )
+    tls_group = parser.add_argument_group(
+        "TLS and AUTH",
+        "The certificate is for localhost, 127.0.0.1 and ::1, from a test CA made on\n"
+        "the fly, unless --tls-cert gives your own. --auth and --require-auth apply\n"
+        "to the --tls-port listener too.",
+    )
+    tls_group.add_argument(
+        "--tls",
+        choices=("starttls", "implicit"),
+        help="starttls: offer STARTTLS (RFC 3207); implicit: TLS from the first byte (SMTPS, RFC 8314)",
+    )
+    tls_group.add_argument(
+        "--tls-port",
+        type=_port,
+        metavar="PORT",
+        help="also listen with implicit TLS on this port, on the same host (0: any free port)",
+    )
+    tls_group.add_argument(
+        "--tls-cert",
+        metavar="PATH",
+        help="your own server certificate (PEM, the chain after it); the private key too, unless --tls-key",
+    )
+    tls_group.add_argument("--tls-key", metavar="PATH", help="the private key for --tls-cert (PEM)")
+    tls_group.add_argument(
+        "--tls-ca-out",
+        metavar="PATH",
+        help="write the test CA's certificate (PEM) here, for the clients to trust (not with --tls-cert)",
+    )
+    tls_group.add_argument(
+        "--require-starttls",
+        action="store_true",
+        help="with --tls starttls: refuse MAIL, RCPT, DATA and AUTH (530) until STARTTLS",
+    )
+    tls_group.add_argument(
+        "--auth",
+        dest="users",
+        action="append",
+        type=_credentials,
+        metavar="USER:PASSWORD",
+        help="offer SMTP AUTH and accept this login (repeat for more users; split at the first colon)",
+    )
+    tls_group.add_argument(
+        "--require-auth",
+        action="store_true",
+        help="with --auth: refuse MAIL, RCPT and DATA (530) until the client has logged in",
     )
     parser.add_argument(
         "localspec", nargs="?", default=DEFAULT_LOCAL, help=f"where to listen (default {DEFAULT_LOCAL})"
@@ -201,6 +272,51 @@ def _mailman_options(server_class: type[SMTPServer], args: argparse.Namespace) -
     return {"lists": list(args.lists), "mailman_lmtp": lmtp}
 
 
+def _tls_auth_options(args: argparse.Namespace, localaddr: tuple[str, int]) -> dict[str, Any]:
+    """The SMTPServer keywords from the TLS and AUTH flags (``tls_context``
+    is for whichever listener has TLS); a usage error for a combination that
+    makes no sense."""
+    if args.tls_key is not None and args.tls_cert is None:
+        raise UsageError("--tls-key needs --tls-cert (the certificate it belongs to)")
+    if args.tls is None and args.tls_port is None:
+        flags = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key, "--tls-ca-out": args.tls_ca_out}
+        for flag, value in flags.items():
+            if value is not None:
+                raise UsageError(f"{flag} needs --tls starttls, --tls implicit or --tls-port")
+    if args.require_starttls and args.tls != "starttls":
+        raise UsageError("--require-starttls needs --tls starttls")
+    if args.tls_ca_out is not None and args.tls_cert is not None:
+        raise UsageError(
+            "--tls-ca-out writes the test CA, which --tls-cert replaces: give the clients the CA that signed your "
+            "certificate instead"
+        )
+    if args.tls_port is not None and args.tls_port != 0 and args.tls_port == localaddr[1]:
+        raise UsageError(f"--tls-port {args.tls_port} is the port of LOCALSPEC too: choose another")
+    if args.require_auth and not args.users:
+        raise UsageError("--require-auth needs --auth USER:PASSWORD")
+    options: dict[str, Any] = {}
+    if args.tls is not None:
+        options["tls"] = args.tls
+    if args.require_starttls:
+        options["require_starttls"] = True
+    if args.tls_cert is not None:
+        try:
+            options["tls_context"] = tls.server_context_from_files(args.tls_cert, args.tls_key)
+        except OSError as exc:  # a missing file, or ssl.SSLError: not a certificate, no key, a foreign key
+            key = f" with the key {args.tls_key!r}" if args.tls_key else " (no --tls-key: the key must be in it)"
+            raise UsageError(f"argument --tls-cert: cannot load {args.tls_cert!r}{key}: {exc}") from exc
+    if args.users:
+        users: dict[str, str] = {}
+        for user, password in args.users:
+            if user in users:
+                raise UsageError(f"argument --auth: the user {user!r} is given twice")
+            users[user] = password
+        options["auth"] = users
+    if args.require_auth:
+        options["auth_required"] = True
+    return options
+
+
 def should_drop_privileges(nosetuid: bool, euid: int | None = None) -> bool:
     """Whether to switch to nobody: only when running as root and -n was not
     given. The stdlib tried it whenever -n was missing and failed when not
@@ -223,6 +339,36 @@ def _drop_privileges() -> None:
     os.setuid(nobody.pw_uid)
 
 
+def _where(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listening_line(
+    args: argparse.Namespace, server: SMTPServer, tls_port_server: SMTPServer | None, remoteaddr: tuple[str, int]
+) -> str:
+    """Where the server listens and how: TLS, AUTH, where it relays, which
+    CA the clients should trust."""
+    parts = [f"{type(server).__name__} listening on {_where(server.address)}"]
+    if args.tls == "starttls":
+        parts.append("STARTTLS required" if args.require_starttls else "STARTTLS offered")
+    elif args.tls == "implicit":
+        parts.append("implicit TLS")
+    if tls_port_server is not None:
+        parts.append(f"implicit TLS on {_where(tls_port_server.address)}")
+    if args.users:
+        parts.append("AUTH required" if args.require_auth else "AUTH offered")
+    if isinstance(server, proxy.PureProxy):
+        parts.append(f"relaying to {remoteaddr[0]}:{remoteaddr[1]}")
+    if isinstance(server, mailman.MailmanProxy):
+        parts.append(f"lists to Mailman at {server.mailman_lmtp[0]}:{server.mailman_lmtp[1]} (LMTP)")
+    line = ", ".join(parts)
+    ca = server.ca or (tls_port_server.ca if tls_port_server is not None else None)
+    if ca is not None:
+        line += f"; clients trust the test CA in {args.tls_ca_out or ca.ca_path}"
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit status is 0 after Ctrl-C, 1 when the
     server cannot start, 2 for bad arguments."""
@@ -234,6 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             remoteaddr = parse_address(args.remotespec, 25)
             server_class = resolve_class(args.classname)
             mailman_options = _mailman_options(server_class, args)
+            tls_auth_options = _tls_auth_options(args, localaddr)
+            if args.tls_ca_out is not None:
+                try:
+                    tls.test_ca().write_ca(args.tls_ca_out)
+                except OSError as exc:
+                    raise UsageError(f"argument --tls-ca-out: cannot write {args.tls_ca_out!r}: {exc}") from exc
         except UsageError as exc:
             parser.error(str(exc))
     except SystemExit as exc:  # --help, --version, or a usage error
@@ -246,11 +398,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if issubclass(server_class, proxy.PureProxy):
         options["allow_open_relay"] = args.allow_open_relay
     options.update(mailman_options)
-    server: SMTPServer | None = None
+    main_options = {**options, **tls_auth_options}
+    if args.tls is None:
+        main_options.pop("tls_context", None)  # only --tls-port's listener has TLS
+    servers: list[SMTPServer] = []
     try:
         try:
-            server = server_class(localaddr, remoteaddr, args.size, **options)
+            servers.append(server_class(localaddr, remoteaddr, args.size, **main_options))
+            if args.tls_port is not None:
+                tls_port_options = {**options, **tls_auth_options, "tls": "implicit"}
+                tls_port_options.pop("require_starttls", None)
+                servers.append(server_class((localaddr[0], args.tls_port), remoteaddr, args.size, **tls_port_options))
         except (OSError, ValueError) as exc:
+            for server in servers:
+                server.close()
             hint = " (on the command line: --allow-open-relay)" if "allow_open_relay" in str(exc) else ""
             print(f"{parser.prog}: error: {exc}{hint}", file=sys.stderr)
             return 1
@@ -259,18 +420,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _drop_privileges()
             except (OSError, KeyError) as exc:
                 print(f"{parser.prog}: error: cannot switch to the user nobody ({exc}); try -n", file=sys.stderr)
-                server.close()
+                for server in servers:
+                    server.close()
                 return 1
-        host, port = server.address
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        relay = f", relaying to {remoteaddr[0]}:{remoteaddr[1]}" if isinstance(server, proxy.PureProxy) else ""
-        if isinstance(server, mailman.MailmanProxy):
-            relay += f", lists to Mailman at {server.mailman_lmtp[0]}:{server.mailman_lmtp[1]} (LMTP)"
+        line = _listening_line(args, servers[0], servers[1] if len(servers) > 1 else None, remoteaddr)
         # One write, so that no trace from the server thread lands inside it.
-        sys.stderr.write(f"{server_class.__name__} listening on {where}{relay}; Ctrl-C stops.\n")
+        sys.stderr.write(f"{line}; Ctrl-C stops.\n")
         sys.stderr.flush()
         compat.loop()
     except KeyboardInterrupt:
-        if server is not None:
+        for server in servers:
             server.close()
     return 0

@@ -12,17 +12,20 @@ docs/migration.rst; the servers run on the shared background loop thread.
 from __future__ import annotations
 
 import inspect
+import ssl
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, TextIO, TypeVar
 
+from .auth import Authenticator
 from .connection import DEFAULT_DATA_SIZE_LIMIT, SERVER_VERSION
-from .server import DEFAULT_TIMEOUT, Server
+from .server import DEFAULT_AUTH_MECHANISMS, DEFAULT_TIMEOUT, Server, TLSMode
 from .state import State
 from .store import Message
+from .tls import TestCA
 from .transport import SessionProtocol, Verdict
 
 __all__ = ["DATA_SIZE_DEFAULT", "DEBUGSTREAM", "DebuggingServer", "SMTPChannel", "SMTPServer", "loop"]
@@ -216,6 +219,12 @@ class SMTPServer:
     As in the stdlib, constructing it binds ``localaddr`` and starts serving
     (here on the background loop thread); ``close()`` stops it. ``process_message``
     may return None (``250 OK``) or a reply line, and may be a coroutine.
+
+    The keyword-only ``tls``, ``tls_context``, ``require_starttls``, ``auth``,
+    ``auth_mechanisms``, ``auth_required`` and ``auth_requires_tls`` go
+    unchanged to the ``Server`` underneath (see docs/tls-auth.rst); with
+    ``tls`` and no ``tls_context``, ``ca``, ``ca_path`` and ``client_context()``
+    give clients the test CA.
     """
 
     channel_class: type[SMTPChannel] = SMTPChannel
@@ -236,6 +245,13 @@ class SMTPServer:
         *,
         hostname: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        tls: TLSMode | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        auth: Mapping[str, str] | Authenticator | None = None,
+        auth_mechanisms: Sequence[str] = DEFAULT_AUTH_MECHANISMS,
+        auth_required: bool = False,
+        auth_requires_tls: bool = False,
     ) -> None:
         if enable_SMTPUTF8 and decode_data:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
@@ -253,6 +269,13 @@ class SMTPServer:
             enable_SMTPUTF8=enable_SMTPUTF8,
             decode_data=decode_data,
             timeout=timeout,
+            tls=tls,
+            tls_context=tls_context,
+            require_starttls=require_starttls,
+            auth=auth,
+            auth_mechanisms=auth_mechanisms,
+            auth_required=auth_required,
+            auth_requires_tls=auth_requires_tls,
             _delegated_verbs=self.channel_class.delegated_verbs,
             _command_handler_factory=self._make_channel,
         )
@@ -262,6 +285,23 @@ class SMTPServer:
     def address(self) -> tuple[str, int]:
         """The bound address, with the real port after binding port 0."""
         return self._server.address
+
+    @property
+    def ca(self) -> TestCA | None:
+        """The test CA behind the server certificate; None without ``tls`` or
+        with a ``tls_context`` of your own."""
+        return self._server.ca
+
+    @property
+    def ca_path(self) -> str:
+        """The test CA as a PEM file, for clients (``--cacert``, ``cafile=``);
+        RuntimeError without the test CA."""
+        return self._server.ca_path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client SSL context that trusts this server, verification on;
+        RuntimeError without the test CA."""
+        return self._server.client_context()
 
     def start(self) -> None:
         self._server.start()

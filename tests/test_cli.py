@@ -9,12 +9,15 @@ import re
 import signal
 import smtplib
 import socket
+import ssl
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import TIMEOUT, Spawned
+import trustme
+from peers import TIMEOUT, Spawned, require_program
 
 from pytest_smtpd import DebuggingServer, PureProxy, Server, __version__, cli, compat, mailman
 from pytest_smtpd.mailman import MailmanProxy
@@ -45,6 +48,15 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(rf"^  {short}\b.*, {long}\b", out, re.MULTILINE), (short, long)
     for name in ["--allow-open-relay", "--list ADDRESS", "--mailman-lmtp HOST:PORT", "localspec", "remotespec"]:
         assert re.search(rf"^  {name}\b", out, re.MULTILINE), name
+    tls_auth = [
+        "--tls {starttls,implicit}",
+        "--tls-port PORT",
+        "--tls-cert PATH",
+        "--tls-key PATH",
+        "--tls-ca-out PATH",
+    ]
+    for name in [*tls_auth, "--require-starttls", "--auth USER:PASSWORD", "--require-auth"]:
+        assert re.search(rf"^  {re.escape(name)}(\s|$)", out, re.MULTILINE), name
     assert "localhost:8025" in out
     assert "localhost:25" in out
 
@@ -135,6 +147,106 @@ def test_address_in_use_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
         busy.listen(1)
         port = busy.getsockname()[1]
         status, _, err = run(capsys, "-n", f"127.0.0.1:{port}")
+    assert status == 1
+    assert "already in use" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tls", "smtps"], "argument --tls: invalid choice: 'smtps' (choose from 'starttls', 'implicit')"),
+        (["--tls-key", "key.pem"], "--tls-key needs --tls-cert (the certificate it belongs to)"),
+        (["--tls", "starttls", "--tls-key", "key.pem"], "--tls-key needs --tls-cert"),
+        (["--tls-cert", "cert.pem"], "--tls-cert needs --tls starttls, --tls implicit or --tls-port"),
+        (["--tls-cert", "cert.pem", "--tls-key", "key.pem"], "--tls-cert needs --tls starttls, --tls implicit"),
+        (["--tls-ca-out", "ca.pem"], "--tls-ca-out needs --tls starttls, --tls implicit or --tls-port"),
+        (
+            ["--tls", "starttls", "--tls-cert", "cert.pem", "--tls-ca-out", "ca.pem"],
+            "--tls-ca-out writes the test CA, which --tls-cert replaces",
+        ),
+        (["--require-starttls"], "--require-starttls needs --tls starttls"),
+        (["--tls", "implicit", "--require-starttls"], "--require-starttls needs --tls starttls"),
+        (["--tls-port", "0", "--require-starttls"], "--require-starttls needs --tls starttls"),
+        (["--auth", "alice"], "argument --auth: expected USER:PASSWORD (no colon in the value)"),
+        (["--auth", ":s3cret"], "argument --auth: expected USER:PASSWORD (the user name is empty)"),
+        (["--auth", "alice:1", "--auth", "alice:2"], "argument --auth: the user 'alice' is given twice"),
+        (["--require-auth"], "--require-auth needs --auth USER:PASSWORD"),
+        (["--tls", "starttls", "--require-auth"], "--require-auth needs --auth USER:PASSWORD"),
+        (["--tls-port", "smtps"], "argument --tls-port: invalid port: 'smtps'"),
+        (["--tls-port", "70000"], "argument --tls-port: invalid port: '70000'"),
+        (["--tls-port", "1025", "127.0.0.1:1025"], "--tls-port 1025 is the port of LOCALSPEC too"),
+        (["--tls-port", "8025"], "--tls-port 8025 is the port of LOCALSPEC too"),  # the default localspec
+    ],
+)
+def test_bad_tls_and_auth_arguments(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "-n", *argv)
+    assert (status, out) == (2, ""), err
+    assert err.startswith("usage: ")
+    assert message in err
+    assert list(tmp_path.iterdir()) == []  # refused before writing --tls-ca-out or reading anything
+
+
+def test_auth_without_a_colon_does_not_repeat_the_value(capsys: pytest.CaptureFixture[str]) -> None:
+    # A password typed alone must not end up in a terminal's scrollback or a CI log.
+    status, _, err = run(capsys, "-n", "--auth", "s3cret-Pa55")
+    assert status == 2
+    assert "argument --auth: expected USER:PASSWORD" in err
+    assert "s3cret-Pa55" not in err
+
+
+def write_cert(directory: Path, ca: trustme.CA, *, combined: bool = False) -> tuple[Path, Path]:
+    """A server certificate for 127.0.0.1 signed by ``ca``: the chain and the
+    key in two files, or (``combined``) both in the first."""
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key = directory / "server-cert.pem", directory / "server-key.pem"
+    if combined:
+        leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    else:
+        cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+    return cert, key
+
+
+def test_tls_files_that_cannot_be_loaded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert, key = write_cert(tmp_path, ca)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    _, other_key = write_cert(other_dir, ca)
+    missing = tmp_path / "missing.pem"
+    no_key = "(no --tls-key: the key must be in it): "
+    cases = [
+        ([str(missing)], [f"cannot load {str(missing)!r} {no_key}", "No such file"]),
+        ([str(cert)], [f"cannot load {str(cert)!r} {no_key}"]),  # the key is not in the certificate's file
+        ([str(cert), "--tls-key", str(missing)], [f"cannot load {str(cert)!r} with the key {str(missing)!r}: "]),
+        ([str(cert), "--tls-key", str(other_key)], [f"cannot load {str(cert)!r} with the key", "KEY_VALUES_MISMATCH"]),
+        ([str(key), "--tls-key", str(key)], [f"cannot load {str(key)!r} with the key {str(key)!r}: "]),
+    ]
+    for argv, fragments in cases:
+        status, out, err = run(capsys, "-n", "--tls", "starttls", "--tls-cert", *argv, "127.0.0.1:0")
+        assert (status, out) == (2, ""), (argv, err)
+        assert err.startswith("usage: "), err
+        for fragment in ["error: argument --tls-cert: ", *fragments]:
+            assert fragment in err, (argv, fragment, err)
+
+
+def test_tls_ca_out_that_cannot_be_written(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "no-such-directory" / "ca.pem"
+    status, out, err = run(capsys, "-n", "--tls", "starttls", "--tls-ca-out", str(target), "127.0.0.1:0")
+    assert (status, out) == (2, "")
+    assert f"error: argument --tls-ca-out: cannot write {str(target)!r}: " in err
+
+
+def test_tls_port_in_use_closes_the_main_listener(capsys: pytest.CaptureFixture[str]) -> None:
+    # The autouse fixture in conftest.py checks that no server is left running.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        status, _, err = run(capsys, "-n", "--tls-port", str(port), "127.0.0.1:0")
     assert status == 1
     assert "already in use" in err
 
@@ -285,3 +397,138 @@ def test_dotted_class_path(tmp_path: Path) -> None:
         line = process.expect("^remote ").string
         stop(process)
     assert line == "remote ('mail.example.com', 2525) from a@example.com to ['b@example.com'] size 17"
+
+
+# -- TLS and AUTH, as a program ----------------------------------------------------
+
+#: What the listening line says about the test CA.
+TEST_CA = r"; clients trust the test CA in (.+); Ctrl-C stops\.$"
+#: The replies to MAIL with --require-starttls before STARTTLS, and with --require-auth before AUTH.
+STARTTLS_FIRST = (530, b"5.7.0 Must issue a STARTTLS command first")
+AUTH_FIRST = (530, b"5.7.0 Authentication required")
+
+
+def search(pattern: str, text: str) -> re.Match[str]:
+    match = re.search(pattern, text)
+    assert match is not None, (pattern, text)
+    return match
+
+
+def expect_printed(process: Spawned, subject: str) -> None:
+    """Wait for DebuggingServer to print the whole message with ``subject``."""
+    process.expect("^---------- MESSAGE FOLLOWS ----------$")
+    process.expect(f"^Subject: {re.escape(subject)}$")
+    process.expect("^------------ END MESSAGE ------------$")
+
+
+def message(subject: str) -> str:
+    return f"From: a@example.com\r\nTo: b@example.com\r\nSubject: {subject}\r\n\r\nHello over TLS.\r\n"
+
+
+def test_starttls_auth_and_the_ca_file(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    argv = ["--tls", "starttls", "--auth", "alice:s3cret", "--require-auth", "--tls-ca-out", str(ca_file)]
+    process, address = start(*argv, "127.0.0.1:0")
+    with process:
+        line = process.lines["stderr"][-1]
+        assert ", STARTTLS offered, AUTH required; " in line
+        assert search(TEST_CA, line).group(1) == str(ca_file)
+        context = ssl.create_default_context(cafile=str(ca_file))
+        assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.ehlo("client.test")
+            assert client.has_extn("starttls")
+            assert client.starttls(context=context)[0] == 220
+            assert isinstance(client.sock, ssl.SSLSocket)
+            certificate = client.sock.getpeercert()
+            assert certificate is not None  # verified: CERT_REQUIRED, host name checked
+            assert ("IP Address", "127.0.0.1") in certificate["subjectAltName"]
+            client.ehlo("client.test")
+            assert client.mail("a@example.com") == AUTH_FIRST
+            client.rset()
+            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                client.login("alice", "wrong")
+            assert refused.value.smtp_code == 535
+            assert client.login("alice", "s3cret")[0] == 235
+            assert client.sendmail("a@example.com", ["b@example.com"], message("starttls")) == {}
+        expect_printed(process, "starttls")
+        stop(process)
+    assert "Subject: starttls\nX-Peer: 127.0.0.1\n\nHello over TLS.\n" in process.output()
+
+
+def test_implicit_tls_with_curl(tmp_path: Path) -> None:
+    curl = require_program("curl", "curl")
+    ca_file = tmp_path / "ca.pem"
+    mail = tmp_path / "message.eml"
+    mail.write_text(message("smtps"), newline="")
+    process, (host, port) = start(
+        "--tls", "implicit", "--auth", "alice:s3:cret", "--tls-ca-out", str(ca_file), "127.0.0.1:0"
+    )
+    with process:
+        assert ", implicit TLS, AUTH offered; " in process.lines["stderr"][-1]
+        result = subprocess.run(
+            [
+                curl, "--silent", "--show-error", "--max-time", str(TIMEOUT / 2), "--ssl-reqd",
+                "--cacert", str(ca_file), "--user", "alice:s3:cret",  # split at the first colon
+                "--mail-from", "a@example.com", "--mail-rcpt", "b@example.com", "--upload-file", str(mail),
+                f"smtps://{host}:{port}",
+            ],
+            capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        expect_printed(process, "smtps")
+        stop(process)
+    assert "Subject: smtps\nX-Peer: 127.0.0.1\n\nHello over TLS.\n" in process.output()
+
+
+@pytest.mark.parametrize("combined", [False, True], ids=["cert-and-key", "key-in-cert-file"])
+def test_own_certificate_and_key(tmp_path: Path, combined: bool) -> None:
+    own_ca = trustme.CA()
+    cert, key = write_cert(tmp_path, own_ca, combined=combined)
+    key_options = [] if combined else ["--tls-key", str(key)]
+    process, address = start(
+        "--tls", "starttls", "--require-starttls", "--tls-cert", str(cert), *key_options, "127.0.0.1:0"
+    )
+    with process:
+        line = process.lines["stderr"][-1]
+        assert ", STARTTLS required; Ctrl-C stops." in line
+        assert "test CA" not in line
+        context = ssl.create_default_context()
+        own_ca.configure_trust(context)  # only the CA that signed our certificate
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.ehlo("client.test")
+            assert client.mail("a@example.com") == STARTTLS_FIRST
+            client.rset()
+            assert client.starttls(context=context)[0] == 220
+            assert client.sendmail("a@example.com", ["b@example.com"], message("own certificate")) == {}
+        expect_printed(process, "own certificate")
+        stop(process)
+
+
+def test_tls_port_adds_an_implicit_tls_listener() -> None:
+    argv = ["--tls", "starttls", "--require-starttls", "--auth", "alice:s3cret", "--require-auth", "--tls-port", "0"]
+    process, address = start(*argv, "127.0.0.1:0")
+    with process:
+        line = process.lines["stderr"][-1]
+        assert ", STARTTLS required, implicit TLS on 127.0.0.1:" in line
+        tls_port = int(search(r", implicit TLS on 127\.0\.0\.1:(\d+),", line).group(1))
+        assert tls_port != address[1]
+        ca_file = search(TEST_CA, line).group(1)
+        context = ssl.create_default_context(cafile=ca_file)
+        with smtplib.SMTP_SSL("127.0.0.1", tls_port, timeout=TIMEOUT, context=context) as client:
+            client.ehlo("client.test")
+            assert not client.has_extn("starttls")  # already TLS
+            assert client.mail("a@example.com") == AUTH_FIRST  # --require-auth applies here too
+            client.rset()
+            assert client.login("alice", "s3cret")[0] == 235
+            assert client.sendmail("a@example.com", ["b@example.com"], message("on the TLS port")) == {}
+        expect_printed(process, "on the TLS port")
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.ehlo("client.test")
+            assert client.mail("a@example.com") == STARTTLS_FIRST  # on the main listener only
+            client.rset()
+            client.starttls(context=context)
+            assert client.login("alice", "s3cret")[0] == 235
+            assert client.sendmail("a@example.com", ["b@example.com"], message("on the main port")) == {}
+        expect_printed(process, "on the main port")
+        stop(process)
