@@ -187,6 +187,11 @@ class SessionProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # Python 3.10's TLS transport is not marked closed when the peer hangs
+        # up, and warns "unclosed transport" when collected: close it (a
+        # no-op on a closed transport).
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
         if self._timer is not None:
             self._timer.cancel()
         if self._busy is not None:

@@ -1,5 +1,5 @@
 """PureProxy relaying through real sockets: to our own servers as upstream
-(which can refuse at every step), to aiosmtpd for AUTH, and to a real
+(which can refuse at every step), to our server requiring AUTH, and to a real
 Postfix, with smtplib and swaks as clients."""
 
 from __future__ import annotations
@@ -422,68 +422,28 @@ def test_to_wire_accepts_both_forms(data: bytes | str, expected: bytes) -> None:
     assert to_wire(data) == expected
 
 
-# -- AUTH, against aiosmtpd ----------------------------------------------------------
+# -- AUTH, against our own server ----------------------------------------------------
 
 
-@pytest.fixture
-def auth_upstream() -> Iterator[tuple[tuple[str, int], list[bytes]]]:
-    """aiosmtpd requiring AUTH (as user ``relay``, password ``s3cret``)."""
-    pytest.importorskip("aiosmtpd", reason="aiosmtpd (pip install -e '.[bench]') is the AUTH-requiring upstream")
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-
-    received: list[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-            assert isinstance(envelope.content, bytes)
-            received.append(envelope.content)
-            return "250 OK"
-
-    def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"relay", b"s3cret")
-        return AuthResult(success=ok, handled=False)
-
-    port = free_port()
-    controller = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=authenticator,
-        auth_required=True,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield ("127.0.0.1", port), received
-    finally:
-        controller.stop()
+def test_upstream_auth(make_proxy: ProxyFactory) -> None:
+    with Server(auth={"relay": "s3cret"}, auth_required=True) as upstream:
+        proxy = make_proxy((upstream.host, upstream.port), upstream_auth=("relay", "s3cret"))
+        assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE) == (250, "OK")
+        [message] = upstream.messages
+    assert message.auth_identity == "relay"
+    assert b"X-Peer: 127.0.0.1\r\n" in message.data
 
 
-AUTH_WITHOUT_TLS = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
-
-
-@AUTH_WITHOUT_TLS
-def test_upstream_auth(auth_upstream: tuple[tuple[str, int], list[bytes]], make_proxy: ProxyFactory) -> None:
-    address, received = auth_upstream
-    proxy = make_proxy(address, upstream_auth=("relay", "s3cret"))
-    assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE) == (250, "OK")
-    assert len(received) == 1
-    assert b"X-Peer: 127.0.0.1\r\n" in received[0]
-
-
-@AUTH_WITHOUT_TLS
-def test_upstream_auth_failure_is_451(
-    auth_upstream: tuple[tuple[str, int], list[bytes]], make_proxy: ProxyFactory
-) -> None:
-    address, received = auth_upstream
-    proxy = make_proxy(address, upstream_auth=("relay", "wrong"))
-    code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)
-    assert code == 451
-    assert "authentication failed" in text
-    unauthenticated = make_proxy(address)
-    assert send_and_get_data_reply(unauthenticated.address, ["r@example.com"], MESSAGE)[0] == 530
-    assert received == []
+def test_upstream_auth_failure_is_451(make_proxy: ProxyFactory) -> None:
+    with Server(auth={"relay": "s3cret"}, auth_required=True) as upstream:
+        address = (upstream.host, upstream.port)
+        proxy = make_proxy(address, upstream_auth=("relay", "wrong"))
+        code, text = send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)
+        assert code == 451
+        assert "authentication failed" in text
+        unauthenticated = make_proxy(address)
+        assert send_and_get_data_reply(unauthenticated.address, ["r@example.com"], MESSAGE)[0] == 530
+        assert list(upstream.messages) == []
 
 
 # -- Postfix ---------------------------------------------------------------------

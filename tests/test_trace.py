@@ -20,7 +20,7 @@ def test_trace_shows_commands_and_replies(caplog: pytest.LogCaptureFixture) -> N
         client.sendmail("a@example.com", ["b@example.com"], b"Subject: secret body\r\n\r\nhidden\r\n")
     text = caplog.text
     assert "> ehlo" in text.lower()
-    assert "mail FROM:<a@example.com>" in text  # as smtplib sends it
+    assert "> mail from:<a@example.com>" in text.lower()  # smtplib's case varies by version
     assert "< 250 OK" in text
     assert "bytes of message data>" in text
     assert "hidden" not in text
