@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 from . import loopthread
 from .auth import Authenticator, Credentials, check_against
 from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
+from .listener import Listener
 from .store import Message, MessageStore
 from .tls import TestCA, test_ca
 from .transport import CommandHandler, SessionProtocol, Verdict, accepted
@@ -32,6 +33,16 @@ DEFAULT_AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
 TLSMode = Literal["starttls", "implicit"]
 #: Time stop() gives sessions to say goodbye before their sockets are dropped.
 STOP_GRACE = 2.0
+
+
+def _settle(closed: concurrent.futures.Future[None], task: asyncio.Task[None]) -> None:
+    """Pass a finished task's outcome on to a future another thread waits for."""
+    if task.cancelled():
+        closed.cancel()
+    elif (exc := task.exception()) is not None:
+        closed.set_exception(exc)
+    else:
+        closed.set_result(None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -124,8 +135,10 @@ class Server:
         self._requested_port = port
         self._command_handler_factory = _command_handler_factory
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._serving: concurrent.futures.Future[list[asyncio.Server]] | None = None
+        #: Set up on the loop thread by the callback start() schedules.
+        self._listeners: list[Listener] = []
         self._sessions: set[SessionProtocol] = set()
+        self._closing = False
         self._port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -163,13 +176,13 @@ class Server:
         return self._test_ca().client_env()
 
     def is_running(self) -> bool:
-        return self._serving is not None
+        return self._loop is not None
 
     def start(self) -> None:
         """Bind and listen, here and now (so a bad address raises at once),
         then hand the sockets to the loop thread without waiting for it: the
         kernel queues connections until the loop accepts them."""
-        if self._serving is not None:
+        if self._loop is not None:
             raise RuntimeError("Server is already running")
         sockets = self._bind()
         try:
@@ -179,8 +192,9 @@ class Server:
                 sock.close()
             raise
         self._loop = loop
+        self._closing = False
         self._port = sockets[0].getsockname()[1]
-        self._serving = asyncio.run_coroutine_threadsafe(self._serve(loop, sockets), loop)
+        loop.call_soon_threadsafe(self._listen, loop, sockets)
         log.debug("SMTP server listening on %s:%s", self.host, self._port)
 
     def _bind(self) -> list[socket.socket]:
@@ -213,53 +227,72 @@ class Server:
             raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from exc
         return sockets
 
-    async def _serve(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]) -> list[asyncio.Server]:
-        listeners = []
+    def _listen(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]) -> None:
+        """On the loop thread: accept connections on ``sockets``."""
+        self._listeners = [Listener(loop, sock, lambda: SessionProtocol(self)) for sock in sockets]
         try:
-            for sock in sockets:
-                listeners.append(await loop.create_server(lambda: SessionProtocol(self), sock=sock))
-        except BaseException:
+            for listener in self._listeners:
+                listener.start()
+        except Exception:
             log.exception("cannot serve on %s:%s", self.host, self._port)
-            for listener in listeners:
+            for listener in self._listeners:
                 listener.close()
-            for sock in sockets[len(listeners) :]:
-                sock.close()
-            raise
-        return listeners
 
     def stop(self) -> None:
         """Close the listener and every session (each gets a 421), and return
-        once they are closed. Stopping a stopped server does nothing."""
-        if self._serving is None or self._loop is None:
+        once they are closed. Stopping a stopped server does nothing.
+
+        One round trip to the loop thread: with no session open (the common
+        case at the end of a test) the loop closes the listener in a plain
+        callback and answers at once."""
+        loop = self._loop
+        if loop is None:
             return
-        loop, serving = self._loop, self._serving
+        closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
-            loopthread.run_on_loop(loop, self._close(serving))
+            # Runs after start()'s _listen: the loop runs callbacks in order.
+            loop.call_soon_threadsafe(self._begin_close, closed)
+            closed.result()
         finally:
-            self._serving = None
             self._loop = None
             loopthread.release_loop()
 
-    async def _close(self, serving: concurrent.futures.Future[list[asyncio.Server]]) -> None:
+    def _begin_close(self, closed: concurrent.futures.Future[None]) -> None:
+        """On the loop thread: close the listeners, abort the sessions, and
+        resolve ``closed`` once they are gone."""
         try:
-            listeners = await asyncio.wrap_future(serving)
-        except Exception:
-            return  # logged by _serve; its sockets are closed
-        for listener in listeners:
-            listener.close()
+            self._closing = True
+            listeners, self._listeners = self._listeners, []
+            for listener in listeners:
+                listener.close()
+            connecting = [task for listener in listeners for task in listener.connecting]
+            sessions = list(self._sessions)
+            for session in sessions:
+                session.abort()
+            if not connecting and all(session.closed.done() for session in sessions):
+                closed.set_result(None)
+                return
+        except BaseException as exc:
+            closed.set_exception(exc)
+            raise
+        task = asyncio.get_running_loop().create_task(self._finish_close(connecting))
+        task.add_done_callback(functools.partial(_settle, closed))
+
+    async def _finish_close(self, connecting: list[asyncio.Task[None]]) -> None:
+        if connecting:
+            # Sessions accepted just before the close: they abort themselves
+            # as they start (see session_started).
+            await asyncio.wait(connecting, timeout=STOP_GRACE)
         sessions = list(self._sessions)
-        for session in sessions:
-            session.abort()
-        if sessions:
-            _, pending = await asyncio.wait([s.closed for s in sessions], timeout=STOP_GRACE)
-            if pending:
-                # A peer that does not read its 421 must not hold up stop().
-                for session in sessions:
-                    if not session.closed.done() and session.transport is not None:
-                        session.transport.abort()
-                await asyncio.wait(pending, timeout=STOP_GRACE)
-        for listener in listeners:
-            await listener.wait_closed()
+        if not sessions:
+            return
+        _, pending = await asyncio.wait([s.closed for s in sessions], timeout=STOP_GRACE)
+        if pending:
+            # A peer that does not read its 421 must not hold up stop().
+            for session in sessions:
+                if not session.closed.done() and session.transport is not None:
+                    session.transport.abort()
+            await asyncio.wait(pending, timeout=STOP_GRACE)
 
     def __enter__(self: _S) -> _S:
         self.start()
@@ -282,6 +315,9 @@ class Server:
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         self._sessions.add(session)
+        if self._closing:
+            # Accepted just before the listener closed: stop() is not waiting for it.
+            asyncio.get_running_loop().call_soon(session.abort)
         if self._command_handler_factory is None:
             return None
         return self._command_handler_factory(session)

@@ -97,8 +97,13 @@ class Wire:
         self._file = self.sock.makefile("rb")
 
     def closed_by_peer(self) -> bool:
-        """Whether the server has closed its side (nothing more to read)."""
-        return self._file.read() == b""
+        """Whether the server has closed its side (nothing more to read). A
+        reset counts: a server that closes with input of ours still unread
+        (sent just before it stopped) makes the kernel answer with a reset."""
+        try:
+            return self._file.read() == b""
+        except ConnectionResetError:
+            return True
 
     def close(self) -> None:
         self._file.close()

@@ -557,3 +557,50 @@ def test_clear_forgets_messages(server: Server) -> None:
     assert server.messages == []
     send(server)
     assert len(server.messages) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_out_of_file_descriptors_pauses_accepting_and_loses_no_connection() -> None:
+    """A server process at its descriptor limit logs the EMFILE, keeps the
+    queued connection in the kernel's backlog, and greets it once a session
+    ends and frees a descriptor."""
+    script = textwrap.dedent(
+        """
+        import logging, os, resource, sys
+        from pytest_smtpd import Server
+
+        logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
+        with Server() as server:
+            with Server() as warm_up:  # let the loop open what it needs first
+                pass
+            open_fds = os.listdir("/proc/self/fd")
+            limit = max(int(fd) for fd in open_fds) + 3  # room for two sessions
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+            free = limit - len(open_fds)
+            print(server.port, free, flush=True)
+            sys.stdin.readline()
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        clients: list[Wire] = []
+        try:
+            assert process.stdout is not None and process.stderr is not None and process.stdin is not None
+            port, free = map(int, process.stdout.readline().split())
+            for _ in range(free):
+                clients.append(Wire(("127.0.0.1", port)))  # greeted
+            queued = Wire(("127.0.0.1", port), greeting=False)  # accept() fails with EMFILE
+            clients.append(queued)
+            assert "cannot accept connections" in process.stderr.readline()
+            clients.pop(0).close()  # the server's end closes and frees a descriptor
+            assert queued.reply()[0] == 220
+            assert queued.command("QUIT") == 221
+            process.stdin.write("\n")
+            process.stdin.flush()
+            assert process.wait(timeout=TIMEOUT) == 0
+        finally:
+            for client in clients:
+                client.close()
+            if process.poll() is None:
+                process.kill()

@@ -1,0 +1,108 @@
+"""Accepting connections on the loop thread: a listening socket watched with
+``add_reader``, each accepted connection given to a new session.
+
+``loop.create_server`` does the same, but it is a coroutine that takes loop
+iterations of its own to start, so starting and stopping a server cost several
+wake-ups of the loop thread. Here both are plain callbacks: a test's server
+costs one wake-up to start listening and one round trip to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
+__all__ = ["ACCEPT_BATCH", "ACCEPT_RETRY_DELAY", "Listener"]
+
+log = logging.getLogger("pytest_smtpd")
+
+#: Connections accepted per readiness event, so that a flood on one listener
+#: cannot starve the loop's other work.
+ACCEPT_BATCH = 100
+#: Out of file descriptors or memory: seconds before accepting again.
+ACCEPT_RETRY_DELAY = 0.5
+#: accept() errors that say the process is out of a resource, not that one
+#: connection went wrong.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Listener:
+    """A bound, listening, non-blocking socket served on ``loop``. Every
+    method runs on the loop thread."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol_factory = protocol_factory
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+        #: Connections accepted whose session is not set up yet.
+        self.connecting: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._loop.add_reader(self._fd, self._accept)
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket (connections
+        already accepted go on; their sessions are the server's to close)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._loop.remove_reader(self._fd)  # before close: the number may be reused at once
+        self._sock.close()
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    log.error(
+                        "cannot accept connections on %s: %s; trying again in %s s",
+                        self._sock.getsockname(),
+                        exc.strerror,
+                        ACCEPT_RETRY_DELAY,
+                    )
+                    self._loop.remove_reader(self._fd)
+                    self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume)
+                    return
+                continue  # e.g. ECONNABORTED: that peer gave up while queued
+            conn.setblocking(False)
+            task = self._loop.create_task(self._connect(conn))
+            self.connecting.add(task)
+            task.add_done_callback(self.connecting.discard)
+
+    def _resume(self) -> None:
+        self._retry = None
+        if not self._closed:
+            self.start()
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._protocol_factory, conn)
+        except Exception:
+            log.exception("cannot set up a session for a connection from %s", _peer(conn))
+            conn.close()
+        except BaseException:
+            conn.close()
+            raise
+
+
+def _peer(conn: socket.socket) -> object:
+    try:
+        return conn.getpeername()
+    except OSError:
+        return "(disconnected)"
