@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 __all__ = [
     "acquire_loop",
@@ -18,11 +16,8 @@ __all__ = [
     "is_kept_running",
     "kept_running",
     "release_loop",
-    "run_on_loop",
     "servers_running",
 ]
-
-T = TypeVar("T")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -97,9 +92,3 @@ def servers_running() -> int:
 
 def in_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
-
-
-def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run ``coro`` on the loop thread and wait for its result here."""
-    future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
-    return future.result(timeout)

@@ -316,7 +316,8 @@ class Server:
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         self._sessions.add(session)
         if self._closing:
-            # Accepted just before the listener closed: stop() is not waiting for it.
+            # Accepted just before stop() closed the listener: this one goes
+            # too (stop() waits for it, see _finish_close).
             asyncio.get_running_loop().call_soon(session.abort)
         if self._command_handler_factory is None:
             return None

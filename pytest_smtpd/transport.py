@@ -8,6 +8,7 @@ import inspect
 import logging
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Protocol, TypeAlias, cast
@@ -133,9 +134,12 @@ class SessionProtocol(asyncio.Protocol):
         self._busy: asyncio.Task[None] | None = None
         #: Whether ``_busy`` is a TLS handshake.
         self._handshaking = False
+        #: abort() cut a TLS handshake off: its failure is no news.
+        self._hanging_up = False
         #: During a handshake: what the client sent in TLS right after it,
         #: delivered before ``_start_tls`` resumes (see there).
         self._tls_early: bytearray | None = None
+        self._tls_transport_py310: asyncio.BaseTransport | None = None
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -194,7 +198,9 @@ class SessionProtocol(asyncio.Protocol):
             self.transport.close()
         if self._timer is not None:
             self._timer.cancel()
-        if self._busy is not None:
+        if self._busy is not None and not self._handshaking:
+            # A handshake is left to end by itself (it does, at the latest on
+            # its timeout), so that the TLS transport it made gets closed.
             self._busy.cancel()
         self.owner.session_ended(self)
         if not self.closed.done():
@@ -207,16 +213,18 @@ class SessionProtocol(asyncio.Protocol):
         message handler still deciding is cancelled: its answer could no
         longer be sent, and waiting for it would hold up the close. A TLS
         handshake under way is cut off without a word."""
+        if self._handshaking:
+            # Nothing can be said in the middle of a TLS handshake: hang up.
+            # The handshake then fails at once; left to end by itself rather
+            # than cancelled, it closes whatever TLS transport it made, and
+            # ends the session (stop() waits for that).
+            self._hanging_up = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
         busy, self._busy = self._busy, None
         if busy is not None:
             busy.cancel()
-        if self._handshaking:
-            # Nothing can be said in the middle of a TLS handshake: hang up.
-            self._handshaking = False
-            if self.transport is not None:
-                self.transport.abort()
-            self.connection_lost(None)
-            return
         self.core.abort(reply)
         self._process()
 
@@ -326,6 +334,8 @@ class SessionProtocol(asyncio.Protocol):
         # returns, while the core still drops everything as plaintext sent
         # after STARTTLS: keep it for after tls_started().
         self._tls_early = bytearray()
+        if sys.version_info < (3, 11):
+            loop.call_soon(self._hold_tls_transport_py310, transport)
         try:
             tls_transport = await loop.start_tls(
                 transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
@@ -333,15 +343,23 @@ class SessionProtocol(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("TLS handshake (%s) with %s failed: %s", mode, self.peer, exc)
+            if not self._hanging_up:
+                log.warning("TLS handshake (%s) with %s failed: %s", mode, self.peer, exc)
             self._busy = None
+            self._close_held_tls_transport_py310()
             transport.abort()
             self.connection_lost(exc)
             return
         finally:
             self._handshaking = False
             early, self._tls_early = self._tls_early, None
-        if tls_transport is None:  # the peer went away during the handshake
+        if tls_transport is None or self.closed.done() or self._hanging_up:
+            # The peer went away during the handshake or right after it, or
+            # the server is stopping.
+            self._busy = None
+            if tls_transport is not None:
+                tls_transport.close()
+            self._close_held_tls_transport_py310()
             self.connection_lost(None)
             return
         self._busy = None
@@ -353,6 +371,18 @@ class SessionProtocol(asyncio.Protocol):
         if early:
             self.core.receive_data(bytes(early))
         self._process()
+
+    def _hold_tls_transport_py310(self, transport: asyncio.Transport) -> None:
+        """Python 3.10's start_tls() drops the TLS transport it made, unclosed
+        (a ResourceWarning when it is collected), when the peer hangs up just
+        as the handshake ends: it then returns None. Keep hold of it so that
+        it can be closed. Runs once start_tls() has handed the socket over."""
+        self._tls_transport_py310 = getattr(transport.get_protocol(), "_app_transport", None)
+
+    def _close_held_tls_transport_py310(self) -> None:
+        held, self._tls_transport_py310 = self._tls_transport_py310, None
+        if held is not None and not held.is_closing():
+            held.close()
 
     def _message(self, event: MessageReceived) -> Message:
         envelope = event.envelope
