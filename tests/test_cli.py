@@ -5,6 +5,7 @@ from smtplib and stopped with Ctrl-C (SIGINT)."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import smtplib
@@ -313,6 +314,28 @@ def test_debugging_server_prints_each_message_and_stops_on_ctrl_c() -> None:
         stop(process)
     printed = process.output()
     assert "Subject: from the cli test\nX-Peer: 127.0.0.1\n\nHello, server.\n" in printed
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root switches to nobody")
+def test_without_n_root_serves_as_nobody() -> None:
+    """As ``python -m smtpd`` did: started as root without ``-n``, the server
+    binds, then runs as nobody, and still serves (8-bit content included)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        pytest.skip("SIGINT is ignored in this process (a background job?), so the server would ignore Ctrl-C")
+    process = Spawned.python("-m", "pytest_smtpd", "127.0.0.1:0")
+    with process:
+        port = int(process.expect(LISTENING, stream="stderr").group(1))
+        status = Path(f"/proc/{process.proc.pid}/status").read_text()
+        uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", status, re.MULTILINE)
+        assert uids is not None, status
+        assert {int(uid) for uid in uids.groups()} == {pwd.getpwnam("nobody").pw_uid}
+        with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as client:
+            client.sendmail(
+                "a@example.com", ["b@example.com"], "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
+            )
+        process.expect("^------------ END MESSAGE ------------$")
+        stop(process)
+    assert "Subject: caf\u00e9\nX-Peer: 127.0.0.1\n\nd\u00e9j\u00e0 vu\n" in process.output()
 
 
 def test_debug_traces_to_stderr() -> None:
