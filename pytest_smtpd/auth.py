@@ -13,7 +13,7 @@ import binascii
 import hmac
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -75,7 +75,8 @@ class Credentials:
 
 
 #: Decides whether credentials are good: ``True``/``False``.
-Authenticator = Callable[[Credentials], bool]
+#: Says whether the credentials are good; may be ``async``.
+Authenticator = Callable[[Credentials], bool | Awaitable[bool]]
 
 
 def check_against(users: Mapping[str, str]) -> Authenticator:

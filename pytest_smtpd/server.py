@@ -346,6 +346,6 @@ class Server:
         if self.keep_messages and accepted(verdict):
             self.messages.append(message)
 
-    def authenticate(self, credentials: Credentials) -> bool:
+    def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]:
         assert self._authenticator is not None, "AUTH offered without an authenticator"
         return self._authenticator(credentials)

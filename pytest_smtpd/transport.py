@@ -61,7 +61,7 @@ class SessionOwner(Protocol):
     def session_started(self, session: SessionProtocol) -> CommandHandler | None: ...
     def session_ended(self, session: SessionProtocol) -> None: ...
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]: ...
-    def authenticate(self, credentials: Credentials) -> bool: ...
+    def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]: ...
 
 
 def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
@@ -272,7 +272,11 @@ class SessionProtocol(asyncio.Protocol):
                     break
                 self._answer(verdict)
             elif isinstance(event, AuthRequested):
-                self._authenticate(event.credentials)
+                decision = self._authenticate(event.credentials)
+                if decision is not None:
+                    transport.pause_reading()
+                    self._busy = asyncio.ensure_future(self._await_auth(event.credentials, decision))
+                    break
             elif isinstance(event, StartTLS):
                 self._flush()
                 self._start_handshake(transport, "starttls")
@@ -306,16 +310,40 @@ class SessionProtocol(asyncio.Protocol):
             self.transport.resume_reading()
             self._process()
 
-    def _authenticate(self, credentials: Credentials) -> None:
+    def _authenticate(self, credentials: Credentials) -> Awaitable[bool] | None:
+        """Answer the AUTH now, or return the awaitable an ``async``
+        authenticator gave (a coroutine is never taken for a yes)."""
         try:
             ok = self.owner.authenticate(credentials)
         except Exception:
             log.exception("authenticator failed for %r from %s", credentials, self.peer)
             self.core.answer_auth(False, replies.AUTH_TEMPORARY_FAILURE)
-            return
+            return None
+        if inspect.isawaitable(ok):
+            return ok
+        self._answer_auth(credentials, ok)
+        return None
+
+    def _answer_auth(self, credentials: Credentials, ok: object) -> None:
         if not ok:
             log.info("AUTH %s failed for %r from %s", credentials.mechanism, credentials.username, self.peer)
         self.core.answer_auth(bool(ok))
+
+    async def _await_auth(self, credentials: Credentials, pending: Awaitable[bool]) -> None:
+        try:
+            ok = await pending
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("authenticator failed for %r from %s", credentials, self.peer)
+            self._busy = None
+            self.core.answer_auth(False, replies.AUTH_TEMPORARY_FAILURE)
+        else:
+            self._busy = None
+            self._answer_auth(credentials, ok)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._process()
 
     def _start_handshake(self, transport: asyncio.Transport, mode: str) -> None:
         self._handshaking = True

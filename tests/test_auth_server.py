@@ -280,6 +280,36 @@ def test_callable_authenticator_saying_no_is_535() -> None:
         assert raw.command("MAIL FROM:<a@example.com>") == 250  # auth not required
 
 
+def test_async_authenticator_is_awaited() -> None:
+    """An ``async`` authenticator's answer counts, not its coroutine (which
+    is truthy): a wrong password is 535, and pipelined commands wait."""
+    decided = []
+
+    async def check(credentials: Credentials) -> bool:
+        await asyncio.sleep(0)  # a real lookup would wait on I/O here
+        decided.append(credentials.username)
+        return credentials.password == PASSWORD
+
+    with Server(auth=check, auth_required=True) as server, greeted(server) as raw:
+        raw.send(("AUTH PLAIN " + b64("\0mallory\0wrong") + "\r\nMAIL FROM:<m@example.com>\r\n").encode())
+        assert raw.reply()[0] == 535
+        assert raw.reply()[0] == 530  # answered after the 535: still not logged in
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 235
+        send_one(raw)
+    assert decided == ["mallory", "alice"]
+    [message] = server.messages
+    assert message.auth_identity == "alice"
+
+
+def test_async_authenticator_raising_is_454() -> None:
+    async def broken(credentials: Credentials) -> bool:
+        raise RuntimeError("user database is down")
+
+    with Server(auth=broken) as server, greeted(server) as raw:
+        assert raw.command("AUTH PLAIN " + b64(f"\0alice\0{PASSWORD}")) == 454
+        assert raw.command("NOOP") == 250
+
+
 def test_dict_authenticator_is_a_copy() -> None:
     users = dict(USERS)
     with Server(auth=users) as server:
