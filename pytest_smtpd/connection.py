@@ -442,7 +442,9 @@ class ServerConnection:
         else:
             message = bytes(data[:body_end]).replace(_LINE_START_DOT, b"\r\n")[2:]
         if self._data_too_big or (limit and len(message) > limit):
-            self.reply(replies.TOO_MUCH_DATA)
+            # LMTP clients read one reply per recipient (RFC 2033 4.2).
+            for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
+                self.reply(replies.TOO_MUCH_DATA)
             self.reset_transaction()
             return None
         self._data = bytearray()

@@ -261,6 +261,25 @@ def test_deliver_lmtp_mail_refused_by_size() -> None:
     assert len(server.messages) == 0
 
 
+def test_data_over_the_limit_is_552_for_each_recipient() -> None:
+    """RFC 2033 4.2: after DATA, one reply per accepted recipient, refusals
+    included; a single 552 would put the client out of step."""
+    with Server(lmtp=True, data_size_limit=50) as server, Wire(server.address) as wire:
+        lhlo_transaction(wire, ["a@example.com", "b@example.com"])
+        assert wire.command("Subject: big\r\n\r\n" + "x" * 60 + "\r\n.") == 552
+        assert wire.reply()[0] == 552
+        assert wire.command("NOOP") == 250
+    assert len(server.messages) == 0
+
+
+def test_deliver_lmtp_data_over_the_limit_is_refused_for_each_recipient() -> None:
+    big = b"Subject: big\r\n\r\n" + b"x" * 200 + b"\r\n"
+    with Server(lmtp=True, data_size_limit=100) as server:
+        result = deliver(server.address, ["a@example.com", "b@example.com"], big)
+    assert result.delivered == []
+    assert {rcpt: code for rcpt, (code, _) in result.refused.items()} == {"a@example.com": 552, "b@example.com": 552}
+
+
 def test_deliver_lmtp_mail_refused_for_a_non_ascii_sender(lmtp: Server) -> None:
     result = deliver(lmtp.address, ["a@example.com"], mailfrom="\u00e4@example.com")
     assert result == LMTPResult(refused={"a@example.com": (553, "Error: non-ASCII address requires SMTPUTF8")})
