@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, TextIO, TypeVar
 
+from . import loopthread
 from .auth import Authenticator
 from .connection import DEFAULT_DATA_SIZE_LIMIT, SERVER_VERSION
 from .server import DEFAULT_AUTH_MECHANISMS, DEFAULT_TIMEOUT, Server, TLSMode
@@ -316,8 +317,16 @@ class SMTPServer:
         )
 
     def close(self) -> None:
-        """Stop serving: close the listener and every session."""
-        self._server.stop()
+        """Stop serving: close the listener and every session. Called from
+        ``process_message`` (on the loop thread) it returns at once and the
+        close follows the reply; ``loop()`` returns once it is done."""
+        if loopthread.in_loop_thread():
+            self._server._stop_from_loop_thread(then=self._forget)
+        else:
+            self._server.stop()
+            self._forget()
+
+    def _forget(self) -> None:
         with _running_changed:
             _running.discard(self)
             _running_changed.notify_all()
@@ -412,6 +421,7 @@ def loop(timeout: float = 30.0, use_poll: bool = False, map: object = None, coun
                     return
                 # Wake up now and then so that Ctrl-C is seen on every platform.
                 _running_changed.wait(0.5 if remaining is None else min(remaining, 0.5))
+        loopthread.join_ending_thread(timeout=10)
     except KeyboardInterrupt:
         for server in list(_running):
             server.close()

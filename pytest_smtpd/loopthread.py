@@ -14,8 +14,10 @@ __all__ = [
     "acquire_loop",
     "in_loop_thread",
     "is_kept_running",
+    "join_ending_thread",
     "kept_running",
     "release_loop",
+    "release_unless_last",
     "servers_running",
 ]
 
@@ -23,13 +25,19 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _users = 0
+#: A loop thread ending because its last server was stopped from inside it.
+_ending: threading.Thread | None = None
 _holds = 0
 
 
 def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     asyncio.set_event_loop(loop)
     loop.call_soon(ready.set)
-    loop.run_forever()
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def acquire_loop() -> asyncio.AbstractEventLoop:
@@ -49,21 +57,33 @@ def acquire_loop() -> asyncio.AbstractEventLoop:
 
 def release_loop() -> None:
     """Drop one user; the last one stops the thread and closes the loop."""
-    global _loop, _thread, _users
+    global _loop, _thread, _users, _ending
     with _lock:
         if _users <= 0 or _loop is None or _thread is None:
             raise RuntimeError("release_loop() without acquire_loop()")
-        if threading.current_thread() is _thread:
-            raise RuntimeError("a server cannot be stopped from inside its own event loop")
         _users -= 1
         if _users:
             return
         loop, thread = _loop, _thread
         _loop = _thread = None
+        if threading.current_thread() is thread:
+            # The last server stopped by a handler on this thread: the loop
+            # ends after this callback, and the thread closes it as it ends.
+            _ending = thread
+            loop.stop()
+            return
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+
+
+def release_unless_last() -> bool:
+    """Drop one user if it is not the last one (so the loop keeps running)."""
+    global _users
+    with _lock:
+        if _users > 1:
+            _users -= 1
+            return True
+        return False
 
 
 @contextlib.contextmanager
@@ -79,6 +99,14 @@ def kept_running() -> Iterator[None]:
     finally:
         _holds -= 1
         release_loop()
+
+
+def join_ending_thread(timeout: float | None = None) -> None:
+    """Wait for a loop thread that is ending because its last server was
+    stopped from inside it (e.g. by ``process_message``)."""
+    thread = _ending
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout)
 
 
 def is_kept_running() -> bool:

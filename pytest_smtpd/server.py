@@ -248,6 +248,9 @@ class Server:
         loop = self._loop
         if loop is None:
             return
+        if loopthread.in_loop_thread():
+            self._stop_from_loop_thread()
+            return
         closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
             # Runs after start()'s _listen: the loop runs callbacks in order.
@@ -256,6 +259,27 @@ class Server:
         finally:
             self._loop = None
             loopthread.release_loop()
+
+    def _stop_from_loop_thread(self, then: Callable[[], None] = lambda: None) -> None:
+        """stop() called by a handler, on the loop thread, which cannot wait
+        for itself: the close starts once the handler has returned (its
+        client hears its answer, then 421); ``then()`` runs when it is done."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            then()
+            return
+        closed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # Others keep the loop running (the pytest plugin does): let go now.
+        # The last user lets go once the close is done, ending the thread.
+        released = loopthread.release_unless_last()
+
+        def release(_: concurrent.futures.Future[None]) -> None:
+            if not released:
+                loopthread.release_loop()
+            then()
+
+        closed.add_done_callback(release)
+        loop.call_soon(self._begin_close, closed)
 
     def _begin_close(self, closed: concurrent.futures.Future[None]) -> None:
         """On the loop thread: close the listeners, abort the sessions, and

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import smtplib
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import TIMEOUT, Wire, no_server_running
-from pytest_smtpd import DebuggingServer, SMTPChannel, SMTPServer, asyncore, compat, smtpd
+from pytest_smtpd import DebuggingServer, Message, Server, SMTPChannel, SMTPServer, asyncore, compat, smtpd
 
 LOCAL = ("127.0.0.1", 0)
 FROM = "alice@example.com"
@@ -454,3 +458,79 @@ def test_asyncore_loop_without_servers_returns_at_once() -> None:
     started = time.monotonic()
     asyncore.loop()
     assert time.monotonic() - started < 1.0
+
+
+ONE_SHOT = textwrap.dedent(
+    """
+    import threading
+    from conftest import Wire
+    from pytest_smtpd import SMTPServer, loop
+
+    class OneShot(SMTPServer):
+        def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+            print("got", len(data), flush=True)
+            self.close()  # on the loop thread, from inside a session
+
+    server = OneShot(("127.0.0.1", 0), None)
+    replies = []
+
+    def client():
+        with Wire(server.address) as wire:
+            for line in ("HELO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA", "hello\\r\\n."):
+                replies.append(wire.command(line))
+            replies.append(wire.reply()[0])  # the 421 of the close
+            replies.append(wire.closed_by_peer())
+
+    sender = threading.Thread(target=client)
+    sender.start()
+    loop()  # returns once the server has closed itself
+    sender.join(10)
+    print(replies, flush=True)
+    print("threads", sorted(t.name for t in threading.enumerate()), flush=True)
+    """
+)
+
+
+def test_process_message_may_close_its_own_server() -> None:
+    """The stdlib one-shot pattern: ``self.close()`` inside process_message.
+    The client hears its 250, then 421; loop() returns; no thread is left."""
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", ONE_SHOT],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=os.path.dirname(__file__),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "got 5"  # stdlib-style data: "hello", no final line end
+    assert lines[1] == "[250, 250, 250, 354, 250, 421, True]"
+    assert lines[2] == "threads ['MainThread']"
+    noise = [line for line in result.stderr.splitlines() if "Executing" not in line or " took " not in line]
+    assert noise == [], result.stderr
+
+
+def test_a_handler_may_stop_its_server(caplog: pytest.LogCaptureFixture, smtpd_loop: None) -> None:
+    """Server.stop() from a handler returns at once; the close follows the
+    answer. (With the loop thread kept, as in a test session; the subprocess
+    test above covers the last server ending the thread.)"""
+    stopped = threading.Event()
+    holder: list[Server] = []
+
+    def handler(message: Message) -> None:
+        holder[0].stop()
+        stopped.set()
+
+    server = Server(handler=handler)
+    holder.append(server)
+    server.start()
+    with Wire(server.address) as wire:
+        for line in ("HELO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA"):
+            wire.command(line)
+        assert wire.command("hello\r\n.") == 250
+        assert stopped.wait(TIMEOUT)
+        assert wire.reply()[0] == 421
+        assert wire.closed_by_peer()
+    assert not server.is_running()
+    assert len(server.messages) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
