@@ -76,16 +76,25 @@ def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
 
 
-def describe_input(data: bytes, state: State) -> str:
-    """What the trace shows of bytes from a client: the command lines, with
-    everything after an AUTH verb masked, and message data as a size."""
+def describe_input(data: bytes, state: State, secret: bool = False) -> str:
+    """What the trace shows of whole lines from a client: the command lines,
+    with everything from an AUTH verb on masked (and everything when
+    ``secret``: a SASL exchange is under way), and message data as a size."""
     if state is State.DATA:
         return f"<{len(data)} bytes of message data>"
     lines = []
-    secret = state is State.AUTH
-    for line in data.split(b"\r\n"):
+    secret = secret or state is State.AUTH
+    split = data.split(b"\r\n")
+    for index, line in enumerate(split):
         if not line:
             continue
+        if line.upper() == b"DATA" and not secret and index + 1 < len(split):
+            # A client that did not wait for the 354: the rest is the message.
+            lines.append("DATA")
+            rest = len(data) - sum(len(part) + 2 for part in split[: index + 1])
+            if rest > 0:
+                lines.append(f"<{rest} bytes of message data>")
+            break
         if line[:5].upper() == b"AUTH ":
             mechanism = line.split(b" ")[1]
             lines.append(f"AUTH {mechanism.decode('ascii', 'replace')}" + (" ****" if line.count(b" ") > 1 else ""))
@@ -93,6 +102,49 @@ def describe_input(data: bytes, state: State) -> str:
         else:
             lines.append("****" if secret else line.decode("utf-8", "backslashreplace"))
     return " | ".join(lines)
+
+
+class InputTrace:
+    """Turns what a client sends into trace lines. Only whole lines are
+    shown, so that an AUTH line split across reads is still recognised and
+    masked; the masking lasts from the AUTH line until the server's next
+    reply other than ``334``, whatever the reads look like."""
+
+    #: An unfinished line longer than this is reported as a size, and the
+    #: rest of it masked.
+    MAX_PENDING = 4096
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._secret = False
+
+    def feed(self, data: bytes, state: State) -> str | None:
+        if state is State.DATA:
+            # Whatever was pending came after the DATA line: message data too.
+            size = len(self._pending) + len(data)
+            self._pending.clear()
+            return f"<{size} bytes of message data>"
+        self._pending += data
+        end = self._pending.rfind(b"\r\n")
+        if end < 0:
+            if len(self._pending) <= self.MAX_PENDING:
+                return None
+            size = len(self._pending)
+            self._pending.clear()
+            self._secret = True  # its start (an AUTH verb?) is gone: mask the rest
+            return f"<{size} bytes without a line end>"
+        complete = bytes(self._pending[: end + 2])
+        del self._pending[: end + 2]
+        secret = self._secret or state is State.AUTH
+        shown = describe_input(complete, state, secret)
+        if any(line[:5].upper() == b"AUTH " for line in complete.split(b"\r\n")):
+            self._secret = True
+        return shown
+
+    def replied(self, out: bytes) -> None:
+        """The server wrote ``out``: a final AUTH reply ends the masking."""
+        if self._secret and not out.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1].startswith(b"334"):
+            self._secret = False
 
 
 def _recipient_reply(item: Reply | str | None) -> Reply:
@@ -140,6 +192,7 @@ class SessionProtocol(asyncio.Protocol):
         #: delivered before ``_start_tls`` resumes (see there).
         self._tls_early: bytearray | None = None
         self._tls_transport_py310: asyncio.BaseTransport | None = None
+        self._input_trace = InputTrace()
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -181,7 +234,9 @@ class SessionProtocol(asyncio.Protocol):
             self._tls_early += data
             return
         if trace.isEnabledFor(logging.DEBUG):
-            trace.debug("%s > %s", self.peer, describe_input(data, self.core.state))
+            shown = self._input_trace.feed(data, self.core.state)
+            if shown is not None:
+                trace.debug("%s > %s", self.peer, shown)
         self.core.receive_data(data)
         self._process()
 
@@ -430,5 +485,6 @@ class SessionProtocol(asyncio.Protocol):
         out = self.core.data_to_send()
         if out and self.transport is not None and not self.transport.is_closing():
             if trace.isEnabledFor(logging.DEBUG):
+                self._input_trace.replied(out)
                 trace.debug("%s < %s", self.peer, out.decode("utf-8", "backslashreplace").rstrip("\r\n"))
             self.transport.write(out)
