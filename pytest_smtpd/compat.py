@@ -12,6 +12,7 @@ docs/migration.rst; the servers run on the shared background loop thread.
 from __future__ import annotations
 
 import inspect
+import io
 import ssl
 import sys
 import threading
@@ -395,7 +396,11 @@ class DebuggingServer(SMTPServer):
     def process_message(
         self, peer: tuple[str, int], mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any
     ) -> None:
-        out = self.stream or sys.stdout
+        stream = self.stream or sys.stdout
+        # Built first and written at once: no other output lands inside it,
+        # and a stream that cannot encode some character gets an escape for
+        # it rather than an error that would lose the message (451).
+        out = io.StringIO()
         print("---------- MESSAGE FOLLOWS ----------", file=out)
         if kwargs.get("mail_options"):
             print(f"mail options: {kwargs['mail_options']}", file=out)
@@ -404,7 +409,17 @@ class DebuggingServer(SMTPServer):
         envelope = [f"X-MailFrom: {mailfrom}", f"X-RcptTo: {COMMASPACE.join(rcpttos)}"] if self.show_envelope else []
         self._print_message_content(peer, data, out, envelope)
         print("------------ END MESSAGE ------------", file=out)
-        out.flush()
+        text = out.getvalue()
+        encoding = getattr(stream, "encoding", None)
+        if encoding:
+            try:
+                text.encode(encoding)
+            except UnicodeEncodeError:
+                text = text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+            except LookupError:
+                pass  # an encoding Python does not know: let the stream cope
+        stream.write(text)
+        stream.flush()
 
 
 def loop(timeout: float = 30.0, use_poll: bool = False, map: object = None, count: int | None = None) -> None:

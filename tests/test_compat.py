@@ -401,6 +401,20 @@ def test_debugging_server_output() -> None:
     )
 
 
+def test_debugging_server_escapes_what_an_ascii_stream_cannot_show() -> None:
+    """8-bit mail to a stream that cannot encode it: printed with escapes,
+    and the client still gets 250 (the message is not lost to a 451)."""
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+    with DebuggingServer(LOCAL, None, stream=out) as server, client(server) as smtp:
+        smtp.helo()
+        body = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu \u2603\r\n".encode()
+        assert transaction(smtp, body) == (250, b"OK")
+    printed = raw.getvalue().decode("ascii")
+    assert "Subject: caf\\xe9\nX-Peer: 127.0.0.1\n\nd\\xe9j\\xe0 vu \\u2603\n" in printed
+    assert printed.endswith("------------ END MESSAGE ------------\n")
+
+
 def test_debugging_server_prints_mail_options_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     with DebuggingServer(LOCAL, None) as server, client(server) as smtp:
         smtp.sendmail(FROM, [TO], BODY, mail_options=["BODY=8BITMIME"])
