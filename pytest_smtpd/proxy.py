@@ -198,7 +198,7 @@ class PureProxy(SMTPServer):
     async def _relay(self, mailfrom: str, rcpttos: list[str], message: bytes, mail_options: list[str]) -> str | None:
         result = await self.deliver(mailfrom, rcpttos, message, mail_options=mail_options)
         if result.refused:
-            print("we got some refusals:", result.refused, file=compat.DEBUGSTREAM)
+            print("we got some refusals:", result.refused, file=compat._debugstream())
         return result.reply
 
     async def deliver(
@@ -221,7 +221,7 @@ class PureProxy(SMTPServer):
             start_tls=False,
             local_hostname=default_hostname(),
         )
-        print(f"relaying a message from {mailfrom!r} to {rcpttos!r} via {host}:{port}", file=compat.DEBUGSTREAM)
+        print(f"relaying a message from {mailfrom!r} to {rcpttos!r} via {host}:{port}", file=compat._debugstream())
         try:
             return await self._transaction(client, mailfrom, rcpttos, data, [o.upper() for o in mail_options])
         except _Refused as refusal:

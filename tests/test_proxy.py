@@ -5,6 +5,7 @@ Postfix, with smtplib and swaks as clients."""
 from __future__ import annotations
 
 import asyncio
+import io
 import smtplib
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from postfix import (
 )
 
 from conftest import send_and_get_data_reply
-from pytest_smtpd import PureProxy, Server, SMTPChannel, SMTPServer
+from pytest_smtpd import PureProxy, Server, SMTPChannel, SMTPServer, smtpd
 from pytest_smtpd.proxy import add_x_peer, is_loopback, to_wire
 from pytest_smtpd.tls import test_ca
 
@@ -58,6 +59,17 @@ def make_proxy() -> Iterator[ProxyFactory]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+def test_relaying_is_traced_on_the_debugstream_set_on_the_smtpd_shim(
+    make_proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = io.StringIO()
+    monkeypatch.setattr(smtpd, "DEBUGSTREAM", trace)
+    with Server() as upstream:
+        proxy = make_proxy((upstream.host, upstream.port))
+        assert send_and_get_data_reply(proxy.address, ["r@example.com"], MESSAGE)[0] == 250
+    assert f"via {upstream.host}:{upstream.port}" in trace.getvalue()
 
 
 # -- an upstream that refuses on command -------------------------------------
