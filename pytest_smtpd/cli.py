@@ -415,6 +415,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = " (on the command line: --allow-open-relay)" if "allow_open_relay" in str(exc) else ""
             print(f"{parser.prog}: error: {exc}{hint}", file=sys.stderr)
             return 1
+        except TypeError as exc:
+            # E.g. a -c class with the stdlib's __init__ signature, given --tls or --auth.
+            for server in servers:
+                server.close()
+            extra = sorted(set(main_options) - {"enable_SMTPUTF8"})
+            print(
+                f"{parser.prog}: error: cannot make a {server_class.__name__}: {exc}"
+                + (f" (options given to it: {', '.join(extra)})" if extra else ""),
+                file=sys.stderr,
+            )
+            return 1
         if should_drop_privileges(args.nosetuid):
             try:
                 _drop_privileges()

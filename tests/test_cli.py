@@ -12,7 +12,9 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +395,25 @@ def test_mailmanproxy_delivers_list_mail_over_lmtp_and_relays_the_rest(smtpd: Se
     [relayed] = smtpd.messages
     assert relayed.rcpt_tos == ["b@example.com"]
     assert relayed.data == to_list.data
+
+
+def test_a_class_that_takes_no_tls_options_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class StdlibSignature(compat.SMTPServer):
+        def __init__(self, localaddr: Any, remoteaddr: Any, data_size_limit: int = 0, **kwargs: Any) -> None:
+            if set(kwargs) - {"enable_SMTPUTF8", "decode_data"}:
+                raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
+            super().__init__(localaddr, remoteaddr, data_size_limit, **kwargs)
+
+    module = types.ModuleType("stdlib_style_server")
+    module.StdlibSignature = StdlibSignature  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stdlib_style_server", module)
+    status, _, err = run(capsys, "-n", "-c", "stdlib_style_server.StdlibSignature", "--tls", "starttls", "127.0.0.1:0")
+    assert status == 1
+    assert err.startswith("python -m pytest_smtpd: error: cannot make a StdlibSignature: unexpected keyword")
+    assert err.endswith("(options given to it: tls)\n")
+    assert "Traceback" not in err
 
 
 def test_dotted_class_path(tmp_path: Path) -> None:
