@@ -270,6 +270,8 @@ class SMTPServer:
             data_size_limit=data_size_limit or 0,
             enable_SMTPUTF8=enable_SMTPUTF8,
             decode_data=decode_data,
+            # The stdlib's knob for the command line limit was this class attribute.
+            command_size_limit=self.channel_class.command_size_limit,
             timeout=timeout,
             tls=tls,
             tls_context=tls_context,

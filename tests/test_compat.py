@@ -548,3 +548,40 @@ def test_a_handler_may_stop_its_server(caplog: pytest.LogCaptureFixture, smtpd_l
     assert not server.is_running()
     assert len(server.messages) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_channel_command_size_limit_sets_the_line_limit() -> None:
+    """The stdlib's knob: SMTPChannel.command_size_limit (512 by default)."""
+
+    class LongLines(SMTPChannel):
+        command_size_limit = 1024
+
+    class LongLineServer(Recorder):
+        channel_class = LongLines
+
+    noop = "NOOP " + "x" * 700
+    with Recorder(LOCAL, None) as plain, Wire(plain.address) as wire:
+        assert wire.command(noop) == 500
+    with LongLineServer(LOCAL, None) as server, Wire(server.address) as wire:
+        assert wire.command(noop) == 250
+        assert wire.command("NOOP " + "x" * 1100) == 500
+
+
+def test_migration_guides_handle_rcpt_recipe() -> None:
+    """docs/migration.rst: refusing a recipient at RCPT time, as aiosmtpd's handle_RCPT would."""
+
+    class KnownRecipientsOnly(SMTPChannel):
+        def smtp_RCPT(self, arg: str | None) -> None:
+            if arg and "unknown@" in arg:
+                self.push("550 5.1.1 No such user here")
+                return
+            super().smtp_RCPT(arg)
+
+    class Sink(Recorder):
+        channel_class = KnownRecipientsOnly
+
+    with Sink(LOCAL, None) as server, client(server) as smtp:
+        refused = smtp.sendmail(FROM, [TO, "unknown@example.com"], BODY)
+    assert refused == {"unknown@example.com": (550, b"5.1.1 No such user here")}
+    [(_, _, rcpttos, _, _)] = server.calls
+    assert rcpttos == [TO]
