@@ -405,6 +405,38 @@ def test_aiosmtplib_auth_after_starttls(smtpd: Server) -> None:
     assert message.tls is not None and message.tls.mode == "starttls"
 
 
+@pytest.mark.smtpd(tls="starttls", auth=USERS)
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_aiosmtplib_wrong_password_is_535(smtpd: Server, mechanism: str) -> None:
+    async def login() -> None:
+        async with aiosmtplib.SMTP(
+            hostname=smtpd.host, port=smtpd.port, start_tls=True, tls_context=smtpd.client_context(), timeout=TIMEOUT
+        ) as client:
+            await client.ehlo()  # auth_plain()/auth_login() do not greet first
+            if mechanism == "PLAIN":
+                await client.auth_plain("alice", "wrong")
+            else:
+                await client.auth_login("alice", "wrong")
+
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as refused:
+        asyncio.run(login())
+    assert (refused.value.code, refused.value.message) == (535, "5.7.8 Authentication credentials invalid")
+    assert smtpd.messages == []
+
+
+@pytest.mark.smtpd(tls="starttls", auth=USERS, auth_requires_tls=True)
+def test_aiosmtplib_auth_before_tls_is_538(smtpd: Server) -> None:
+    async def login() -> None:
+        async with aiosmtplib.SMTP(hostname=smtpd.host, port=smtpd.port, start_tls=False, timeout=TIMEOUT) as client:
+            await client.ehlo()
+            await client.auth_plain("alice", PASSWORD)
+
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as refused:
+        asyncio.run(login())
+    assert refused.value.code == 538
+    assert smtpd.messages == []
+
+
 # -- the error replies ------------------------------------------------------
 
 
