@@ -1,10 +1,13 @@
 """The PyMOTW examples in examples/, run as programs the way the article runs
 them (a server in one terminal, smtpd_senddata.py in another), must print
-what the article shows, ports aside."""
+what the article shows, ports aside. The examples are the article's code
+with Python 3's print() and our imports; example_runner.py maps their fixed
+addresses to free ports."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +21,8 @@ from peers import TIMEOUT, Spawned, free_port, wait_for_listener
 from pytest_smtpd import Server
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: Runs an example unchanged, its fixed addresses mapped to free ports.
+RUNNER = Path(__file__).resolve().parent / "example_runner.py"
 
 #: What the article shows smtpd_custom.py printing (the peer's port varies).
 CUSTOM_OUTPUT = [
@@ -46,8 +51,12 @@ def port() -> int:
     return free_port()
 
 
-def example_env(port: int, **extra: str) -> dict[str, str]:
-    return {**os.environ, "SMTPD_EXAMPLE_PORT": str(port), **extra}
+def example_env(port: int, upstream: tuple[str, int] | None = None) -> dict[str, str]:
+    """The article's 127.0.0.1:1025 is ``port``; its upstream mail:25 is ``upstream``."""
+    addresses = {"127.0.0.1:1025": f"127.0.0.1:{port}"}
+    if upstream is not None:
+        addresses["mail:25"] = f"{upstream[0]}:{upstream[1]}"
+    return {**os.environ, "EXAMPLE_ADDRESSES": json.dumps(addresses)}
 
 
 StartServer = Callable[..., Spawned]
@@ -55,12 +64,12 @@ StartServer = Callable[..., Spawned]
 
 @pytest.fixture
 def start_server(port: int) -> Iterator[StartServer]:
-    """``start_server(name, **env)``: run example ``name`` as a server on
-    ``port`` and wait until it listens; it is killed at the end of the test."""
+    """``start_server(name, upstream=None)``: run example ``name`` as a server
+    on ``port`` and wait until it listens; it is killed at the end of the test."""
     started: list[Spawned] = []
 
-    def start(name: str, **extra_env: str) -> Spawned:
-        process = Spawned.python(str(EXAMPLES / name), env=example_env(port, **extra_env))
+    def start(name: str, upstream: tuple[str, int] | None = None) -> Spawned:
+        process = Spawned.python(str(RUNNER), str(EXAMPLES / name), env=example_env(port, upstream))
         started.append(process)
         wait_for_listener(("127.0.0.1", port), process)
         return process
@@ -73,7 +82,7 @@ def start_server(port: int) -> Iterator[StartServer]:
 def send_data(port: int) -> subprocess.CompletedProcess[str]:
     """Run smtpd_senddata.py against ``port``; it must succeed."""
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "smtpd_senddata.py")],
+        [sys.executable, str(RUNNER), str(EXAMPLES / "smtpd_senddata.py")],
         env=example_env(port),
         capture_output=True,
         text=True,
@@ -143,7 +152,7 @@ def test_debugging_server(start_server: StartServer, port: int) -> None:
 
 
 def test_proxy(start_server: StartServer, port: int, smtpd: Server) -> None:
-    proxy = start_server("smtpd_proxy.py", SMTPD_EXAMPLE_UPSTREAM=f"127.0.0.1:{smtpd.port}")
+    proxy = start_server("smtpd_proxy.py", upstream=(smtpd.host, smtpd.port))
     send_data(port)
     # The proxy answers 250 only once the upstream has the message.
     [message] = smtpd.messages
@@ -154,3 +163,10 @@ def test_proxy(start_server: StartServer, port: int, smtpd: Server) -> None:
     )
     proxy.close()
     assert proxy.output() == ""  # "It prints no output"
+
+
+@pytest.mark.parametrize("name", ["smtpd_custom.py", "smtpd_debug.py", "smtpd_proxy.py"])
+def test_examples_import_from_pytest_smtpd_and_keep_the_articles_addresses(name: str) -> None:
+    source = (EXAMPLES / name).read_text()
+    assert source.startswith("from pytest_smtpd import smtpd\nfrom pytest_smtpd import asyncore\n")
+    assert "('127.0.0.1', 1025)" in source
