@@ -76,6 +76,10 @@ def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
 
 
+def _is_auth_line(line: bytes) -> bool:
+    return line[:5].upper() == b"AUTH "
+
+
 def describe_input(data: bytes, state: State, secret: bool = False) -> str:
     """What the trace shows of whole lines from a client: the command lines,
     with everything from an AUTH verb on masked (and everything when
@@ -95,7 +99,7 @@ def describe_input(data: bytes, state: State, secret: bool = False) -> str:
             if rest > 0:
                 lines.append(f"<{rest} bytes of message data>")
             break
-        if line[:5].upper() == b"AUTH ":
+        if _is_auth_line(line):
             mechanism = line.split(b" ")[1]
             lines.append(f"AUTH {mechanism.decode('ascii', 'replace')}" + (" ****" if line.count(b" ") > 1 else ""))
             secret = True  # what follows in this chunk may be SASL responses
@@ -137,7 +141,7 @@ class InputTrace:
         del self._pending[: end + 2]
         secret = self._secret or state is State.AUTH
         shown = describe_input(complete, state, secret)
-        if any(line[:5].upper() == b"AUTH " for line in complete.split(b"\r\n")):
+        if any(_is_auth_line(line) for line in complete.split(b"\r\n")):
             self._secret = True
         return shown
 
@@ -361,6 +365,11 @@ class SessionProtocol(asyncio.Protocol):
             verdict = replies.PROCESSING_ERROR
         self._busy = None
         self._answer(verdict)
+        self._resume()
+
+    def _resume(self) -> None:
+        """After an async handler or authenticator answered: read again and
+        go on with what the client sent meanwhile."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
             self._process()
@@ -396,9 +405,7 @@ class SessionProtocol(asyncio.Protocol):
         else:
             self._busy = None
             self._answer_auth(credentials, ok)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-            self._process()
+        self._resume()
 
     def _start_handshake(self, transport: asyncio.Transport, mode: str) -> None:
         self._handshaking = True
