@@ -1,33 +1,82 @@
 """The one background event-loop thread that serves every server of the
 process. The first server to start creates it; the last one to stop ends it,
 so nothing is left running after the last ``stop()`` (the pytest plugin
-keeps it for the test session with ``kept_running()``)."""
+keeps it for the test session with ``kept_running()``).
+
+Each user holds a :class:`Lease`, released exactly once however often and
+from whichever thread it is released, so that no race between two
+``stop()`` calls can end the thread under another server. A fork starts a
+new era: the child has no loop thread (threads do not survive a fork), and
+leases from before the fork are void there.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
 __all__ = [
+    "Lease",
     "acquire_loop",
     "in_loop_thread",
     "is_kept_running",
     "join_ending_thread",
     "kept_running",
-    "release_loop",
-    "release_unless_last",
     "servers_running",
 ]
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
-_users = 0
-#: A loop thread ending because its last server was stopped from inside it.
+_leases: set[Lease] = set()
+#: A loop thread ending because its last lease was released on that thread.
 _ending: threading.Thread | None = None
 _holds = 0
+#: Counts forks: a lease taken before a fork is void in the child.
+_era = 0
+
+
+class Lease:
+    """One user's hold on the loop thread; :meth:`release` lets go of it."""
+
+    __slots__ = ("_era", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, era: int) -> None:
+        self.loop = loop
+        self._era = era
+
+    @property
+    def valid(self) -> bool:
+        """False once released, and in a forked child for a lease of its parent."""
+        return self._era == _era and self in _leases
+
+    def release(self) -> None:
+        """Let go; the last lease stops the thread and closes the loop. A
+        second release, or one in a forked child, does nothing."""
+        global _loop, _thread, _ending
+        with _lock:
+            if self._era != _era or self not in _leases:
+                return
+            _leases.discard(self)
+            if _leases:
+                return
+            loop, thread = _loop, _thread
+            _loop = _thread = None
+            assert loop is not None and thread is not None
+            if threading.current_thread() is thread:
+                # Released by a callback on the loop thread (a handler that
+                # stopped the last server): the loop ends after this
+                # callback, and the thread closes it as it ends.
+                _ending = thread
+                loop.stop()
+                return
+            loop.call_soon_threadsafe(loop.stop)
+        # Outside the lock: a callback still running on the thread may start
+        # a server (and so take the lock) before the loop sees the stop.
+        thread.join()
 
 
 def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
@@ -40,9 +89,9 @@ def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         loop.close()
 
 
-def acquire_loop() -> asyncio.AbstractEventLoop:
-    """The running loop thread's loop, started if needed. Pair with release_loop()."""
-    global _loop, _thread, _users
+def acquire_loop() -> Lease:
+    """A lease on the running loop thread, which is started if needed."""
+    global _loop, _thread
     with _lock:
         if _loop is None:
             loop = asyncio.new_event_loop()
@@ -51,39 +100,9 @@ def acquire_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             ready.wait()
             _loop, _thread = loop, thread
-        _users += 1
-        return _loop
-
-
-def release_loop() -> None:
-    """Drop one user; the last one stops the thread and closes the loop."""
-    global _loop, _thread, _users, _ending
-    with _lock:
-        if _users <= 0 or _loop is None or _thread is None:
-            raise RuntimeError("release_loop() without acquire_loop()")
-        _users -= 1
-        if _users:
-            return
-        loop, thread = _loop, _thread
-        _loop = _thread = None
-        if threading.current_thread() is thread:
-            # The last server stopped by a handler on this thread: the loop
-            # ends after this callback, and the thread closes it as it ends.
-            _ending = thread
-            loop.stop()
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-
-
-def release_unless_last() -> bool:
-    """Drop one user if it is not the last one (so the loop keeps running)."""
-    global _users
-    with _lock:
-        if _users > 1:
-            _users -= 1
-            return True
-        return False
+        lease = Lease(_loop, _era)
+        _leases.add(lease)
+        return lease
 
 
 @contextlib.contextmanager
@@ -92,13 +111,16 @@ def kept_running() -> Iterator[None]:
     so that starting and stopping servers there is a bind and a close and
     nothing more. The pytest plugin holds it for the test session."""
     global _holds
-    acquire_loop()
-    _holds += 1
+    lease = acquire_loop()
+    with _lock:
+        _holds += 1
     try:
         yield
     finally:
-        _holds -= 1
-        release_loop()
+        with _lock:
+            if lease.valid:
+                _holds -= 1
+        lease.release()
 
 
 def join_ending_thread(timeout: float | None = None) -> None:
@@ -114,9 +136,24 @@ def is_kept_running() -> bool:
 
 
 def servers_running() -> int:
-    """How many users of the loop there are besides ``kept_running()``."""
-    return _users - _holds
+    """How many leases there are besides ``kept_running()``'s."""
+    return len(_leases) - _holds
 
 
 def in_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork has only the thread that forked: no loop thread,
+    whatever the parent had. Start a new era, so that the child's first
+    server starts a loop thread of its own and its parent's leases are void."""
+    global _lock, _loop, _thread, _ending, _holds, _era
+    _lock = threading.Lock()  # it may have been held by a thread that is gone
+    _loop = _thread = _ending = None
+    _leases.clear()
+    _holds = 0
+    _era += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

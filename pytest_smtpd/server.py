@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import enum
 import errno
 import functools
 import inspect
 import logging
+import os
 import socket
 import ssl
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal, TypeVar
@@ -35,14 +40,23 @@ TLSMode = Literal["starttls", "implicit"]
 STOP_GRACE = 2.0
 
 
-def _settle(closed: concurrent.futures.Future[None], task: asyncio.Task[None]) -> None:
-    """Pass a finished task's outcome on to a future another thread waits for."""
-    if task.cancelled():
-        closed.cancel()
-    elif (exc := task.exception()) is not None:
-        closed.set_exception(exc)
-    else:
-        closed.set_result(None)
+class _State(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
+#: Every server, so that a forked child can reset them (see _after_fork_in_child).
+_all_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def _reset_servers_after_fork() -> None:
+    for server in list(_all_servers):
+        server._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_servers_after_fork)
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,12 +148,22 @@ class Server:
         self.messages = MessageStore()
         self._requested_port = port
         self._command_handler_factory = _command_handler_factory
-        self._loop: asyncio.AbstractEventLoop | None = None
-        #: Set up on the loop thread by the callback start() schedules.
+        #: The lifecycle, changed under the condition's lock only.
+        self._changed = threading.Condition()
+        self._state = _State.STOPPED
+        #: Counts starts, so that nothing scheduled by one run touches the next.
+        self._generation = 0
+        self._lease: loopthread.Lease | None = None
+        #: The listening sockets of the current run.
+        self._sockets: list[socket.socket] = []
+        #: Done when the stop under way has ended.
+        self._stopped: concurrent.futures.Future[None] | None = None
+        self._port: int | None = None
+        #: Loop-thread state, set up by the callback start() schedules.
         self._listeners: list[Listener] = []
         self._sessions: set[SessionProtocol] = set()
-        self._closing = False
-        self._port: int | None = None
+        self._accepting = False
+        _all_servers.add(self)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -176,26 +200,49 @@ class Server:
         return self._test_ca().client_env()
 
     def is_running(self) -> bool:
-        return self._loop is not None
+        """Whether the server is started and not stopping."""
+        return self._state is _State.RUNNING
 
     def start(self) -> None:
         """Bind and listen, here and now (so a bad address raises at once),
         then hand the sockets to the loop thread without waiting for it: the
-        kernel queues connections until the loop accepts them."""
-        if self._loop is not None:
-            raise RuntimeError("Server is already running")
-        sockets = self._bind()
+        kernel queues connections until the loop accepts them.
+
+        RuntimeError if the server is running. While it is stopping (say, a
+        handler stopped it), start() waits for the stop to end first."""
+        with self._changed:
+            while self._state in (_State.STARTING, _State.STOPPING):
+                if self._state is _State.STOPPING and loopthread.in_loop_thread():
+                    raise RuntimeError("Server is stopping: start it again once its stop is done, not from a handler")
+                self._changed.wait()
+            if self._state is _State.RUNNING:
+                raise RuntimeError("Server is already running")
+            self._state = _State.STARTING
         try:
-            loop = loopthread.acquire_loop()
+            sockets = self._bind()
+            try:
+                lease = loopthread.acquire_loop()
+            except BaseException:
+                for sock in sockets:
+                    sock.close()
+                raise
         except BaseException:
-            for sock in sockets:
-                sock.close()
+            self._set_state(_State.STOPPED)
             raise
-        self._loop = loop
-        self._closing = False
-        self._port = sockets[0].getsockname()[1]
-        loop.call_soon_threadsafe(self._listen, loop, sockets)
+        with self._changed:
+            self._generation += 1
+            self._lease = lease
+            self._sockets = sockets
+            self._port = sockets[0].getsockname()[1]
+            self._state = _State.RUNNING
+            self._changed.notify_all()
+            lease.loop.call_soon_threadsafe(self._listen, self._generation, sockets)
         log.debug("SMTP server listening on %s:%s", self.host, self._port)
+
+    def _set_state(self, state: _State) -> None:
+        with self._changed:
+            self._state = state
+            self._changed.notify_all()
 
     def _bind(self) -> list[socket.socket]:
         """A listening socket for each address ``host`` resolves to, all on
@@ -227,9 +274,13 @@ class Server:
             raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from exc
         return sockets
 
-    def _listen(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]) -> None:
+    def _listen(self, generation: int, sockets: list[socket.socket]) -> None:
         """On the loop thread: accept connections on ``sockets``."""
-        self._listeners = [Listener(loop, sock, lambda: SessionProtocol(self)) for sock in sockets]
+        if generation != self._generation:  # pragma: no cover - a stop always follows its start
+            return
+        loop = asyncio.get_running_loop()
+        self._accepting = True
+        self._listeners = [Listener(loop, sock, functools.partial(SessionProtocol, self)) for sock in sockets]
         try:
             for listener in self._listeners:
                 listener.start()
@@ -238,74 +289,91 @@ class Server:
             for listener in self._listeners:
                 listener.close()
 
-    def stop(self) -> None:
-        """Close the listener and every session (each gets a 421), and return
-        once they are closed. Stopping a stopped server does nothing.
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting at once, close every session (each gets a 421), and
+        return once they are closed. With ``grace``, sessions still open get
+        up to that many seconds to end by themselves first (say, a worker
+        thread's QUIT in flight). Stopping a stopped server does nothing; a
+        second thread's stop() waits for the first one's.
 
-        One round trip to the loop thread: with no session open (the common
-        case at the end of a test) the loop closes the listener in a plain
-        callback and answers at once."""
-        loop = self._loop
-        if loop is None:
+        Called from the loop thread (a handler stopping its own server), it
+        returns at once: the close follows once the handler has returned, so
+        its client hears its answer, then 421."""
+        done = self._request_stop(grace)
+        if done is None or loopthread.in_loop_thread():
             return
-        if loopthread.in_loop_thread():
-            self._stop_from_loop_thread()
-            return
-        closed: concurrent.futures.Future[None] = concurrent.futures.Future()
-        try:
-            # Runs after start()'s _listen: the loop runs callbacks in order.
-            loop.call_soon_threadsafe(self._begin_close, closed)
-            closed.result()
-        finally:
-            self._loop = None
-            loopthread.release_loop()
+        done.result()
+        loopthread.join_ending_thread()
+
+    def _request_stop(self, grace: float = 0.0) -> concurrent.futures.Future[None] | None:
+        """Begin stopping, unless a stop is under way already: the future of
+        the stop under way, or None if the server is stopped."""
+        if grace < 0:
+            raise ValueError(f"grace must be 0 or more seconds, got {grace}")
+        with self._changed:
+            while self._state is _State.STARTING:
+                self._changed.wait()
+            if self._state is _State.STOPPED:
+                return None
+            if self._state is _State.STOPPING:
+                assert self._stopped is not None
+                return self._stopped
+            lease = self._lease
+            assert lease is not None
+            if not lease.valid:
+                # The loop thread this server ran on is gone (a forked child):
+                # nothing is left to close on it.
+                self._forget_run()
+                return None
+            self._state = _State.STOPPING
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._stopped = done
+            generation = self._generation
+        # Runs after start()'s _listen: the loop runs callbacks in order.
+        lease.loop.call_soon_threadsafe(self._begin_close, generation, grace)
+        return done
 
     def _stop_from_loop_thread(self, then: Callable[[], None] = lambda: None) -> None:
-        """stop() called by a handler, on the loop thread, which cannot wait
-        for itself: the close starts once the handler has returned (its
-        client hears its answer, then 421); ``then()`` runs when it is done."""
-        loop, self._loop = self._loop, None
-        if loop is None:
+        """stop() from a handler, with ``then()`` called once the stop is done."""
+        done = self._request_stop()
+        if done is None:
             then()
-            return
-        closed: concurrent.futures.Future[None] = concurrent.futures.Future()
-        # Others keep the loop running (the pytest plugin does): let go now.
-        # The last user lets go once the close is done, ending the thread.
-        released = loopthread.release_unless_last()
+        else:
+            done.add_done_callback(lambda _: then())
 
-        def release(_: concurrent.futures.Future[None]) -> None:
-            if not released:
-                loopthread.release_loop()
-            then()
-
-        closed.add_done_callback(release)
-        loop.call_soon(self._begin_close, closed)
-
-    def _begin_close(self, closed: concurrent.futures.Future[None]) -> None:
-        """On the loop thread: close the listeners, abort the sessions, and
-        resolve ``closed`` once they are gone."""
-        try:
-            self._closing = True
-            listeners, self._listeners = self._listeners, []
-            for listener in listeners:
-                listener.close()
-            connecting = [task for listener in listeners for task in listener.connecting]
-            sessions = list(self._sessions)
-            for session in sessions:
+    def _begin_close(self, generation: int, grace: float) -> None:
+        """On the loop thread: close the listeners, then the sessions (after
+        ``grace``), and end the stop once they are gone."""
+        assert generation == self._generation, "a server restarts only once stopped"
+        self._accepting = False
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
+        connecting = [task for listener in listeners for task in listener.connecting]
+        if not grace:
+            # At once, not in the task below: no command read meanwhile may
+            # be answered as if the server were not stopping.
+            for session in list(self._sessions):
                 session.abort()
-            if not connecting and all(session.closed.done() for session in sessions):
-                closed.set_result(None)
-                return
-        except BaseException as exc:
-            closed.set_exception(exc)
-            raise
-        task = asyncio.get_running_loop().create_task(self._finish_close(connecting))
-        task.add_done_callback(functools.partial(_settle, closed))
+        if not connecting and all(session.closed.done() for session in self._sessions):
+            self._end_stop()
+            return
+        task = asyncio.get_running_loop().create_task(self._close_sessions(connecting, grace))
+        task.add_done_callback(lambda _: self._end_stop())
 
-    async def _finish_close(self, connecting: list[asyncio.Task[None]]) -> None:
+    async def _close_sessions(self, connecting: list[asyncio.Task[None]], grace: float) -> None:
+        if grace:
+            deadline = asyncio.get_running_loop().time() + grace
+            if connecting:
+                await asyncio.wait(connecting, timeout=grace)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining > 0 and self._sessions:
+                await asyncio.wait([s.closed for s in self._sessions], timeout=remaining)
+            for session in list(self._sessions):
+                session.abort()
         if connecting:
-            # Sessions accepted just before the close: they abort themselves
-            # as they start (see session_started).
+            # Sessions accepted just before the close abort themselves as
+            # they start (see session_started).
             await asyncio.wait(connecting, timeout=STOP_GRACE)
         sessions = list(self._sessions)
         if not sessions:
@@ -317,6 +385,46 @@ class Server:
                 if not session.closed.done() and session.transport is not None:
                     session.transport.abort()
             await asyncio.wait(pending, timeout=STOP_GRACE)
+
+    def _end_stop(self) -> None:
+        """On the loop thread: the stop is done; let go of the loop."""
+        with self._changed:
+            lease, done = self._lease, self._stopped
+            self._forget_run()
+        assert lease is not None and done is not None
+        # The last lease ends the loop thread (join_ending_thread waits).
+        lease.release()
+        done.set_result(None)
+
+    def _forget_run(self) -> None:
+        """With the lock held: back to stopped, nothing held."""
+        self._lease = None
+        self._stopped = None
+        self._sockets = []
+        self._state = _State.STOPPED
+        self._changed.notify_all()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: this server's loop thread does not exist here.
+        Stopped, without touching the parent's loop; the sockets inherited
+        from the parent are let go of (pointed at /dev/null, so that no other
+        file can take their numbers while their objects live), or the child
+        would hold the parent's port and clients' connections open."""
+        self._changed = threading.Condition()
+        inherited = [*self._sockets, *(s.socket for s in self._sessions if s.socket is not None)]
+        if inherited:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                for sock in inherited:
+                    with contextlib.suppress(OSError):
+                        os.dup2(devnull, sock.fileno())
+            finally:
+                os.close(devnull)
+        self._listeners = []
+        self._sessions = set()
+        self._accepting = False
+        with self._changed:
+            self._forget_run()
 
     def __enter__(self: _S) -> _S:
         self.start()
@@ -332,14 +440,14 @@ class Server:
         self.messages.clear()
 
     def __repr__(self) -> str:
-        state = "running" if self.is_running() else "stopped"
+        state = self._state.value
         return f"<{type(self).__name__} {self.host}:{self.port} {state}, {len(self.messages)} message(s)>"
 
     # -- SessionOwner --------------------------------------------------------
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         self._sessions.add(session)
-        if self._closing:
+        if not self._accepting:
             # Accepted just before stop() closed the listener: this one goes
             # too (stop() waits for it, see _finish_close).
             asyncio.get_running_loop().call_soon(session.abort)

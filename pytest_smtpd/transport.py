@@ -39,8 +39,12 @@ trace = logging.getLogger("pytest_smtpd.trace")
 #: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
 #: (LMTP) one of those per recipient.
 Verdict: TypeAlias = Reply | str | Sequence[Reply | str | None] | None
-#: Seconds a client has to finish a TLS handshake.
+#: Seconds a client has to finish a TLS handshake (when the server has no
+#: ``timeout``; otherwise the server's ``timeout``).
 TLS_HANDSHAKE_TIMEOUT = 30.0
+#: Seconds a closing session waits for its peer to read what is left to
+#: send (its last reply, a 421) before it hangs up without it.
+CLOSE_GRACE = 2.0
 
 
 class CommandHandler(Protocol):
@@ -199,6 +203,11 @@ class SessionProtocol(asyncio.Protocol):
         self._input_trace = InputTrace()
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        #: The transport's buffer is full: the peer does not read what it is
+        #: sent, so nothing more is read from it until it does.
+        self._writing_paused = False
+        #: Hangs up on a closing session whose peer does not drain it.
+        self._close_deadline: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
         self.closed: asyncio.Future[None]
 
@@ -249,7 +258,22 @@ class SessionProtocol(asyncio.Protocol):
         self._process()
         return False
 
+    def pause_writing(self) -> None:
+        """The peer does not read its replies: stop reading its commands, so
+        that what is buffered for it stays bounded (by asyncio's high-water
+        mark and one read's replies) however much it sends."""
+        self._writing_paused = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._busy is None and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
         # Python 3.10's TLS transport is not marked closed when the peer hangs
         # up, and warns "unclosed transport" when collected: close it (a
         # no-op on a closed transport).
@@ -342,7 +366,7 @@ class SessionProtocol(asyncio.Protocol):
                 return
             elif isinstance(event, ConnectionClosed):
                 self._flush()
-                transport.close()
+                self._close(transport)
                 return
         self._flush()
 
@@ -368,11 +392,19 @@ class SessionProtocol(asyncio.Protocol):
         self._resume()
 
     def _resume(self) -> None:
-        """After an async handler or authenticator answered: read again and
-        go on with what the client sent meanwhile."""
+        """After an async handler or authenticator answered: read again
+        (unless the peer is not reading) and go on with what it sent meanwhile."""
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+            if not self._writing_paused:
+                self.transport.resume_reading()
             self._process()
+
+    def _close(self, transport: asyncio.Transport) -> None:
+        """Close once what is left to send is sent, or after CLOSE_GRACE if the
+        peer does not read it: a session that is over holds no memory."""
+        transport.close()
+        if self._close_deadline is None and not self.closed.done():
+            self._close_deadline = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
     def _authenticate(self, credentials: Credentials) -> Awaitable[bool] | None:
         """Answer the AUTH now, or return the awaitable an ``async``
@@ -428,7 +460,11 @@ class SessionProtocol(asyncio.Protocol):
             loop.call_soon(self._hold_tls_transport_py310, transport)
         try:
             tls_transport = await loop.start_tls(
-                transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+                transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.owner.timeout or TLS_HANDSHAKE_TIMEOUT,
             )
         except asyncio.CancelledError:
             raise

@@ -546,6 +546,8 @@ def test_a_handler_may_stop_its_server(caplog: pytest.LogCaptureFixture, smtpd_l
         assert wire.reply()[0] == 421
         assert wire.closed_by_peer()
     assert not server.is_running()
+    server.stop()  # waits for the stop the handler began
+    assert repr(server).endswith("stopped, 1 message(s)>")
     assert len(server.messages) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
