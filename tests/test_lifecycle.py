@@ -5,6 +5,7 @@ runs in a child process with a hard timeout."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import smtplib
 import socket
@@ -336,3 +337,67 @@ def test_stop_with_grace_closes_what_is_still_open_after_it() -> None:
         assert wire.closed_by_peer()
     stopper.join(TIMEOUT)
     assert not stopper.is_alive()
+
+
+def _flood_without_reading(address: tuple[str, int], limit: int) -> tuple[socket.socket, int]:
+    """Send NOOPs and never read the replies, until the server stops taking
+    them (the send times out) or ``limit`` octets are sent."""
+    sock = socket.create_connection(address, timeout=TIMEOUT)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(0.5)  # no progress for this long: the server has stopped reading
+    chunk = b"NOOP\r\n" * 10922
+    sent = 0
+    while sent < limit:
+        try:
+            sent += sock.send(chunk)
+        except TimeoutError:
+            break
+    return sock, sent
+
+
+def _buffered_for(server: Server) -> int:
+    """What the server holds unsent for its sessions, read on the loop thread."""
+    return sum(s.transport.get_write_buffer_size() for s in list(server._sessions) if s.transport is not None)
+
+
+def test_a_client_that_never_reads_is_not_buffered_without_bound() -> None:
+    """Reading pauses while the peer does not drain its replies: the server
+    stops taking commands long before 64 MiB of NOOPs, and holds at most
+    asyncio's high-water mark plus one read's replies."""
+    with Server() as server:
+        sock, sent = _flood_without_reading(server.address, 64 * 1024 * 1024)
+        with sock:
+            assert sent < 16 * 1024 * 1024
+            assert _buffered_for(server) < 1024 * 1024
+
+
+def test_a_session_that_times_out_unread_is_gone() -> None:
+    """The idle timeout ends a session whose peer reads nothing: its 421 is
+    queued, and the connection is dropped after a grace, so nothing of it is
+    left in memory (the client sees the end of the stream after its replies)."""
+    with Server(timeout=0.5) as server:
+        sock, _ = _flood_without_reading(server.address, 64 * 1024 * 1024)
+        with sock:
+            sock.settimeout(TIMEOUT)
+            received = 0
+            for _ in range(100_000):  # bounded: the replies the server had queued
+                try:
+                    data = sock.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break
+                received += len(data)
+            else:
+                pytest.fail("the server kept the session open")
+            assert received > 0
+        assert _buffered_for(server) == 0
+
+
+def test_the_timeout_option_reaches_tls_handshakes() -> None:
+    """A client that connects to an implicit-TLS port and says nothing is cut
+    off after the server's ``timeout``, not after a fixed 30 seconds."""
+    with Server(tls="implicit", timeout=0.5) as server, socket.create_connection(server.address) as sock:
+        sock.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(1024) == b""
