@@ -171,8 +171,17 @@ _Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
 class ServerConnection:
     """One SMTP session, server side."""
 
-    def __init__(self, config: SessionConfig | None = None, *, tls: bool = False) -> None:
+    def __init__(self, config: SessionConfig | None = None, *, tls: bool = False, record: bool = False) -> None:
         self.config = config or SessionConfig()
+        #: With ``record``: what was said, as ``(direction, line)`` pairs
+        #: ("client" or "server"), message data as a size and SASL secrets
+        #: masked, for the caller to take (and clear) as it goes. This is the
+        #: one source of the protocol trace and the session transcripts.
+        self.transcript: list[tuple[str, str]] | None = [] if record else None
+        #: The verbs of the command lines received, in order (with ``record``).
+        self.commands: list[str] = []
+        #: Whether the client sent a command before the reply to the previous one.
+        self.pipelined = False
         self.state = State.CONNECTED
         #: Whether the session is encrypted (implicit TLS, or after STARTTLS).
         self.tls = tls
@@ -200,6 +209,8 @@ class ServerConnection:
         self._data_dots = 0
         self._data_dots_from = 0
         self._data_too_big = False
+        #: Octets of message data read in this DATA phase, for the transcript.
+        self._data_octets = 0
         greeting = self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}"
         self.reply(Reply(220, greeting))
 
@@ -249,11 +260,20 @@ class ServerConnection:
 
     def reply(self, reply: Reply) -> None:
         """Queue a reply, e.g. the answer to a delegated command."""
-        self._outbox.append(reply.to_bytes())
+        wire = reply.to_bytes()
+        self._outbox.append(wire)
+        if self.transcript is not None:
+            self.transcript.extend(("server", line) for line in wire.decode("utf-8").split("\r\n")[:-1])
 
     def push(self, line: str) -> None:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
         self._outbox.append(line.encode("utf-8") + b"\r\n")
+        if self.transcript is not None:
+            self.transcript.append(("server", line))
+
+    def _record_client(self, line: str) -> None:
+        if self.transcript is not None:
+            self.transcript.append(("client", line))
 
     def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:
         """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
@@ -358,6 +378,8 @@ class ServerConnection:
     # -- framing ------------------------------------------------------------
 
     def _close(self, reason: str) -> None:
+        if self.state is State.DATA:
+            self._record_client(f"<{self._data_octets + len(self._inbox)} bytes of message data, unfinished>")
         self.state = State.CLOSED
         self._closed_reason = reason
         self._inbox.clear()
@@ -390,20 +412,33 @@ class ServerConnection:
         return line
 
     def _handle_line(self, line: bytes | _LineTooLong) -> Event | None:
+        if self._inbox:
+            self.pipelined = True  # the next command came before this reply
         if isinstance(line, _LineTooLong):
+            self._record_client("<a line too long, dropped>")
             self.reply(replies.LINE_TOO_LONG)
-            return None
-        if not line:
-            self.reply(replies.BAD_SYNTAX)
             return None
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
+            self._record_client(line.decode("utf-8", "backslashreplace"))
             self.reply(replies.NOT_UTF8)
             return None
         verb, argument = split_command(text)
         if len(line) + 2 > self.config.line_limit(verb, self.extended):
+            self._record_client(f"<a {len(line) + 2}-octet line, too long>")
             self.reply(replies.LINE_TOO_LONG)
+            return None
+        if self.transcript is not None:
+            self.commands.append(verb)
+            if verb == "AUTH" and argument:
+                # The mechanism is shown, an initial response never is.
+                mechanism, _, initial = argument.partition(" ")
+                self._record_client(f"{text[:4]} {mechanism}" + (" ****" if initial.strip(" ") else ""))
+            else:
+                self._record_client(text)
+        if not line:
+            self.reply(replies.BAD_SYNTAX)
             return None
         self.last_line = text
         if verb in self.config.delegated_verbs:
@@ -415,6 +450,7 @@ class ServerConnection:
         is known to be too big."""
         data = self._data
         data += self._inbox
+        self._data_octets += len(self._inbox)
         self._inbox.clear()
         end = data.find(_DATA_END, self._data_search_from)
         limit = self.config.data_size_limit
@@ -436,6 +472,8 @@ class ServerConnection:
                 self._data_search_from = 0
             return NEED_DATA
         self._inbox += data[end + len(_DATA_END) :]
+        self._data_octets -= len(data) - end - len(_DATA_END)
+        self._record_client(f"<{self._data_octets} bytes of message data>")
         body_end = end + 2
         if data.find(_LINE_START_DOT, 0, body_end) < 0:
             message = bytes(data[2:body_end])
@@ -594,6 +632,7 @@ class ServerConnection:
         self._data_dots = 0
         self._data_dots_from = 0
         self._data_too_big = False
+        self._data_octets = 0
         self.state = State.DATA
         self.reply(replies.START_DATA)
 
@@ -664,6 +703,7 @@ class ServerConnection:
         return self._sasl_step(lambda mechanism: mechanism.start(initial.strip(" ") or None))
 
     def _handle_auth_line(self, line: bytes | _LineTooLong) -> Event | None:
+        self._record_client("*" if line == b"*" else "****")
         if isinstance(line, _LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
             self._end_sasl()
             self.reply(replies.LINE_TOO_LONG)

@@ -23,6 +23,7 @@ from . import loopthread
 from .auth import Authenticator, Credentials, check_against
 from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
 from .listener import Listener
+from .sessions import SessionStore
 from .store import Message, MessageStore
 from .tls import TestCA, test_ca
 from .transport import CommandHandler, SessionProtocol, Verdict, accepted
@@ -146,6 +147,9 @@ class Server:
         self.keep_messages = keep_messages
         self.backlog = backlog
         self.messages = MessageStore()
+        #: Every session (connection), oldest first, with its transcript;
+        #: kept, like the messages, unless ``keep_messages`` is false.
+        self.sessions = SessionStore()
         self._requested_port = port
         self._command_handler_factory = _command_handler_factory
         #: The lifecycle, changed under the condition's lock only.
@@ -411,6 +415,8 @@ class Server:
         file can take their numbers while their objects live), or the child
         would hold the parent's port and clients' connections open."""
         self._changed = threading.Condition()
+        self.messages._after_fork_in_child()
+        self.sessions._after_fork_in_child()
         inherited = [*self._sockets, *(s.socket for s in self._sessions if s.socket is not None)]
         if inherited:
             devnull = os.open(os.devnull, os.O_RDWR)
@@ -436,8 +442,13 @@ class Server:
         self.stop()
 
     def clear(self) -> None:
-        """Forget the messages received so far."""
+        """Forget the messages and sessions so far."""
         self.messages.clear()
+        self.sessions.clear()
+
+    @property
+    def keep_sessions(self) -> bool:
+        return self.keep_messages
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -447,6 +458,8 @@ class Server:
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         self._sessions.add(session)
+        if session.record is not None and self.keep_messages:
+            self.sessions.append(session.record)
         if not self._accepting:
             # Accepted just before stop() closed the listener: this one goes
             # too (stop() waits for it, see _finish_close).
@@ -476,6 +489,8 @@ class Server:
 
     def _keep(self, message: Message, verdict: Verdict) -> None:
         if self.keep_messages and accepted(verdict):
+            if message.session is not None:
+                message.session.messages.append(message)
             self.messages.append(message)
 
     def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]:

@@ -10,7 +10,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import overload
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    from .sessions import Session
 
 __all__ = ["Message", "MessageStore", "TLSInfo"]
 
@@ -45,6 +48,7 @@ class Message:
         "rcpt_options",
         "rcpt_tos",
         "received_at",
+        "session",
         "tls",
     )
 
@@ -61,6 +65,7 @@ class Message:
         received_at: float | None = None,
         tls: TLSInfo | None = None,
         auth_identity: str | None = None,
+        session: Session | None = None,
     ) -> None:
         #: The client's address, ``(host, port)``.
         self.peer = peer
@@ -79,6 +84,8 @@ class Message:
         self.tls = tls
         #: The identity the client logged in as with AUTH, or None.
         self.auth_identity = auth_identity
+        #: The session that delivered it (its transcript, its other messages).
+        self.session = session
         self._email: EmailMessage | None = None
 
     # The stdlib ``smtpd`` names for the envelope.
@@ -131,6 +138,10 @@ class MessageStore(Sequence[Message]):
     def clear(self) -> None:
         with self._changed:
             self._messages.clear()
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child has no thread that could hold the lock: a new one."""
+        self._changed = threading.Condition()
 
     @overload
     def __getitem__(self, index: int) -> Message: ...

@@ -26,6 +26,7 @@ from .events import (
     StartTLS,
 )
 from .replies import Reply
+from .sessions import EndedBy, Session, TranscriptEntry
 from .state import State
 from .store import Message, TLSInfo
 
@@ -33,7 +34,8 @@ __all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "Verdict", "to_r
 
 log = logging.getLogger("pytest_smtpd")
 #: The protocol trace (``python -m pytest_smtpd -d``): every line each way at
-#: DEBUG, message contents as sizes, AUTH secrets masked.
+#: DEBUG, message contents as sizes, AUTH secrets masked. The core writes
+#: it (see ServerConnection.transcript), as it does the session transcripts.
 trace = logging.getLogger("pytest_smtpd.trace")
 
 #: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
@@ -58,6 +60,11 @@ class SessionOwner(Protocol):
 
     session_config: SessionConfig
     timeout: float | None
+
+    @property
+    def keep_sessions(self) -> bool:
+        """Whether sessions keep a record (``Session``) with their transcript."""
+
     #: The context for STARTTLS, and whether sessions start encrypted.
     tls_context: ssl.SSLContext | None
     implicit_tls: bool
@@ -78,81 +85,6 @@ def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     if isinstance(verdict, Sequence):
         return [_recipient_reply(item) for item in verdict]
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
-
-
-def _is_auth_line(line: bytes) -> bool:
-    return line[:5].upper() == b"AUTH "
-
-
-def describe_input(data: bytes, state: State, secret: bool = False) -> str:
-    """What the trace shows of whole lines from a client: the command lines,
-    with everything from an AUTH verb on masked (and everything when
-    ``secret``: a SASL exchange is under way), and message data as a size."""
-    if state is State.DATA:
-        return f"<{len(data)} bytes of message data>"
-    lines = []
-    secret = secret or state is State.AUTH
-    split = data.split(b"\r\n")
-    for index, line in enumerate(split):
-        if not line:
-            continue
-        if line.upper() == b"DATA" and not secret and index + 1 < len(split):
-            # A client that did not wait for the 354: the rest is the message.
-            lines.append("DATA")
-            rest = len(data) - sum(len(part) + 2 for part in split[: index + 1])
-            if rest > 0:
-                lines.append(f"<{rest} bytes of message data>")
-            break
-        if _is_auth_line(line):
-            mechanism = line.split(b" ")[1]
-            lines.append(f"AUTH {mechanism.decode('ascii', 'replace')}" + (" ****" if line.count(b" ") > 1 else ""))
-            secret = True  # what follows in this chunk may be SASL responses
-        else:
-            lines.append("****" if secret else line.decode("utf-8", "backslashreplace"))
-    return " | ".join(lines)
-
-
-class InputTrace:
-    """Turns what a client sends into trace lines. Only whole lines are
-    shown, so that an AUTH line split across reads is still recognised and
-    masked; the masking lasts from the AUTH line until the server's next
-    reply other than ``334``, whatever the reads look like."""
-
-    #: An unfinished line longer than this is reported as a size, and the
-    #: rest of it masked.
-    MAX_PENDING = 4096
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-        self._secret = False
-
-    def feed(self, data: bytes, state: State) -> str | None:
-        if state is State.DATA:
-            # Whatever was pending came after the DATA line: message data too.
-            size = len(self._pending) + len(data)
-            self._pending.clear()
-            return f"<{size} bytes of message data>"
-        self._pending += data
-        end = self._pending.rfind(b"\r\n")
-        if end < 0:
-            if len(self._pending) <= self.MAX_PENDING:
-                return None
-            size = len(self._pending)
-            self._pending.clear()
-            self._secret = True  # its start (an AUTH verb?) is gone: mask the rest
-            return f"<{size} bytes without a line end>"
-        complete = bytes(self._pending[: end + 2])
-        del self._pending[: end + 2]
-        secret = self._secret or state is State.AUTH
-        shown = describe_input(complete, state, secret)
-        if any(_is_auth_line(line) for line in complete.split(b"\r\n")):
-            self._secret = True
-        return shown
-
-    def replied(self, out: bytes) -> None:
-        """The server wrote ``out``: a final AUTH reply ends the masking."""
-        if self._secret and not out.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1].startswith(b"334"):
-            self._secret = False
 
 
 def _recipient_reply(item: Reply | str | None) -> Reply:
@@ -182,7 +114,13 @@ class SessionProtocol(asyncio.Protocol):
 
     def __init__(self, owner: SessionOwner) -> None:
         self.owner = owner
-        self.core = ServerConnection(owner.session_config, tls=owner.implicit_tls)
+        recording = owner.keep_sessions or trace.isEnabledFor(logging.DEBUG)
+        self.core = ServerConnection(owner.session_config, tls=owner.implicit_tls, record=recording)
+        #: What this session did, when the core records (see ``recording``).
+        self.record: Session | None = None
+        self._started = 0.0
+        #: Why the server is ending the session (None: the client ends it).
+        self._ended_by: EndedBy | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
         self.socket: socket.socket | None = None
@@ -200,7 +138,6 @@ class SessionProtocol(asyncio.Protocol):
         #: delivered before ``_start_tls`` resumes (see there).
         self._tls_early: bytearray | None = None
         self._tls_transport_py310: asyncio.BaseTransport | None = None
-        self._input_trace = InputTrace()
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         #: The transport's buffer is full: the peer does not read what it is
@@ -218,6 +155,10 @@ class SessionProtocol(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        if self.core.transcript is not None:
+            self._started = time.monotonic()
+            self.record = Session(self.peer, time.time())
+            self.record.commands = self.core.commands
         self.socket = transport.get_extra_info("socket")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -246,10 +187,6 @@ class SessionProtocol(asyncio.Protocol):
         if self._tls_early is not None:
             self._tls_early += data
             return
-        if trace.isEnabledFor(logging.DEBUG):
-            shown = self._input_trace.feed(data, self.core.state)
-            if shown is not None:
-                trace.debug("%s > %s", self.peer, shown)
         self.core.receive_data(data)
         self._process()
 
@@ -285,17 +222,23 @@ class SessionProtocol(asyncio.Protocol):
             # A handshake is left to end by itself (it does, at the latest on
             # its timeout), so that the TLS transport it made gets closed.
             self._busy.cancel()
+        if self.record is not None and self.record.ended_by is None:
+            self._take_transcript(self.record)
+            self.record.ended_by = self._ended_by or ("quit" if self.core.commands[-1:] == ["QUIT"] else "client")
+            self.record.ended_at = time.time()
         self.owner.session_ended(self)
         if not self.closed.done():
             self.closed.set_result(None)
 
     # -- driving the core ----------------------------------------------------
 
-    def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
+    def abort(self, reply: Reply = replies.SHUTTING_DOWN, ended_by: EndedBy = "stop") -> None:
         """Say ``reply`` (a 421) and close, e.g. when the server stops. A
         message handler still deciding is cancelled: its answer could no
         longer be sent, and waiting for it would hold up the close. A TLS
         handshake under way is cut off without a word."""
+        if self._ended_by is None and self.core.state is not State.CLOSED:
+            self._ended_by = ended_by
         if self._handshaking:
             # Nothing can be said in the middle of a TLS handshake: hang up.
             # The handshake then fails at once; left to end by itself rather
@@ -320,7 +263,7 @@ class SessionProtocol(asyncio.Protocol):
         idle = time.monotonic() - self._last_activity
         if idle >= timeout and self._busy is None:
             log.info("closing idle session from %s after %.0fs", self.peer, idle)
-            self.abort(replies.IDLE_TIMEOUT)
+            self.abort(replies.IDLE_TIMEOUT, "timeout")
         else:
             self._timer = asyncio.get_running_loop().call_later(max(timeout - idle, 0.01), self._check_idle)
 
@@ -491,6 +434,8 @@ class SessionProtocol(asyncio.Protocol):
         self._busy = None
         self.transport = tls_transport
         self.tls = _tls_info(tls_transport, mode)
+        if self.record is not None:
+            self.record.tls = self.tls
         if mode == "starttls":
             self.core.tls_started()
         self._touch()
@@ -522,12 +467,29 @@ class SessionProtocol(asyncio.Protocol):
             helo=event.helo,
             tls=self.tls,
             auth_identity=event.auth_identity,
+            session=self.record,
         )
 
     def _flush(self) -> None:
+        if self.record is not None:
+            self._take_transcript(self.record)
         out = self.core.data_to_send()
         if out and self.transport is not None and not self.transport.is_closing():
-            if trace.isEnabledFor(logging.DEBUG):
-                self._input_trace.replied(out)
-                trace.debug("%s < %s", self.peer, out.decode("utf-8", "backslashreplace").rstrip("\r\n"))
             self.transport.write(out)
+
+    def _take_transcript(self, record: Session) -> None:
+        """Move what the core recorded into the session's record (and the trace)."""
+        core = self.core
+        lines = core.transcript
+        if lines:
+            now = time.monotonic() - self._started
+            tracing = trace.isEnabledFor(logging.DEBUG)
+            for direction, line in lines:
+                record.transcript.append(TranscriptEntry(direction, line, now))  # type: ignore[arg-type]
+                if tracing:
+                    trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
+            lines.clear()
+        record.helo = core.helo
+        record.pipelined = core.pipelined
+        if core.authenticated is not None:
+            record.auth_identity = core.authenticated.authzid or core.authenticated.username

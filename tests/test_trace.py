@@ -11,8 +11,7 @@ import pytest
 
 from conftest import Wire
 from pytest_smtpd import Server
-from pytest_smtpd.state import State
-from pytest_smtpd.transport import InputTrace, describe_input
+from pytest_smtpd.connection import ServerConnection, SessionConfig
 
 
 def test_trace_shows_commands_and_replies(caplog: pytest.LogCaptureFixture) -> None:
@@ -47,56 +46,6 @@ def test_trace_is_off_by_default(caplog: pytest.LogCaptureFixture) -> None:
     assert "NOOP" not in caplog.text.upper()
 
 
-@pytest.mark.parametrize(
-    ("data", "state", "shown"),
-    [
-        (b"AUTH PLAIN AGFsaWNlAHB3\r\n", State.GREETED, "AUTH PLAIN ****"),
-        (b"AUTH LOGIN\r\nYWxpY2U=\r\n", State.GREETED, "AUTH LOGIN | ****"),
-        (b"cGFzc3dvcmQ=\r\n", State.AUTH, "****"),
-        (b"NOOP\r\nQUIT\r\n", State.GREETED, "NOOP | QUIT"),
-        (b"line one\r\n", State.DATA, "<10 bytes of message data>"),
-    ],
-)
-def test_describe_input(data: bytes, state: State, shown: str) -> None:
-    assert describe_input(data, state) == shown
-
-
-def test_input_trace_masks_an_auth_line_split_across_reads() -> None:
-    secret = base64.b64encode(b"\0alice\0TopSecret9").decode()
-    trace = InputTrace()
-    assert trace.feed(b"AU", State.GREETED) is None  # not a whole line yet
-    assert trace.feed(f"TH PLAIN {secret[:6]}".encode(), State.GREETED) is None
-    assert trace.feed(f"{secret[6:]}\r\n".encode(), State.GREETED) == "AUTH PLAIN ****"
-
-
-def test_input_trace_masks_sasl_responses_until_the_final_auth_reply() -> None:
-    trace = InputTrace()
-    assert trace.feed(b"AUTH LOGIN\r\n", State.GREETED) == "AUTH LOGIN"
-    trace.replied(b"334 VXNlcm5hbWU6\r\n")
-    # The core may not have reached the AUTH state yet (say, a handler was busy).
-    assert trace.feed(b"YWxp", State.GREETED) is None
-    assert trace.feed(b"Y2U=\r\n", State.GREETED) == "****"
-    trace.replied(b"334 UGFzc3dvcmQ6\r\n")
-    assert trace.feed(b"cGFzc3dvcmQ=\r\n", State.GREETED) == "****"
-    trace.replied(b"235 2.7.0 Authentication successful\r\n")
-    assert trace.feed(b"NOOP\r\n", State.GREETED) == "NOOP"
-
-
-def test_input_trace_reports_a_line_without_end_as_a_size_and_masks_its_rest() -> None:
-    trace = InputTrace()
-    assert trace.feed(b"AUTH PLAIN " + b"A" * InputTrace.MAX_PENDING, State.GREETED) == (
-        f"<{InputTrace.MAX_PENDING + 11} bytes without a line end>"
-    )
-    assert trace.feed(b"AAAA\r\n", State.GREETED) == "****"
-
-
-def test_input_trace_shows_data_sent_before_the_354_as_a_size() -> None:
-    trace = InputTrace()
-    assert trace.feed(b"DATA\r\nSubject: hidden\r\nmo", State.GREETED) == "DATA | <17 bytes of message data>"
-    assert trace.feed(b"re\r\n.\r\n", State.DATA) == "<9 bytes of message data>"  # "mo" included
-    assert describe_input(b"DATA\r\nSubject: hidden\r\n", State.GREETED) == "DATA | <17 bytes of message data>"
-
-
 def test_trace_over_a_socket_never_shows_a_password_sent_in_pieces(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="pytest_smtpd.trace")
     secret = base64.b64encode(b"\0alice\0pa55word").decode()
@@ -108,3 +57,64 @@ def test_trace_over_a_socket_never_shows_a_password_sent_in_pieces(caplog: pytes
         assert wire.reply()[0] == 235
     assert "AUTH PLAIN ****" in caplog.text
     assert secret not in caplog.text and secret[:8] not in caplog.text
+
+
+def test_an_auth_line_in_the_read_that_ends_a_message_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """The end of a message and the start of an AUTH line in one read, the
+    rest of the secret in the next: the core knows each line for what it is."""
+    caplog.set_level(logging.DEBUG, logger="pytest_smtpd.trace")
+    with Server(auth={"user": "s3cret"}) as server, Wire(server.address) as wire:
+        assert wire.command("EHLO client.test") == 250
+        for line in ("MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA"):
+            wire.command(line)
+        wire.send(b"hello\r\n.\r\nAUTH PLAIN AHVz")
+        assert wire.reply()[0] == 250
+        wire.send(b"ZXIAczNjcmV0\r\n")
+        assert wire.reply()[0] == 235
+    text = caplog.text
+    assert "AUTH PLAIN ****" in text
+    assert "<10 bytes of message data>" in text
+    assert "AHVz" not in text and "ZXIAczNjcmV0" not in text and "hello" not in text
+    [session] = server.sessions
+    assert [entry.line for entry in session.transcript if entry.direction == "client"][-2:] == [
+        "<10 bytes of message data>",
+        "AUTH PLAIN ****",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        (b"AUTH PLAIN AGFsaWNlAHB3\r\n", ["AUTH PLAIN ****"]),
+        (b"AUTH LOGIN\r\nYWxpY2U=\r\ncGFzc3dvcmQ=\r\nNOOP\r\n", ["AUTH LOGIN", "****", "****", "NOOP"]),
+        (b"AUTH LOGIN\r\n*\r\n", ["AUTH LOGIN", "*"]),
+        (b"NOOP\r\nQUIT\r\n", ["NOOP", "QUIT"]),
+        (b"NOOP " + b"x" * 600 + b"\r\n", ["<a 607-octet line, too long>"]),
+        (b"NOOP " + b"x" * 20000, ["<a line too long, dropped>"]),
+    ],
+    ids=["auth-plain", "auth-login", "auth-cancelled", "commands", "too-long", "too-long-unfinished"],
+)
+def test_the_core_records_client_lines_with_secrets_masked(sent: bytes, shown: list[str]) -> None:
+    core = ServerConnection(SessionConfig(auth_mechanisms=("PLAIN", "LOGIN")), record=True)
+    core.receive_data(b"EHLO c\r\n")
+    core.next_event()
+    core.receive_data(sent)
+    if sent.endswith(b"x"):
+        core.next_event()
+        core.receive_data(b"\r\n")
+    for _ in range(10):
+        event = core.next_event()
+        if type(event).__name__ == "AuthRequested":
+            core.answer_auth(True)
+        elif type(event).__name__ in ("NeedData", "ConnectionClosed"):
+            break
+    assert core.transcript is not None
+    assert [line for direction, line in core.transcript if direction == "client"][1:] == shown
+
+
+def test_the_core_records_nothing_unless_asked() -> None:
+    core = ServerConnection(SessionConfig())
+    core.receive_data(b"EHLO c\r\n")
+    core.next_event()
+    assert core.transcript is None
+    assert core.commands == []

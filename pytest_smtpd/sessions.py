@@ -1,0 +1,152 @@
+"""What happened in each connection: ``Session`` records with their
+transcripts, and the thread-safe list a server keeps them in.
+
+A session's record is written on the loop thread as the session goes on and
+read by tests in their own thread; lists only grow while the session is
+open, so a reader sees a consistent prefix."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, overload
+
+if TYPE_CHECKING:
+    from .store import Message, TLSInfo
+
+__all__ = ["EndedBy", "Session", "SessionStore", "TranscriptEntry"]
+
+Direction = Literal["client", "server"]
+#: How a session ended: the client's QUIT, the client hanging up, the idle
+#: timeout, a fault rule, or the server stopping.
+EndedBy = Literal["quit", "client", "timeout", "fault", "stop"]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    """One line of a session: a command line or a reply line, message data
+    as a size (``<N bytes of message data>``), SASL secrets as ``****``."""
+
+    #: ``"client"`` for what the client sent, ``"server"`` for a reply.
+    direction: Direction
+    line: str
+    #: Seconds since the session started.
+    time: float
+
+    def __str__(self) -> str:
+        return f"{'C' if self.direction == 'client' else 'S'}: {self.line}"
+
+
+class Session:
+    """One connection to a server, from accept to close, whether or not it
+    delivered a message."""
+
+    __slots__ = (
+        "auth_identity",
+        "commands",
+        "ended_at",
+        "ended_by",
+        "faults_fired",
+        "helo",
+        "messages",
+        "peer",
+        "pipelined",
+        "started_at",
+        "tls",
+        "transcript",
+    )
+
+    def __init__(self, peer: tuple[str, int], started_at: float) -> None:
+        #: The client's ``(host, port)``.
+        self.peer = peer
+        #: The name given in the last HELO/EHLO/LHLO, ``""`` if none.
+        self.helo = ""
+        #: How the session was encrypted, or None.
+        self.tls: TLSInfo | None = None
+        #: Who logged in with AUTH, or None.
+        self.auth_identity: str | None = None
+        #: ``time.time()`` at accept, and at close (None while open).
+        self.started_at = started_at
+        self.ended_at: float | None = None
+        #: None while open, then how it ended (see ``EndedBy``).
+        self.ended_by: EndedBy | None = None
+        #: The verbs of the command lines, in order, e.g.
+        #: ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``.
+        self.commands: list[str] = []
+        #: Every line each way, in order.
+        self.transcript: list[TranscriptEntry] = []
+        #: The messages accepted in this session.
+        self.messages: list[Message] = []
+        #: A description of each fault rule that decided a step here.
+        self.faults_fired: list[str] = []
+        #: Whether the client sent a command before the previous reply.
+        self.pipelined = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_by is None
+
+    def last_error(self) -> str | None:
+        """The last 4xx or 5xx reply line the client got, or None."""
+        for entry in reversed(self.transcript):
+            if entry.direction == "server" and entry.line[:1] in ("4", "5"):
+                return entry.line
+        return None
+
+    def format_transcript(self, limit: int | None = None) -> str:
+        """The transcript as ``C:``/``S:`` lines; with ``limit``, the first
+        and last lines around a count of those left out."""
+        lines = [str(entry) for entry in self.transcript]
+        if limit is not None and len(lines) > limit:
+            head = limit // 2
+            tail = limit - head - 1
+            lines = [*lines[:head], f"... {len(lines) - head - tail} lines ...", *lines[len(lines) - tail :]]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        state = "open" if self.ended_by is None else f"ended by {self.ended_by}"
+        return (
+            f"<Session from {self.peer[0]}:{self.peer[1]} helo={self.helo!r}, {state}, "
+            f"commands={self.commands!r}, {len(self.messages)} message(s)>"
+        )
+
+
+class SessionStore(Sequence[Session]):
+    """The sessions a server served, oldest first; safe to read from any
+    thread while the server appends."""
+
+    def __init__(self) -> None:
+        self._sessions: list[Session] = []
+        self._lock = threading.Lock()
+
+    def append(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.append(session)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    @overload
+    def __getitem__(self, index: int) -> Session: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Session]: ...
+    def __getitem__(self, index: int | slice) -> Session | list[Session]:
+        with self._lock:
+            return self._sessions[index]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        with self._lock:
+            snapshot = list(self._sessions)
+        return iter(snapshot)
+
+    def __repr__(self) -> str:
+        return f"SessionStore({list(self)!r})"
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
