@@ -76,6 +76,26 @@ def _has_unquoted_space(address: str) -> bool:
     return in_quotes  # an unterminated quote is as bad as a stray space
 
 
+def _split_bare_address(text: str) -> tuple[str, str]:
+    """An address without angle brackets ends at the first space outside a
+    quoted local part (``"Fred Blogs"@example.org SIZE=10``)."""
+    if '"' not in text:
+        address, _, rest = text.partition(" ")
+        return address, rest
+    in_quotes = False
+    escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and in_quotes:
+            escaped = True
+        elif char == '"':
+            in_quotes = not in_quotes
+        elif char == " " and not in_quotes:
+            return text[:index], text[index + 1 :]
+    return text, ""
+
+
 def parse_path(text: str) -> tuple[str, str]:
     """Split ``"<user@example.com> SIZE=10"`` into the address and the rest.
 
@@ -94,7 +114,7 @@ def parse_path(text: str) -> tuple[str, str]:
             raise ParseError("text after >")
         rest = rest.strip(" ")
     else:
-        address, _, rest = text.partition(" ")
+        address, rest = _split_bare_address(text)
         if not address or "<" in address or ">" in address:
             raise ParseError("malformed address")
         rest = rest.strip(" ")

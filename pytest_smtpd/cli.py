@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--debug", action="store_true", help="trace sessions to standard error")
     parser.add_argument("-u", "--smtputf8", action="store_true", help="offer the SMTPUTF8 extension (RFC 6531)")
     parser.add_argument(
+        "-e",
+        "--show-envelope",
+        action="store_true",
+        help="DebuggingServer: print each message's envelope too (X-MailFrom and X-RcptTo, after X-Peer)",
+    )
+    parser.add_argument(
         "-s",
         "--size",
         type=_size,
@@ -380,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             remoteaddr = parse_address(args.remotespec, 25)
             server_class = resolve_class(args.classname)
             mailman_options = _mailman_options(server_class, args)
+            if args.show_envelope and not issubclass(server_class, DebuggingServer):
+                raise UsageError(f"--show-envelope is for DebuggingServer, not {server_class.__name__}")
             tls_auth_options = _tls_auth_options(args, localaddr)
             if args.tls_ca_out is not None:
                 try:
@@ -398,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if issubclass(server_class, proxy.PureProxy):
         options["allow_open_relay"] = args.allow_open_relay
     options.update(mailman_options)
+    if args.show_envelope:
+        options["show_envelope"] = True
     main_options = {**options, **tls_auth_options}
     if args.tls is None:
         main_options.pop("tls_context", None)  # only --tls-port's listener has TLS

@@ -28,7 +28,7 @@ from .server import DEFAULT_AUTH_MECHANISMS, DEFAULT_TIMEOUT, Server, TLSMode
 from .state import State
 from .store import Message
 from .tls import TestCA
-from .transport import SessionProtocol, Verdict
+from .transport import CommandHandler, SessionProtocol, Verdict
 
 __all__ = ["DATA_SIZE_DEFAULT", "DEBUGSTREAM", "DebuggingServer", "SMTPChannel", "SMTPServer", "loop"]
 
@@ -214,6 +214,12 @@ class _Backend(Server):
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
         return self.front._process(message, session)
 
+    def _delegated_verbs(self) -> frozenset[str]:
+        return self.front.channel_class.delegated_verbs
+
+    def _command_handler(self, session: SessionProtocol) -> CommandHandler | None:
+        return self.front._make_channel(session)
+
 
 class SMTPServer:
     """An SMTP server that calls ``process_message`` for every message.
@@ -280,8 +286,6 @@ class SMTPServer:
             auth_mechanisms=auth_mechanisms,
             auth_required=auth_required,
             auth_requires_tls=auth_requires_tls,
-            _delegated_verbs=self.channel_class.delegated_verbs,
-            _command_handler_factory=self._make_channel,
         )
         self.start()
 

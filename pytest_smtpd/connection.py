@@ -31,7 +31,7 @@ from .events import (
 from .replies import Reply
 from .state import COMMAND_STATES, State, gate_error, sequence_error
 
-__all__ = ["DEFAULT_DATA_SIZE_LIMIT", "SERVER_VERSION", "ServerConnection", "SessionConfig"]
+__all__ = ["DEFAULT_DATA_SIZE_LIMIT", "DEFAULT_MAX_RECIPIENTS", "SERVER_VERSION", "ServerConnection", "SessionConfig"]
 
 #: The stdlib ``smtpd`` greeting text, kept so ported tests see the same banner.
 SERVER_VERSION = "Python SMTP proxy version 0.3"
@@ -46,6 +46,8 @@ SIZE_ALLOWANCE = 26
 SMTPUTF8_ALLOWANCE = 10
 #: RFC 4954 4: an AUTH command or response line may be 12288 octets long.
 AUTH_LINE_LIMIT = 12288
+#: Recipients per transaction, as Postfix's smtpd_recipient_limit.
+DEFAULT_MAX_RECIPIENTS = 1000
 DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 
@@ -93,22 +95,29 @@ class SessionConfig:
     extra_ehlo_keywords: tuple[str, ...] = ()
     #: Offer STARTTLS (RFC 3207); the transport does the handshake.
     starttls: bool = False
-    #: Answer 530 to MAIL, RCPT, DATA and AUTH until TLS is active.
+    #: Answer 530 to every command but NOOP, EHLO, STARTTLS and QUIT until
+    #: TLS is active (RFC 3207 4).
     require_tls: bool = False
     #: SASL mechanisms offered by AUTH (RFC 4954), e.g. ``("PLAIN", "LOGIN")``.
     auth_mechanisms: tuple[str, ...] = ()
-    #: Answer 530 to MAIL, RCPT and DATA until the client has logged in.
+    #: Answer 530 to every command but AUTH, EHLO, HELO, NOOP, RSET, QUIT
+    #: and STARTTLS until the client has logged in (RFC 4954 6).
     auth_required: bool = False
     #: Answer 538 to AUTH until TLS is active.
     auth_requires_tls: bool = False
     #: Speak LMTP (RFC 2033): LHLO instead of HELO/EHLO, and one reply per
     #: recipient after the message.
     lmtp: bool = False
+    #: Recipients accepted per transaction; those over it get 452 (RFC 5321
+    #: 4.5.3.1.8 asks for at least 100; Postfix allows 1000). 0: no limit.
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         if self.decode_data and self.enable_SMTPUTF8:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
+        if self.max_recipients < 0:
+            raise ValueError(f"max_recipients must be 0 (no limit) or positive, got {self.max_recipients}")
         if self.data_size_limit < 0:
             raise ValueError(f"data_size_limit must be 0 (no limit) or positive, got {self.data_size_limit}")
         if self.command_size_limit < DEFAULT_COMMAND_SIZE_LIMIT:
@@ -618,6 +627,9 @@ class ServerConnection:
         if not address.isascii() and not self.envelope.smtputf8:
             self.reply(replies.NEEDS_SMTPUTF8)
             return
+        if self.config.max_recipients and len(self.envelope.rcpt_tos) >= self.config.max_recipients:
+            self.reply(replies.TOO_MANY_RECIPIENTS)
+            return
         self.envelope.rcpt_tos.append(address)
         self.envelope.rcpt_options.extend(options)
         self.state = State.RCPT
@@ -684,6 +696,10 @@ class ServerConnection:
         config = self.config
         if not config.auth_mechanisms:
             self.reply(replies.NOT_OFFERED)
+            return None
+        if not self.extended:
+            # AUTH is an extension: a client that said HELO has not seen it.
+            self.reply(replies.SEND_EHLO_FIRST)
             return None
         if self.authenticated is not None:
             self.reply(replies.AUTH_TWICE)

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 
 from . import loopthread
 from .auth import Authenticator, Credentials, check_against
-from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, SessionConfig
+from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, DEFAULT_MAX_RECIPIENTS, SessionConfig
 from .listener import Listener
 from .sessions import SessionStore
 from .store import Message, MessageStore
@@ -103,8 +103,7 @@ class Server:
         auth_required: bool = False,
         auth_requires_tls: bool = False,
         lmtp: bool = False,
-        _delegated_verbs: frozenset[str] = frozenset(),
-        _command_handler_factory: Callable[[SessionProtocol], CommandHandler] | None = None,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     ) -> None:
         self.host = host
         if tls not in (None, "starttls", "implicit"):
@@ -132,13 +131,14 @@ class Server:
             decode_data=decode_data,
             enable_DSN=enable_DSN,
             command_size_limit=command_size_limit,
-            delegated_verbs=_delegated_verbs,
+            delegated_verbs=self._delegated_verbs(),
             starttls=tls == "starttls",
             require_tls=require_starttls,
             auth_mechanisms=tuple(name.upper() for name in auth_mechanisms) if auth is not None else (),
             auth_required=auth_required,
             auth_requires_tls=auth_requires_tls,
             lmtp=lmtp,
+            max_recipients=max_recipients,
         )
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout}")
@@ -151,7 +151,6 @@ class Server:
         #: kept, like the messages, unless ``keep_messages`` is false.
         self.sessions = SessionStore()
         self._requested_port = port
-        self._command_handler_factory = _command_handler_factory
         #: The lifecycle, changed under the condition's lock only.
         self._changed = threading.Condition()
         self._state = _State.STOPPED
@@ -464,9 +463,17 @@ class Server:
             # Accepted just before stop() closed the listener: this one goes
             # too (stop() waits for it, see _finish_close).
             asyncio.get_running_loop().call_soon(session.abort)
-        if self._command_handler_factory is None:
-            return None
-        return self._command_handler_factory(session)
+        return self._command_handler(session)
+
+    # -- hooks for the stdlib-compatible layer ---------------------------------
+
+    def _delegated_verbs(self) -> frozenset[str]:
+        """Verbs whose handling a ``CommandHandler`` takes over (none here)."""
+        return frozenset()
+
+    def _command_handler(self, session: SessionProtocol) -> CommandHandler | None:
+        """The handler of the delegated verbs for a new session (none here)."""
+        return None
 
     def session_ended(self, session: SessionProtocol) -> None:
         self._sessions.discard(session)

@@ -69,11 +69,12 @@ _OUT_OF_SEQUENCE: dict[tuple[str, State], Reply] = {
     ("AUTH", State.RCPT): replies.NOT_IN_TRANSACTION,
 }
 
-#: Commands refused until the session is encrypted, when STARTTLS is required
-#: (RFC 3207 4), and until the client has logged in, when AUTH is required
-#: (RFC 4954 6).
-NEED_TLS_FIRST = frozenset({"MAIL", "RCPT", "DATA", "AUTH"})
-NEED_AUTH_FIRST = frozenset({"MAIL", "RCPT", "DATA"})
+#: The commands answered before TLS when STARTTLS is required: RFC 3207 4
+#: gives every other command a 530 (LHLO being LMTP's EHLO).
+TLS_EXEMPT = frozenset({"NOOP", "EHLO", "LHLO", "STARTTLS", "QUIT"})
+#: The commands answered before a login when AUTH is required (RFC 4954 6),
+#: and STARTTLS, which needs no login and often has to come first.
+AUTH_EXEMPT = frozenset({"AUTH", "EHLO", "LHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
 
 
 def sequence_error(verb: str, state: State) -> Reply | None:
@@ -85,8 +86,8 @@ def sequence_error(verb: str, state: State) -> Reply | None:
 
 def gate_error(verb: str, *, tls_missing: bool, auth_missing: bool) -> Reply | None:
     """The 530 for a command that needs TLS or a login the session lacks."""
-    if tls_missing and verb in NEED_TLS_FIRST:
+    if tls_missing and verb not in TLS_EXEMPT:
         return replies.STARTTLS_FIRST
-    if auth_missing and verb in NEED_AUTH_FIRST:
+    if auth_missing and verb not in AUTH_EXEMPT:
         return replies.AUTH_FIRST
     return None

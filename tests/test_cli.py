@@ -92,6 +92,7 @@ def test_version(capsys: pytest.CaptureFixture[str], flag: str) -> None:
         (["-c", "MailmanProxy", "--list", LIST, "--mailman-lmtp", "mm:lmtp"], "bad port in 'mm:lmtp'"),
         (["--list", LIST], "--list and --mailman-lmtp are for MailmanProxy, not DebuggingServer"),
         (["-c", "PureProxy", "--mailman-lmtp", ":8024"], "are for MailmanProxy, not PureProxy"),
+        (["-c", "PureProxy", "--show-envelope"], "--show-envelope is for DebuggingServer, not PureProxy"),
     ],
 )
 def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -338,6 +339,19 @@ def test_without_n_root_serves_as_nobody() -> None:
         process.expect("^------------ END MESSAGE ------------$")
         stop(process)
     assert "Subject: caf\u00e9\nX-Peer: 127.0.0.1\n\nd\u00e9j\u00e0 vu\n" in process.output()
+
+
+def test_show_envelope_prints_mail_from_and_rcpt_to() -> None:
+    process, address = start("--show-envelope", "127.0.0.1:0")
+    with process:
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.sendmail("a@example.com", ["b@example.com", "c@example.com"], MESSAGE)
+        process.expect("^------------ END MESSAGE ------------$")
+        stop(process)
+    assert (
+        "Subject: from the cli test\nX-Peer: 127.0.0.1\nX-MailFrom: a@example.com\n"
+        "X-RcptTo: b@example.com, c@example.com\n\nHello, server.\n"
+    ) in process.output()
 
 
 def test_debug_traces_to_stderr() -> None:

@@ -87,20 +87,27 @@ def test_every_sequence_reply_is_a_503() -> None:
     assert {error.code for error in errors if error is not None} == {503}
 
 
-@pytest.mark.parametrize("verb", ["MAIL", "RCPT", "DATA", "AUTH"])
-def test_tls_gate_refuses_transaction_and_auth(verb: str) -> None:
+@pytest.mark.parametrize("verb", ["HELO", "MAIL", "RCPT", "DATA", "AUTH", "RSET", "VRFY", "EXPN", "HELP"])
+def test_tls_gate_refuses_all_but_noop_ehlo_starttls_quit(verb: str) -> None:
+    """RFC 3207 4: every command but NOOP, EHLO, STARTTLS and QUIT."""
     assert gate_error(verb, tls_missing=True, auth_missing=False) == replies.STARTTLS_FIRST
     assert gate_error(verb, tls_missing=False, auth_missing=False) is None
 
 
-@pytest.mark.parametrize("verb", ["MAIL", "RCPT", "DATA"])
-def test_auth_gate_refuses_transaction(verb: str) -> None:
+@pytest.mark.parametrize("verb", ["MAIL", "RCPT", "DATA", "VRFY", "EXPN", "HELP"])
+def test_auth_gate_refuses_all_but_the_session_commands(verb: str) -> None:
+    """RFC 4954 6: every command but AUTH, EHLO, HELO, NOOP, RSET and QUIT."""
     assert gate_error(verb, tls_missing=False, auth_missing=True) == replies.AUTH_FIRST
 
 
-@pytest.mark.parametrize("verb", ["EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS", "HELP"])
+@pytest.mark.parametrize("verb", ["EHLO", "LHLO", "NOOP", "QUIT", "STARTTLS"])
 def test_gates_let_session_commands_through(verb: str) -> None:
     assert gate_error(verb, tls_missing=True, auth_missing=True) is None
+
+
+@pytest.mark.parametrize("verb", ["HELO", "RSET", "AUTH"])
+def test_the_auth_gate_lets_helo_rset_and_auth_through(verb: str) -> None:
+    assert gate_error(verb, tls_missing=False, auth_missing=True) is None
 
 
 def test_auth_is_not_gated_by_auth() -> None:
