@@ -269,10 +269,9 @@ class ServerConnection:
 
     def reply(self, reply: Reply) -> None:
         """Queue a reply, e.g. the answer to a delegated command."""
-        wire = reply.to_bytes()
-        self._outbox.append(wire)
+        self._outbox.append(reply.to_bytes())
         if self.transcript is not None:
-            self.transcript.extend(("server", line) for line in wire.decode("utf-8").split("\r\n")[:-1])
+            self.transcript.extend(reply.transcript_lines())
 
     def push(self, line: str) -> None:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""

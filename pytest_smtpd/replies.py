@@ -19,6 +19,8 @@ class Reply:
     code: int
     text: str = ""
     _wire: bytes = field(init=False, repr=False, compare=False, default=b"")
+    #: The reply as transcript entries, one per line on the wire.
+    _transcript: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
@@ -28,8 +30,9 @@ class Reply:
         # Replies are sent far more often than made: encode once.
         lines = self.text.split("\n")
         last = len(lines) - 1
-        wire = "".join(f"{self.code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
-        object.__setattr__(self, "_wire", wire.encode("utf-8"))
+        on_wire = [f"{self.code}{' ' if i == last else '-'}{line}" for i, line in enumerate(lines)]
+        object.__setattr__(self, "_wire", "".join(f"{line}\r\n" for line in on_wire).encode("utf-8"))
+        object.__setattr__(self, "_transcript", tuple(("server", line) for line in on_wire))
 
     @property
     def lines(self) -> list[str]:
@@ -41,6 +44,10 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         return self._wire
+
+    def transcript_lines(self) -> tuple[tuple[str, str], ...]:
+        """``("server", line)`` for each line as sent."""
+        return self._transcript
 
     @classmethod
     def parse(cls, text: str) -> Reply:

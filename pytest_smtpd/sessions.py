@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 if TYPE_CHECKING:
     from .store import Message, TLSInfo
@@ -23,8 +22,7 @@ Direction = Literal["client", "server"]
 EndedBy = Literal["quit", "client", "timeout", "fault", "stop"]
 
 
-@dataclass(frozen=True, slots=True)
-class TranscriptEntry:
+class TranscriptEntry(NamedTuple):
     """One line of a session: a command line or a reply line, message data
     as a size (``<N bytes of message data>``), SASL secrets as ``****``."""
 

@@ -483,10 +483,9 @@ class SessionProtocol(asyncio.Protocol):
         lines = core.transcript
         if lines:
             now = time.monotonic() - self._started
-            tracing = trace.isEnabledFor(logging.DEBUG)
-            for direction, line in lines:
-                record.transcript.append(TranscriptEntry(direction, line, now))  # type: ignore[arg-type]
-                if tracing:
+            record.transcript += [TranscriptEntry(direction, line, now) for direction, line in lines]  # type: ignore[arg-type]
+            if trace.isEnabledFor(logging.DEBUG):
+                for direction, line in lines:
                     trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
             lines.clear()
         record.helo = core.helo
