@@ -263,7 +263,10 @@ class ServerConnection:
             line = self._returned_lines.pop(0) if returned else self._read_line()
             if line is None:
                 break
-            if self.deliver_lines and not returned and isinstance(line, bytes) and self.state in COMMAND_STATES:
+            # A line longer than any command may be is answered below (500)
+            # and never reaches the application.
+            deliver = self.deliver_lines and not returned and self.state in COMMAND_STATES
+            if deliver and isinstance(line, bytes) and len(line) + 2 <= self.config.longest_line:
                 return LineReceived(line)
             # In a SASL exchange a line is a response, not a command.
             event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
