@@ -285,8 +285,9 @@ class SMTPChannel:
         self._session.core.close()
 
     def close(self) -> None:
-        """Close the connection now, with a 421."""
-        self._session.abort()
+        """Close the connection; replies already pushed are still sent
+        (the stdlib dropped them)."""
+        self._session.core.close()
 
     def set_terminator(self, term: bytes | str | int | None) -> None:
         """Accepted for CRLF (commands) and CRLF.CRLF (data), which the core
@@ -746,6 +747,8 @@ def loop(
     ``map``, every one listed there), or with ``count``, for at most ``count *
     timeout`` seconds. Ctrl-C closes them all and raises KeyboardInterrupt,
     as the stdlib loop did."""
+    if loopthread.in_loop_thread():
+        raise RuntimeError("asyncore.loop() waits for the servers to close and cannot run on their loop thread")
     deadline = None if count is None else time.monotonic() + count * timeout
     watched: Any = _running if map is None else map
     try:
@@ -771,8 +774,8 @@ def poll(timeout: float = 0.0, map: MutableMapping[int, Any] | None = None) -> N
     ``map`` (default ``socket_map``) opens or closes. Returns at once when
     ``map`` is empty."""
     watched = socket_map if map is None else map
-    if timeout <= 0:
-        return
+    if timeout <= 0 or loopthread.in_loop_thread():
+        return  # on the loop thread (in a handler), waiting would hold up every server
     with _running_changed:
         if watched:
             _running_changed.wait(timeout)
