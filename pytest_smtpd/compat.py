@@ -93,12 +93,13 @@ _REPLY_LINE = re.compile(r"([2-5][0-9][0-9])(?:([ -])([^\r\n\x00]*))?")
 def _builtin(verb: str) -> Callable[[SMTPChannel, str | None], None]:
     def command(self: SMTPChannel, arg: str | None) -> None:
         core = self._session.core
+        envelope, recipients = core.envelope, len(core.envelope.rcpt_tos)
         core.handle_command(verb, arg)
         self._answered = True
-        # What the stdlib traced at these points (its tests read it).
-        if verb == "MAIL" and core.state is State.MAIL:
+        # What the stdlib traced when MAIL or RCPT succeeded (its tests read it).
+        if verb == "MAIL" and core.envelope is not envelope and core.state is State.MAIL:
             print("sender:", core.envelope.mail_from or "<>", file=_debugstream())
-        elif verb == "RCPT" and core.state is State.RCPT:
+        elif verb == "RCPT" and len(core.envelope.rcpt_tos) > recipients:
             print("recips:", core.envelope.rcpt_tos, file=_debugstream())
 
     command.__name__ = command.__qualname__ = f"smtp_{verb}"

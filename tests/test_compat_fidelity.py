@@ -418,8 +418,25 @@ def test_debugstream_shows_sender_and_recipients(monkeypatch: pytest.MonkeyPatch
     with Recorder(LOCAL, None) as server, smtplib.SMTP(*server.address, timeout=TIMEOUT) as smtp:
         smtp.sendmail("<>", [TO, "carol@example.com"], b"Subject: x\r\n\r\nbody\r\n")
     lines = stream.getvalue().splitlines()
-    assert "sender: <>" in lines
-    assert f"recips: ['{TO}', 'carol@example.com']" in lines
+    assert [line for line in lines if line.startswith(("sender:", "recips:"))] == [
+        "sender: <>",
+        f"recips: ['{TO}']",
+        f"recips: ['{TO}', 'carol@example.com']",
+    ]
+
+
+def test_debugstream_is_silent_about_a_refused_mail_or_rcpt(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(smtpd, "DEBUGSTREAM", stream)
+    with Recorder(LOCAL, None) as server, Wire(server.address) as wire:
+        assert wire.command("HELO client.test") == 250
+        assert wire.command("RCPT TO:<nobody@example.com>") == 503
+        assert wire.command(f"MAIL FROM:<{FROM}>") == 250
+        assert wire.command(f"MAIL FROM:<{FROM}>") == 503
+        assert wire.command("RCPT TO:<oops") == 501
+    assert [line for line in stream.getvalue().splitlines() if line.startswith(("sender:", "recips:"))] == [
+        f"sender: {FROM}"
+    ]
 
 
 def test_ehlo_of_the_stdlib_classes_offers_no_pipelining_as_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
