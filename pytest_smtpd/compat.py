@@ -254,9 +254,37 @@ class SMTPChannel:
     def mailfrom(self) -> str | None:
         return self._session.core.envelope.mail_from
 
+    @mailfrom.setter
+    def mailfrom(self, value: str | None) -> None:
+        """A subclass that takes MAIL itself opens the transaction here
+        (None ends it)."""
+        core = self._session.core
+        if value is None and core.state in (State.MAIL, State.RCPT):
+            core.reset_transaction()
+        else:
+            core.envelope.mail_from = value
+            self._sync_state()
+
     @property
     def rcpttos(self) -> list[str]:
         return self._session.core.envelope.rcpt_tos
+
+    @rcpttos.setter
+    def rcpttos(self, value: list[str]) -> None:
+        self._session.core.envelope.rcpt_tos = value
+        self._sync_state()
+
+    def _sync_state(self) -> None:
+        """Bring the core's state in line with an envelope a subclass filled
+        itself (``self.mailfrom = ...``, ``self.rcpttos.append(...)``), so
+        that the built-in RCPT and DATA find them in sequence."""
+        core = self._session.core
+        if core.state is State.GREETED and core.envelope.mail_from is not None:
+            core.state = State.MAIL
+        if core.state is State.MAIL and core.envelope.rcpt_tos:
+            core.state = State.RCPT
+        elif core.state is State.RCPT and not core.envelope.rcpt_tos:
+            core.state = State.MAIL
 
     @property
     def mail_options(self) -> list[str]:
@@ -361,12 +389,14 @@ class SMTPChannel:
     def _guarded(self, what: str, call: Callable[[], object]) -> None:
         """Run a subclass's code: an error is logged, and gives a 451 only if
         the command has no complete answer yet (never a second reply)."""
+        self._sync_state()
         try:
             call()
         except Exception:
             log.exception("SMTPChannel failed on %s from %s", what, self.peer)
             if not self._answered:
                 self.push(str(replies.PROCESSING_ERROR))
+        self._sync_state()
 
     smtp_HELO = _builtin("HELO")
     smtp_EHLO = _builtin("EHLO")

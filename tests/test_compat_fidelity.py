@@ -321,6 +321,42 @@ def test_set_terminator_and_smtp_state_refuse_what_cannot_be_honoured() -> None:
         assert wire.command("XDATA") == 451  # the ValueError, logged
 
 
+class OwnEnvelope(SMTPChannel):
+    """Takes MAIL and RCPT itself, as stdlib subclasses did: by setting
+    mailfrom and appending to rcpttos."""
+
+    def smtp_MAIL(self, arg: str | None) -> None:
+        self.mailfrom = (arg or "").partition(":")[2].strip("<>")
+        self.push("250 sender noted")
+
+    def smtp_RCPT(self, arg: str | None) -> None:
+        self.rcpttos.append((arg or "").partition(":")[2].strip("<>"))
+        self.push("250 recipient noted")
+
+    def smtp_XFORGET(self, arg: str | None) -> None:
+        self.mailfrom = None
+        self.push("250 forgotten")
+
+
+class OwnEnvelopeServer(Recorder):
+    channel_class = OwnEnvelope
+
+
+def test_an_envelope_filled_by_a_subclass_puts_data_in_sequence() -> None:
+    with OwnEnvelopeServer(LOCAL, None) as server, Wire(server.address) as wire:
+        assert wire.command("HELO client.test") == 250
+        assert wire.command("DATA") == 503  # no transaction yet
+        assert wire.exchange(f"MAIL FROM:<{FROM}>") == (250, "sender noted")
+        assert wire.command("DATA") == 503  # no recipient yet
+        assert wire.exchange(f"RCPT TO:<{TO}>") == (250, "recipient noted")
+        assert wire.command("DATA") == 354
+        assert wire.command("Subject: x\r\n\r\nbody\r\n.") == 250
+        assert wire.command(f"MAIL FROM:<{FROM}>") == 250
+        assert wire.command("XFORGET") == 250
+        assert wire.command("DATA") == 503  # the transaction was ended
+    assert server.calls == [(FROM, [TO], b"Subject: x\n\nbody")]
+
+
 # -- replies ---------------------------------------------------------------------
 
 
