@@ -217,6 +217,9 @@ class ServerConnection:
         #: with ``process_line()``.
         self.deliver_lines = False
         self._returned_lines: list[bytes] = []
+        #: Where in the transcript a delivered line goes if the application
+        #: keeps it (not handed back): masked, before the replies to it.
+        self._delivered_at: int | None = None
         self._inbox = bytearray()
         self._line_search_from = 0
         self._discarding_line = False
@@ -251,6 +254,10 @@ class ServerConnection:
         waiting_for = _ANSWER_AWAITED.get(self.state)
         if waiting_for is not None:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
+        if self._delivered_at is not None:
+            if self.transcript is not None:
+                self.transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
+            self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA:
                 event = self._read_data()
@@ -267,6 +274,7 @@ class ServerConnection:
             # and never reaches the application.
             deliver = self.deliver_lines and not returned and self.state in COMMAND_STATES
             if deliver and isinstance(line, bytes) and len(line) + 2 <= self.config.longest_line:
+                self._delivered_at = len(self.transcript) if self.transcript is not None else None
                 return LineReceived(line)
             # In a SASL exchange a line is a response, not a command.
             event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
@@ -305,6 +313,7 @@ class ServerConnection:
     def process_line(self, line: bytes) -> None:
         """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
         a command next, before reading further input."""
+        self._delivered_at = None  # recorded as it runs
         self._returned_lines.append(line)
 
     def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:

@@ -117,3 +117,25 @@ def test_delegated_verbs_are_per_session() -> None:
 def test_pipelining_keyword(pipelining: bool) -> None:
     conn = new_connection(SessionConfig(pipelining=pipelining))
     assert ("PIPELINING" in conn.ehlo_keywords()) is pipelining
+
+
+def test_the_transcript_shows_handed_back_lines_and_masks_the_ones_kept() -> None:
+    conn = ServerConnection(record=True)
+    conn.deliver_lines = True
+    conn.receive_data(b"HELO client.test\r\nc2VjcmV0\r\nNOOP\r\n")
+    assert conn.next_event() == LineReceived(b"HELO client.test")
+    conn.process_line(b"HELO client.test")
+    assert conn.next_event() == LineReceived(b"c2VjcmV0")
+    conn.push("235 kept by the application")
+    assert conn.next_event() == LineReceived(b"NOOP")
+    conn.process_line(b"NOOP")
+    assert conn.next_event() is NEED_DATA
+    assert conn.transcript is not None
+    assert [line for _, line in conn.transcript][1:] == [
+        "HELO client.test",
+        "250 localhost",
+        "<a line the application read itself>",
+        "235 kept by the application",
+        "NOOP",
+        "250 OK",
+    ]
