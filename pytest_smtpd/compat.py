@@ -15,6 +15,7 @@ import dataclasses
 import inspect
 import io
 import logging
+import os
 import re
 import socket
 import ssl
@@ -484,6 +485,22 @@ socket_map: dict[int, Any] = {}
 _running: set[SMTPServer] = set()
 _running_changed = threading.Condition()
 _ORIGINAL_GETFQDN = socket.getfqdn
+
+
+def _forget_servers_after_fork() -> None:
+    """In a fork child the servers do not run (server.py resets them):
+    unlist them, so that ``loop()`` and a polling loop end there, and take a
+    fresh lock in case another thread of the parent held this one."""
+    global _running_changed
+    _running_changed = threading.Condition()
+    for server in list(_running):
+        if server._fileno is not None and server._map.get(server._fileno) is server:
+            del server._map[server._fileno]
+        server._fileno = None
+    _running.clear()
+
+
+os.register_at_fork(after_in_child=_forget_servers_after_fork)
 
 
 def _hostname() -> str:

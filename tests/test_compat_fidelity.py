@@ -9,6 +9,9 @@ import io
 import logging
 import smtplib
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -483,3 +486,42 @@ def test_ehlo_of_the_stdlib_classes_offers_no_pipelining_as_the_stdlib(monkeypat
         with raw(server) as (sock, reader):
             sock.sendall(b"HELO client.test\r\nRSET\r\nNOOP\r\n")  # pipelined all the same
             assert [reader.readline() for _ in range(3)] == [b"250 patched.test\r\n", b"250 OK\r\n", b"250 OK\r\n"]
+
+
+def test_a_fork_child_has_no_server_listed_and_its_loop_returns() -> None:
+    """In a fork child the parent's servers do not run: socket_map is empty
+    there, asyncore.loop() returns at once, and the child can serve its own."""
+    code = """
+        import multiprocessing, smtplib, warnings
+        from pytest_smtpd import asyncore, smtpd
+
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # 3.12+: fork with threads
+
+        class Sink(smtpd.SMTPServer):
+            def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+                return None
+
+        parent = Sink(("127.0.0.1", 0), None)
+
+        def child(queue):
+            queue.put(("listed", len(asyncore.socket_map)))
+            asyncore.loop()
+            own = Sink(("127.0.0.1", 0), None)
+            with smtplib.SMTP(*own.address, timeout=10) as client:
+                queue.put(("own", client.noop()[0], len(asyncore.socket_map)))
+            own.close()
+            parent.close()
+
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        process = context.Process(target=child, args=(queue,))
+        process.start()
+        print(*queue.get(timeout=30))
+        print(*queue.get(timeout=30))
+        process.join(30)
+        print("exit", process.exitcode, len(asyncore.socket_map))
+        parent.close()
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=45)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["listed 0", "own 250 1", "exit 0 1"], result.stderr
