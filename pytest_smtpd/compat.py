@@ -193,6 +193,7 @@ class SMTPChannel:
         self._emptystring: bytes | str = "" if decode_data else b""
         self._linesep: bytes | str = "\r\n" if decode_data else b"\r\n"
         self._newline: bytes | str = "\n" if decode_data else b"\n"
+        self._dotsep: int | str = "." if decode_data else ord(".")
         core = self._session.core
         # The channel's own arguments rule its session, as in the stdlib
         # (a handle_accepted() override may pass other ones than the server's).
