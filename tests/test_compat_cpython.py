@@ -252,3 +252,15 @@ def test_the_real_stdlib_passes_every_test_of_the_same_run(test_dir: Path, tmp_p
     run = run_file(test_dir, imports, tmp_path / "stdlib")
     assert len(run.outcomes) == TEST_COUNT
     assert not run.not_passed(), "\n\n".join(describe(run.not_passed()))
+
+
+def test_only_the_two_import_lines_are_changed(test_dir: Path) -> None:
+    source = (test_dir / "test_smtplib.py").read_text(encoding="utf-8")
+    rewritten = rewrite(source, OURS)
+    changed = [(a, b) for a, b in zip(source.splitlines(), rewritten.splitlines(), strict=True) if a != b]
+    assert sorted(b for _, b in changed) == sorted(OURS.values())
+
+
+def test_a_file_whose_import_lines_moved_is_refused_not_run_unchanged() -> None:
+    with pytest.raises(AssertionError, match="not the expected ones"):
+        rewrite("import asyncore\nimport smtpd\n", OURS)
