@@ -24,6 +24,7 @@ from .events import (
     ConnectionClosed,
     Envelope,
     Event,
+    LineReceived,
     MessageReceived,
     NeedData,
     StartTLS,
@@ -111,6 +112,9 @@ class SessionConfig:
     #: Recipients accepted per transaction; those over it get 452 (RFC 5321
     #: 4.5.3.1.8 asks for at least 100; Postfix allows 1000). 0: no limit.
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    #: Offer PIPELINING (RFC 2920). Pipelined commands are answered in order
+    #: either way; the stdlib-compatible classes do not offer it, as the stdlib did not.
+    pipelining: bool = True
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
@@ -205,6 +209,17 @@ class ServerConnection:
         self.extended = False
         #: The last command line received, decoded.
         self.last_line = ""
+        #: Verbs handed to the application as ``CommandReceived``; per session,
+        #: so that each session's command handler may take over its own.
+        self.delegated_verbs = self.config.delegated_verbs
+        #: Hand every command line to the application as ``LineReceived``
+        #: first (the stdlib's ``found_terminator()``); it hands lines back
+        #: with ``process_line()``.
+        self.deliver_lines = False
+        self._returned_lines: list[bytes] = []
+        #: Where in the transcript a delivered line goes if the application
+        #: keeps it (not handed back): masked, before the replies to it.
+        self._delivered_at: int | None = None
         self._inbox = bytearray()
         self._line_search_from = 0
         self._discarding_line = False
@@ -239,6 +254,10 @@ class ServerConnection:
         waiting_for = _ANSWER_AWAITED.get(self.state)
         if waiting_for is not None:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
+        if self._delivered_at is not None:
+            if self.transcript is not None:
+                self.transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
+            self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA:
                 event = self._read_data()
@@ -247,9 +266,16 @@ class ServerConnection:
                 if event is not None:
                     return event
                 continue
-            line = self._read_line()
+            returned = bool(self._returned_lines) and self.state in COMMAND_STATES
+            line = self._returned_lines.pop(0) if returned else self._read_line()
             if line is None:
                 break
+            # A line longer than any command may be is answered below (500)
+            # and never reaches the application.
+            deliver = self.deliver_lines and not returned and self.state in COMMAND_STATES
+            if deliver and isinstance(line, bytes) and len(line) + 2 <= self.config.longest_line:
+                self._delivered_at = len(self.transcript) if self.transcript is not None else None
+                return LineReceived(line)
             # In a SASL exchange a line is a response, not a command.
             event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
             if event is not None:
@@ -282,6 +308,12 @@ class ServerConnection:
     def _record_client(self, line: str) -> None:
         if self.transcript is not None:
             self.transcript.append(("client", line))
+
+    def process_line(self, line: bytes) -> None:
+        """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
+        a command next, before reading further input."""
+        self._delivered_at = None  # recorded as it runs
+        self._returned_lines.append(line)
 
     def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:
         """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
@@ -380,7 +412,9 @@ class ServerConnection:
             keywords.append("STARTTLS")
         if config.auth_mechanisms:
             keywords.append("AUTH " + " ".join(config.auth_mechanisms))
-        keywords += ["PIPELINING", *config.extra_ehlo_keywords, "HELP"]
+        if config.pipelining:
+            keywords.append("PIPELINING")
+        keywords += [*config.extra_ehlo_keywords, "HELP"]
         return keywords
 
     # -- framing ------------------------------------------------------------
@@ -449,7 +483,7 @@ class ServerConnection:
             self.reply(replies.BAD_SYNTAX)
             return None
         self.last_line = text
-        if verb in self.config.delegated_verbs:
+        if verb in self.delegated_verbs:
             return CommandReceived(verb, argument)
         return self.handle_command(verb, argument)
 

@@ -18,6 +18,7 @@ __all__ = [
     "ConnectionClosed",
     "Envelope",
     "Event",
+    "LineReceived",
     "MessageReceived",
     "NeedData",
     "StartTLS",
@@ -47,6 +48,18 @@ class Envelope:
     rcpt_options: list[str] = field(default_factory=list)
     #: Whether MAIL FROM carried the SMTPUTF8 parameter.
     smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LineReceived:
+    """A command line, framed by the core (CRLF only, within the line limit),
+    for an application that reads lines itself (``ServerConnection.deliver_lines``).
+
+    The application answers it itself, or hands it back with
+    ``ServerConnection.process_line()`` for the usual handling.
+    """
+
+    line: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +111,4 @@ class AuthRequested:
     credentials: Credentials
 
 
-Event = CommandReceived | MessageReceived | ConnectionClosed | StartTLS | AuthRequested
+Event = LineReceived | CommandReceived | MessageReceived | ConnectionClosed | StartTLS | AuthRequested

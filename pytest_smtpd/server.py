@@ -179,6 +179,12 @@ class Server:
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets while the server runs, for reading their
+        address (the stdlib's ``SMTPServer.socket``); the loop thread owns them."""
+        return tuple(self._sockets)
+
     # -- TLS for clients -----------------------------------------------------
 
     def _test_ca(self) -> TestCA:

@@ -22,6 +22,7 @@ from .events import (
     AuthRequested,
     CommandReceived,
     ConnectionClosed,
+    LineReceived,
     MessageReceived,
     StartTLS,
 )
@@ -53,6 +54,7 @@ class CommandHandler(Protocol):
     """Handles the commands a server delegates (the seed's SMTPChannel)."""
 
     def handle_command(self, verb: str, argument: str | None) -> None: ...
+    def handle_line(self, line: bytes) -> None: ...
 
 
 class SessionOwner(Protocol):
@@ -277,7 +279,14 @@ class SessionProtocol(asyncio.Protocol):
             event = core.next_event()
             if event is NEED_DATA:
                 break
-            if isinstance(event, CommandReceived):
+            if isinstance(event, LineReceived):
+                assert self.commands is not None, "delivered lines need a command handler"
+                try:
+                    self.commands.handle_line(event.line)
+                except Exception:
+                    log.exception("command handler failed for a line from %s", self.peer)
+                    core.reply(replies.PROCESSING_ERROR)
+            elif isinstance(event, CommandReceived):
                 assert self.commands is not None, "a delegated verb needs a command handler"
                 try:
                     self.commands.handle_command(event.verb, event.argument)
