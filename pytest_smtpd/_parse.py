@@ -39,14 +39,12 @@ def strip_keyword(keyword: str, argument: str) -> str | None:
     return argument[len(keyword) :].lstrip(" ")
 
 
-def _closing_bracket(text: str) -> int:
-    """Index of the ``>`` that closes the path opened at ``text[0]``, skipping
-    quoted strings; -1 if the path is never closed."""
-    if '"' not in text:
-        return text.find(">")
+def _first_unquoted(text: str, chars: str, start: int = 0) -> tuple[int, bool]:
+    """The index of the first of ``chars`` in ``text[start:]`` outside a quoted
+    string (-1 if none), and whether a quoted string was left open."""
     in_quotes = False
     escaped = False
-    for index in range(1, len(text)):
+    for index in range(start, len(text)):
         char = text[index]
         if escaped:
             escaped = False
@@ -54,46 +52,33 @@ def _closing_bracket(text: str) -> int:
             escaped = True
         elif char == '"':
             in_quotes = not in_quotes
-        elif char == ">" and not in_quotes:
-            return index
-    return -1
+        elif char in chars and not in_quotes:
+            return index, False
+    return -1, in_quotes
+
+
+def _closing_bracket(text: str) -> int:
+    """Index of the ``>`` that closes the path opened at ``text[0]``, skipping
+    quoted strings; -1 if the path is never closed."""
+    if '"' not in text:
+        return text.find(">")
+    return _first_unquoted(text, ">", 1)[0]
 
 
 def _has_unquoted_space(address: str) -> bool:
     if '"' not in address:
         return " " in address or "\t" in address
-    in_quotes = False
-    escaped = False
-    for char in address:
-        if escaped:
-            escaped = False
-        elif char == "\\" and in_quotes:
-            escaped = True
-        elif char == '"':
-            in_quotes = not in_quotes
-        elif char in " \t" and not in_quotes:
-            return True
-    return in_quotes  # an unterminated quote is as bad as a stray space
+    index, open_quote = _first_unquoted(address, " \t")
+    return index >= 0 or open_quote  # an unterminated quote is as bad as a stray space
 
 
 def _split_bare_address(text: str) -> tuple[str, str]:
     """An address without angle brackets ends at the first space outside a
     quoted local part (``"Fred Blogs"@example.org SIZE=10``)."""
-    if '"' not in text:
-        address, _, rest = text.partition(" ")
-        return address, rest
-    in_quotes = False
-    escaped = False
-    for index, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif char == "\\" and in_quotes:
-            escaped = True
-        elif char == '"':
-            in_quotes = not in_quotes
-        elif char == " " and not in_quotes:
-            return text[:index], text[index + 1 :]
-    return text, ""
+    end = text.find(" ") if '"' not in text else _first_unquoted(text, " ")[0]
+    if end < 0:
+        return text, ""
+    return text[:end], text[end + 1 :]
 
 
 def parse_path(text: str) -> tuple[str, str]:
