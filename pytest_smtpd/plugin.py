@@ -1,25 +1,209 @@
-"""The pytest plugin: the ``smtpd`` fixture and the ``smtpd`` marker."""
+"""The pytest plugin: the ``smtpd``, ``smtpd_session`` and ``smtpd_options``
+fixtures, the ``smtpd`` marker, the ``smtpd_*`` ini options, the "smtpd"
+report section and ``--smtpd-save-dir``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import os
+import types
+import warnings
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import loopthread
+from .assertions import FixtureServer
+from .matching import describe_session_end
 from .server import Server
 
-__all__ = ["smtpd"]
+__all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
     "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'"
 )
 
+#: The name our entry point registers under: ``-p no:pytest-smtpd`` turns this
+#: plugin off, and smtpdfix's ``-p no:smtpd`` leaves it on.
+PLUGIN_NAME = "pytest-smtpd"
+#: Seconds sessions still open at teardown get to finish (a worker's QUIT)
+#: before the server closes them with 421.
+DEFAULT_TEARDOWN_GRACE = 1.0
+
+#: ini name -> help. Every value is checked when pytest starts.
+INI_OPTIONS = {
+    "smtpd_host": "address the smtpd fixture's server listens on (default 127.0.0.1)",
+    "smtpd_port": "port of the smtpd fixture's server; 0 (default) picks a free one; "
+    "under pytest-xdist worker gwN listens on port + N",
+    "smtpd_hostname": "name in the server's greeting and EHLO reply (default: the machine's FQDN)",
+    "smtpd_data_size_limit": "largest message in octets, 0 for no limit (default 33554432)",
+    "smtpd_enable_SMTPUTF8": "offer SMTPUTF8: true or false (default false)",
+    "smtpd_tls": "starttls or implicit (default: no TLS)",
+    "smtpd_auth": "offer AUTH to these users: user:password, space-separated for several",
+    "smtpd_scope": "function (default: a server per test) or session (one server, cleared before each test)",
+    "smtpd_save_dir": "save each failing test's messages here as .eml files and an mbox",
+    "smtpd_teardown_grace": f"seconds sessions still open at teardown get to finish (default {DEFAULT_TEARDOWN_GRACE})",
+}
+
+
+class SMTPDLateMessageWarning(pytest.PytestWarning):
+    """A message reached the shared server between two tests (sent late by
+    the previous test's background job): it is not shown to the next test."""
+
+
+@dataclass
+class Settings:
+    """The ini options, checked."""
+
+    #: ``Server`` options from ini (only those set).
+    options: dict[str, Any] = field(default_factory=dict)
+    scope: str = "function"
+    save_dir: Path | None = None
+    teardown_grace: float = DEFAULT_TEARDOWN_GRACE
+
+
+def _bad(name: str, value: str, expected: str) -> pytest.UsageError:
+    return pytest.UsageError(f"{name} = {value!r}: expected {expected}")
+
+
+def _int(name: str, value: str, low: int, high: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < low or (high is not None and number > high):
+        raise _bad(name, value, f"a whole number from {low}" + (f" to {high}" if high is not None else " up"))
+    return number
+
+
+def xdist_worker_number() -> int:
+    """N for pytest-xdist's worker ``gwN``; 0 outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """The ``smtpd_*`` ini options as ``Settings``; a ``pytest.UsageError``
+    naming the first bad value."""
+
+    def ini(name: str) -> str:
+        return str(config.getini(name) or "").strip()
+
+    settings = Settings()
+    options = settings.options
+    if value := ini("smtpd_host"):
+        options["host"] = value
+    if value := ini("smtpd_port"):
+        port = _int("smtpd_port", value, 0, 65535)
+        if port:
+            port += xdist_worker_number()
+            if port > 65535:
+                raise _bad("smtpd_port", value, f"a port that leaves room for xdist worker {xdist_worker_number()}")
+        options["port"] = port
+    if value := ini("smtpd_hostname"):
+        options["hostname"] = value
+    if value := ini("smtpd_data_size_limit"):
+        options["data_size_limit"] = _int("smtpd_data_size_limit", value, 0)
+    if value := ini("smtpd_enable_SMTPUTF8"):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise _bad("smtpd_enable_SMTPUTF8", value, "true or false")
+        options["enable_SMTPUTF8"] = value.lower() in ("true", "1", "yes")
+    if value := ini("smtpd_tls"):
+        if value not in ("starttls", "implicit"):
+            raise _bad("smtpd_tls", value, "starttls or implicit")
+        options["tls"] = value
+    if value := ini("smtpd_auth"):
+        users: dict[str, str] = {}
+        for pair in value.split():
+            user, colon, password = pair.partition(":")
+            if not colon or not user:
+                raise _bad("smtpd_auth", value, "user:password pairs separated by spaces")
+            users[user] = password
+        options["auth"] = users
+    if value := ini("smtpd_scope"):
+        if value not in ("function", "session"):
+            raise _bad("smtpd_scope", value, "function or session")
+        settings.scope = value
+    save_dir = config.getoption("smtpd_save_dir", None) or ini("smtpd_save_dir")
+    if save_dir:
+        settings.save_dir = Path(save_dir)
+        if not settings.save_dir.is_absolute():
+            settings.save_dir = config.rootpath / settings.save_dir
+    if value := ini("smtpd_teardown_grace"):
+        try:
+            grace = float(value)
+        except ValueError:
+            grace = -1.0
+        if not grace >= 0:
+            raise _bad("smtpd_teardown_grace", value, "a number of seconds, 0 or more")
+        settings.teardown_grace = grace
+    return settings
+
+
+SETTINGS = pytest.StashKey[Settings]()
+#: The server a test used, for its report.
+USED_SERVER = pytest.StashKey[FixtureServer]()
+#: Sessions cut off at teardown: (test node id, description).
+CUT_OFF = pytest.StashKey[list[tuple[str, str]]]()
+#: Tests whose messages were saved already.
+SAVED = pytest.StashKey[set[str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smtpd", "pytest-smtpd")
+    group.addoption(
+        "--smtpd-save-dir",
+        dest="smtpd_save_dir",
+        default=None,
+        metavar="DIR",
+        help="save each failing test's messages in DIR as .eml files and an mbox (ini: smtpd_save_dir)",
+    )
+    for name, help_text in INI_OPTIONS.items():
+        parser.addini(name, help_text, default="")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.stash[SETTINGS] = read_settings(config)
+    config.stash[CUT_OFF] = []
+    config.stash[SAVED] = set()
+
+
+# -- living beside smtpdfix -------------------------------------------------
+
+
+def _smtpdfix(config: pytest.Config) -> object | None:
+    """smtpdfix's plugin, when it is loaded too: it defines ``smtpd`` as well."""
+    plugin = config.pluginmanager.get_plugin("smtpd")
+    return plugin if getattr(plugin, "__name__", "").startswith("smtpdfix") else None
+
+
+CLASH_LINE = (
+    "smtpd: pytest-smtpd and smtpdfix both define the smtpd fixture; pytest-smtpd's wins. "
+    "Use -p no:pytest-smtpd for smtpdfix's, or -p no:smtpd to turn smtpdfix off."
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With smtpdfix loaded too, which plugin's ``smtpd`` a test gets would
+    depend on the order the plugins were installed in. Registering ours once
+    more, now that the fixture manager has read both, puts it last: it wins."""
+    if _smtpdfix(session.config) is not None:
+        holder = types.ModuleType("pytest_smtpd.plugin_wins")
+        holder.smtpd = smtpd  # type: ignore[attr-defined]
+        session.config.pluginmanager.register(holder, "pytest-smtpd-wins")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return CLASH_LINE if _smtpdfix(config) is not None else None
+
+
+# -- fixtures -----------------------------------------------------------------
 
 
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -34,6 +218,31 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return options
 
 
+def _start(options: dict[str, Any], source: str) -> FixtureServer:
+    try:
+        server = FixtureServer(**options)
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"{source}: {exc}") from exc
+    server.start()
+    return server
+
+
+_STOP_TAKES_GRACE = "grace" in inspect.signature(Server.stop).parameters
+
+
+def _stop(server: FixtureServer, config: pytest.Config, nodeid: str) -> None:
+    """Stop ``server``, giving open sessions the teardown grace to finish;
+    note the sessions it had to cut off, for the terminal summary."""
+    grace = config.stash[SETTINGS].teardown_grace
+    if _STOP_TAKES_GRACE:
+        server.stop(grace=grace)  # type: ignore[call-arg]
+    else:
+        server.stop()
+    for session in getattr(server, "sessions", ()) or ():
+        if getattr(session, "ended_by", None) == "stop":
+            config.stash[CUT_OFF].append((nodeid, describe_session_end(session)))
+
+
 @pytest.fixture(scope="session")
 def smtpd_loop() -> Iterator[None]:
     """Keeps the servers' event-loop thread running for the test session, so
@@ -43,20 +252,117 @@ def smtpd_loop() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def smtpd(request: pytest.FixtureRequest, smtpd_loop: None) -> Iterator[Server]:
-    """A running SMTP server on 127.0.0.1 and a free port.
+@pytest.fixture(scope="session")
+def smtpd_options() -> dict[str, Any]:
+    """``Server`` options for the ``smtpd`` fixture (default none): override
+    it in a conftest.py, module or class. They win over the ini options and
+    lose to ``@pytest.mark.smtpd``. Give the override ``scope="session"`` to
+    configure the shared server (``smtpd_session``) too."""
+    return {}
 
-    ``smtpd.host`` and ``smtpd.port`` say where; ``smtpd.messages`` holds
-    what it accepted. Options come from ``@pytest.mark.smtpd(...)``.
-    """
-    options = _marker_options(request)
+
+def _session_visible_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``smtpd_options`` as a session-scoped fixture sees it; an override of
+    narrower scope (a module's, a test's) does not apply to the shared server."""
     try:
-        server = Server(**options)
-    except (TypeError, ValueError) as exc:
-        raise pytest.UsageError(f"@pytest.mark.smtpd: {exc}") from exc
-    server.start()
+        options = request.getfixturevalue("smtpd_options")
+    except pytest.fail.Exception:  # ScopeMismatch: a narrower override
+        return {}
+    return dict(options)
+
+
+@pytest.fixture(scope="session")
+def smtpd_session(request: pytest.FixtureRequest, smtpd_loop: None) -> Iterator[FixtureServer]:
+    """One server for the whole test session (per xdist worker), built from
+    the ini options and ``smtpd_options`` as seen at session scope. With
+    ``smtpd_scope = session`` the ``smtpd`` fixture hands it to each test,
+    cleared first."""
+    options = {**request.config.stash[SETTINGS].options, **_session_visible_options(request)}
+    server = _start(options, "smtpd_session")
     try:
         yield server
     finally:
-        server.stop()
+        _stop(server, request.config, "smtpd_session")
+
+
+def _normalised(options: dict[str, Any]) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": 0, **options}
+
+
+def _take_over(server: FixtureServer, nodeid: str) -> None:
+    """Clear the shared server for the next test, with a warning naming any
+    message that arrived since the last test ended."""
+    late = list(server.messages)
+    server.clear()
+    for message in late:
+        warnings.warn(
+            SMTPDLateMessageWarning(
+                f"{message!r} reached the shared smtpd server after the test that sent it ended;"
+                f" {nodeid} does not see it"
+            ),
+            stacklevel=2,
+        )
+
+
+@pytest.fixture
+def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_loop: None) -> Iterator[FixtureServer]:
+    """A running SMTP server on 127.0.0.1 and a free port.
+
+    ``smtpd.host`` and ``smtpd.port`` say where; ``smtpd.messages`` holds
+    what it accepted. Options: ini < ``smtpd_options`` < ``@pytest.mark.smtpd``.
+    With ``smtpd_scope = session``, the shared ``smtpd_session`` server,
+    cleared, unless the test asks for other options.
+    """
+    settings = request.config.stash[SETTINGS]
+    marker = _marker_options(request)
+    options = {**settings.options, **dict(smtpd_options), **marker}
+    source = "@pytest.mark.smtpd" if marker else "smtpd_options"
+    if settings.scope == "session":
+        shared: FixtureServer = request.getfixturevalue("smtpd_session")
+        if _normalised(shared.options) == _normalised(options):
+            _take_over(shared, request.node.nodeid)
+            request.node.stash[USED_SERVER] = shared
+            try:
+                yield shared
+            finally:
+                shared.clear()
+            return
+        if options.get("port") == shared.port:
+            # The fixed port is the shared server's: this one takes a free port.
+            options["port"] = 0
+    server = _start(options, source)
+    request.node.stash[USED_SERVER] = server
+    try:
+        yield server
+    finally:
+        _stop(server, request.config, request.node.nodeid)
+
+
+# -- reports --------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    server = item.stash.get(USED_SERVER, None)
+    if server is None or not report.failed or call.when == "teardown":
+        return
+    from .report import describe, save_artifacts
+
+    messages = list(server.messages)
+    sessions = list(getattr(server, "sessions", ()) or ())
+    report.sections.append(("smtpd", describe(messages, sessions)))
+    settings = item.config.stash[SETTINGS]
+    saved = item.config.stash[SAVED]
+    if settings.save_dir is not None and item.nodeid not in saved:
+        saved.add(item.nodeid)
+        save_artifacts(messages, settings.save_dir, item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cut_off = config.stash.get(CUT_OFF, [])
+    if cut_off:
+        terminalreporter.write_sep("-", "smtpd: sessions cut off at teardown")
+        for nodeid, description in cut_off:
+            terminalreporter.write_line(f"{nodeid}: {description}")

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import email.policy
+import html as html_module
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
+    from .matching import Criterion
     from .sessions import Session
 
-__all__ = ["Message", "MessageStore", "TLSInfo"]
+__all__ = ["Attachment", "Message", "MessageStore", "TLSInfo"]
 
 Peer = tuple[str, int]
 
@@ -32,6 +37,60 @@ class TLSInfo:
     mode: str
 
 
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One attachment of a message, decoded."""
+
+    #: The file name the sender gave (RFC 2231/2047 decoded), or None.
+    filename: str | None
+    #: The MIME type, e.g. ``"application/pdf"``.
+    content_type: str
+    #: The content, transfer encoding undone.
+    content: bytes
+
+
+#: A URL in a text body: up to whitespace or a character that cannot end one.
+_URL = re.compile(r"""https?://[^\s<>"'\]\[]+""", re.IGNORECASE)
+#: Characters that end a sentence rather than a URL (``see https://x.test/a.``).
+_URL_TRAILING = ".,;:!?)'\""
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+
+
+def _text_links(text: str) -> list[str]:
+    links = []
+    for match in _URL.finditer(text):
+        url = match.group(0)
+        while url and url[-1] in _URL_TRAILING and not (url[-1] == ")" and "(" in url):
+            url = url[:-1]
+        links.append(url)
+    return links
+
+
+def _html_links(markup: str) -> list[str]:
+    """The ``href`` targets of an HTML body, then any other URL in its text."""
+    links = [html_module.unescape(next(g for g in match.groups() if g is not None)) for match in _HREF.finditer(markup)]
+    links += [html_module.unescape(url) for url in _text_links(_HREF.sub(" ", markup))]
+    return [link for link in links if link.lower().startswith(("http://", "https://"))]
+
+
+def _decoded(part: EmailMessage) -> str:
+    """A text part's content as str, charset and transfer encoding undone; an
+    unknown charset is read as UTF-8 with replacement characters."""
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError):
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return content if isinstance(content, str) else content.decode("utf-8", "replace")
+
+
+def _same_address(one: str, other: str) -> bool:
+    """Addresses compare with the local part as written and the domain in any case."""
+    local, _, domain = one.rpartition("@")
+    other_local, _, other_domain = other.rpartition("@")
+    return local == other_local and domain.lower() == other_domain.lower()
+
+
 class Message:
     """One message as the server accepted it: the envelope, the bytes, and a
     parsed view built only when first asked for, so that holding thousands
@@ -39,6 +98,7 @@ class Message:
 
     __slots__ = (
         "_email",
+        "_views",
         "auth_identity",
         "data",
         "helo",
@@ -87,6 +147,8 @@ class Message:
         #: The session that delivered it (its transcript, its other messages).
         self.session = session
         self._email: EmailMessage | None = None
+        #: The views below, computed on first use.
+        self._views: dict[str, Any] | None = None
 
     # The stdlib ``smtpd`` names for the envelope.
     @property
@@ -106,10 +168,89 @@ class Message:
             self._email = parsed
         return self._email
 
+    def _view(self, name: str, compute: Callable[[], Any]) -> Any:
+        if self._views is None:
+            self._views = {}
+        if name not in self._views:
+            self._views[name] = compute()
+        return self._views[name]
+
+    def _header_addresses(self, name: str) -> list[str]:
+        addresses: list[str] = []
+        for value in self.email.get_all(name) or []:
+            addresses += [address.addr_spec for address in getattr(value, "addresses", ()) if address.addr_spec]
+        return addresses
+
     @property
     def subject(self) -> str | None:
+        """The Subject header, RFC 2047 decoded, or None."""
         value = self.email["Subject"]
         return None if value is None else str(value)
+
+    @property
+    def from_(self) -> str | None:
+        """The address in the From header (not the envelope's ``mail_from``), or None."""
+        found: list[str] = self._view("from_", lambda: self._header_addresses("From"))
+        return found[0] if found else None
+
+    @property
+    def to(self) -> list[str]:
+        """The addresses in the To header(s)."""
+        return list(self._view("to", lambda: self._header_addresses("To")))
+
+    @property
+    def cc(self) -> list[str]:
+        """The addresses in the Cc header(s)."""
+        return list(self._view("cc", lambda: self._header_addresses("Cc")))
+
+    @property
+    def bcc(self) -> list[str]:
+        """The envelope recipients in neither To nor Cc: those sent a blind copy."""
+        shown = self.to + self.cc
+        return [rcpt for rcpt in self.rcpt_tos if not any(_same_address(rcpt, address) for address in shown)]
+
+    def _body(self, subtype: str) -> str | None:
+        part = self.email.get_body(preferencelist=(subtype,))
+        if not isinstance(part, EmailMessage) or part.get_content_type() != f"text/{subtype}":
+            return None
+        return _decoded(part)
+
+    @property
+    def text(self) -> str | None:
+        """The text/plain body, decoded, or None if there is none."""
+        found: str | None = self._view("text", lambda: self._body("plain"))
+        return found
+
+    @property
+    def html(self) -> str | None:
+        """The text/html body, decoded, or None if there is none."""
+        found: str | None = self._view("html", lambda: self._body("html"))
+        return found
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """The attachments, in order (parts other than the bodies)."""
+
+        def compute() -> list[Attachment]:
+            found = []
+            for part in self.email.iter_attachments():
+                payload = part.get_payload(decode=True)
+                content = payload if isinstance(payload, bytes) else part.as_bytes()
+                found.append(Attachment(part.get_filename(), part.get_content_type(), content))
+            return found
+
+        return list(self._view("attachments", compute))
+
+    @property
+    def links(self) -> list[str]:
+        """The http(s) URLs in the text body, then in the html body, in
+        order, each once: for "click the link in the email" tests."""
+
+        def compute() -> list[str]:
+            found = _text_links(self.text or "") + _html_links(self.html or "")
+            return list(dict.fromkeys(found))
+
+        return list(self._view("links", compute))
 
     def write_eml(self, path: str | os.PathLike[str]) -> None:
         """Save the message as an ``.eml`` file."""
@@ -129,11 +270,18 @@ class MessageStore(Sequence[Message]):
     def __init__(self) -> None:
         self._messages: list[Message] = []
         self._changed = threading.Condition()
+        #: Coroutines in ``wait_for_async``: their loop and the event to set.
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def append(self, message: Message) -> None:
         with self._changed:
             self._messages.append(message)
             self._changed.notify_all()
+            waiters = list(self._async_waiters)
+        for loop, arrived in waiters:
+            # A loop that has closed took its waiter with it.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(arrived.set)
 
     def clear(self) -> None:
         with self._changed:
@@ -172,6 +320,22 @@ class MessageStore(Sequence[Message]):
     def __repr__(self) -> str:
         return f"MessageStore({list(self)!r})"
 
+    @property
+    def last(self) -> Message:
+        """The message received last; ``IndexError`` if none has arrived."""
+        with self._changed:
+            if not self._messages:
+                raise IndexError("no message has arrived yet")
+            return self._messages[-1]
+
+    def filter(self, **criteria: Criterion | dict[str, Criterion]) -> list[Message]:
+        """The messages matching every criterion, as ``assert_sent`` takes them
+        (``to=``, ``subject=``, ``header={...}``...)."""
+        from .matching import matcher
+
+        matches = matcher(criteria)
+        return [message for message in self if matches(message)]
+
     def wait_for(
         self,
         count: int = 1,
@@ -196,3 +360,41 @@ class MessageStore(Sequence[Message]):
                 f"{' matching the condition' if where else ''}, got {len(got)}"
                 f" (of {len(self._messages)} received: {self._messages!r})"
             )
+
+    async def wait_for_async(
+        self,
+        count: int = 1,
+        timeout: float = 5.0,
+        where: Callable[[Message], bool] | None = None,
+    ) -> list[Message]:
+        """``wait_for`` for async tests: waits on the running asyncio loop
+        (pytest-asyncio, anyio's asyncio backend) without blocking it, woken
+        by the thread that appends; the server's loop thread is not involved.
+
+        Raises ``TimeoutError`` saying what did arrive."""
+        loop = asyncio.get_running_loop()
+        arrived = asyncio.Event()
+        waiter = (loop, arrived)
+        deadline = loop.time() + timeout
+        with self._changed:
+            self._async_waiters.append(waiter)
+        try:
+            while True:
+                arrived.clear()
+                with self._changed:
+                    got = [m for m in self._messages if where is None or where(m)]
+                    received = list(self._messages)
+                if len(got) >= count:
+                    return got[:count]
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"waited {timeout}s for {count} message(s)"
+                        f"{' matching the condition' if where else ''}, got {len(got)}"
+                        f" (of {len(received)} received: {received!r})"
+                    )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), remaining)
+        finally:
+            with self._changed:
+                self._async_waiters.remove(waiter)

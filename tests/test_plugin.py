@@ -15,6 +15,7 @@ def strict(pytester: pytest.Pytester) -> pytest.Pytester:
         "[pytest]\n"
         "filterwarnings = error\n"
         "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
+        "    -p no:asyncio\n"
     )
     return pytester
 

@@ -631,6 +631,7 @@ def test_marker_recipe_in_a_pytest_run(pytester: pytest.Pytester) -> None:
         "[pytest]\n"
         "filterwarnings = error\n"
         "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
+        "    -p no:asyncio\n"
     )
     pytester.makepyfile(
         """

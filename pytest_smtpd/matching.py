@@ -1,0 +1,229 @@
+"""Criteria for ``assert_sent`` and ``messages.filter``: checking a message
+criterion by criterion, and explaining a near miss. Pure functions over
+``Message`` objects and session records; no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .store import Message, _same_address
+
+__all__ = ["CRITERIA", "Check", "Criterion", "check", "explain_miss", "matcher", "validate"]
+
+#: A criterion's value: a str, a compiled regex (searched), or a predicate.
+Criterion = Union[str, "re.Pattern[str]", Callable[[Any], bool]]
+
+#: Criteria on a list of addresses: the address is among them.
+_ADDRESS_LISTS = {"to": "to", "cc": "cc", "bcc": "bcc", "rcpt_to": "rcpt_tos"}
+#: Criteria on one address.
+_ADDRESSES = {"from_": "from_", "mail_from": "mail_from"}
+#: Criteria on a text that must contain the value.
+_CONTAINING = ("text", "html")
+#: Every criterion, in the order a failure lists them.
+CRITERIA = ("from_", "mail_from", "to", "cc", "bcc", "rcpt_to", "subject", "header", "text", "html", "attachment")
+#: How much of a long value a failure message shows.
+SHOWN = 120
+
+
+def _short(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN else shown[: SHOWN - 5] + "...'"
+
+
+def _describe_expected(expected: Criterion) -> str:
+    if isinstance(expected, re.Pattern):
+        return f"re.compile({expected.pattern!r})"
+    if callable(expected):
+        return getattr(expected, "__qualname__", repr(expected))
+    return repr(expected)
+
+
+def validate(criteria: Mapping[str, object]) -> None:
+    """A ``TypeError`` naming an unknown criterion or a value of the wrong type."""
+    for name, value in criteria.items():
+        if name not in CRITERIA:
+            raise TypeError(f"unknown criterion {name!r}; the criteria are: {', '.join(CRITERIA)}")
+        values = value.values() if name == "header" and isinstance(value, Mapping) else [value]
+        if name == "header" and not isinstance(value, Mapping):
+            raise TypeError(f"header= takes a dict {{name: value}}, got {value!r}")
+        for one in values:
+            if not (isinstance(one, str | re.Pattern) or callable(one)):
+                raise TypeError(
+                    f"{name}= takes a str, a compiled regex or a callable, got {type(one).__name__}: {one!r}"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One criterion checked against one message."""
+
+    name: str
+    matched: bool
+    #: What was expected and what the message has, for a failure message.
+    detail: str
+
+
+def _one_value(name: str, expected: Criterion, actual: str | None, containing: bool = False) -> Check:
+    if isinstance(expected, re.Pattern):
+        ok = actual is not None and expected.search(actual) is not None
+        how = "matches" if ok else "does not match"
+        return Check(name, ok, f"{name}: {_short(actual)} {how} {_describe_expected(expected)}")
+    if callable(expected):
+        ok = bool(expected(actual))
+        return Check(name, ok, f"{name}: {_describe_expected(expected)}({_short(actual)}) is {ok}")
+    if containing:
+        ok = actual is not None and expected in actual
+        return Check(name, ok, f"{name}: {expected!r} {'in' if ok else 'not in'} {_short(actual)}")
+    ok = actual == expected
+    return Check(name, ok, f"{name}: {expected!r}" if ok else f"{name}: expected {expected!r}, got {_short(actual)}")
+
+
+def _address(name: str, expected: Criterion, actual: str | None) -> Check:
+    if isinstance(expected, str):
+        ok = actual is not None and _same_address(expected, actual)
+        return Check(name, ok, f"{name}: {expected!r}" if ok else f"{name}: expected {expected!r}, got {actual!r}")
+    return _one_value(name, expected, actual)
+
+
+def _among(name: str, expected: Criterion, actual: Sequence[str], compare: Callable[[str, str], bool]) -> Check:
+    if isinstance(expected, re.Pattern):
+        ok = any(expected.search(one) for one in actual)
+        how = "matches" if ok else "does not match"
+        return Check(name, ok, f"{name}: {_short(list(actual))} {how} {_describe_expected(expected)}")
+    if callable(expected):
+        ok = bool(expected(list(actual)))
+        return Check(name, ok, f"{name}: {_describe_expected(expected)}({_short(list(actual))}) is {ok}")
+    ok = any(compare(expected, one) for one in actual)
+    return Check(name, ok, f"{name}: {expected!r} {'in' if ok else 'not in'} {_short(list(actual))}")
+
+
+def _header(message: Message, expected: Mapping[str, Criterion]) -> list[Check]:
+    checks = []
+    for header, wanted in expected.items():
+        values = [str(value) for value in message.email.get_all(header) or []]
+        name = f"header {header}"
+        if not values:
+            checks.append(Check(name, False, f"{name}: missing, expected {_describe_expected(wanted)}"))
+        elif len(values) == 1:
+            checks.append(_one_value(name, wanted, values[0]))
+        else:
+            checks.append(_among(name, wanted, values, str.__eq__))
+    return checks
+
+
+def check(message: Message, criteria: Mapping[str, Any]) -> list[Check]:
+    """Each criterion checked against ``message``, in ``CRITERIA`` order."""
+    checks: list[Check] = []
+    for name in CRITERIA:
+        if name not in criteria:
+            continue
+        expected = criteria[name]
+        if name in _ADDRESS_LISTS:
+            checks.append(_among(name, expected, getattr(message, _ADDRESS_LISTS[name]), _same_address))
+        elif name in _ADDRESSES:
+            checks.append(_address(name, expected, getattr(message, _ADDRESSES[name])))
+        elif name == "subject":
+            checks.append(_one_value(name, expected, message.subject))
+        elif name in _CONTAINING:
+            checks.append(_one_value(name, expected, getattr(message, name), containing=True))
+        elif name == "attachment":
+            filenames = [a.filename for a in message.attachments if a.filename is not None]
+            checks.append(_among(name, expected, filenames, str.__eq__))
+        elif name == "header":
+            checks += _header(message, expected)
+    return checks
+
+
+def matcher(criteria: Mapping[str, Any]) -> Callable[[Message], bool]:
+    """A predicate for the messages matching every criterion (validated now)."""
+    validate(criteria)
+    return lambda message: all(one.matched for one in check(message, criteria))
+
+
+def _criteria_text(criteria: Mapping[str, Any]) -> str:
+    if not criteria:
+        return "any message"
+    return ", ".join(
+        f"{name}={_describe_expected(value) if name != 'header' else dict(value)!r}" for name, value in criteria.items()
+    )
+
+
+def describe_message(index: int, message: Message) -> str:
+    return (
+        f"#{index} from {message.mail_from!r} to {message.rcpt_tos!r}, subject {message.subject!r},"
+        f" {len(message.data)} bytes"
+    )
+
+
+def _last_error_reply(session: Any) -> str | None:
+    """The last 4xx/5xx reply a session's client got, from its transcript."""
+    for entry in reversed(list(getattr(session, "transcript", ()) or ())):
+        line = str(getattr(entry, "line", ""))
+        if getattr(entry, "direction", None) == "server" and line[:1] in ("4", "5") and line[:3].isdigit():
+            return line
+    return None
+
+
+def describe_session_end(session: Any) -> str:
+    """How a session ended, told for a person: its peer, its last error
+    reply if it got one, else what its client did last."""
+    peer = getattr(session, "peer", None)
+    where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+    commands = list(getattr(session, "commands", ()) or ())
+    ended_by = getattr(session, "ended_by", None)
+    error = _last_error_reply(session)
+    after = f" after {commands[-1]}" if commands else " before any command"
+    how = {
+        "quit": "said QUIT",
+        "client": "the client hung up",
+        "timeout": "timed out",
+        "fault": "an injected fault ended it",
+        "stop": "cut off when the server stopped",
+        None: "still open",
+    }.get(ended_by, str(ended_by))
+    text = f"session from {where}: {how}{after}"
+    if error is not None:
+        text += f"; last error reply: {error!r}"
+    return text
+
+
+def sessions_without_message(sessions: Iterable[Any]) -> list[Any]:
+    return [session for session in sessions if not list(getattr(session, "messages", ()) or ())]
+
+
+def explain_miss(
+    messages: Sequence[Message],
+    criteria: Mapping[str, Any],
+    *,
+    sessions: Iterable[Any] = (),
+    expected_count: int | None = None,
+    found: int = 0,
+    waited: float = 0.0,
+) -> str:
+    """The failure message of ``assert_sent``: what was asked, what arrived,
+    the closest message criterion by criterion, and the sessions that ended
+    without a message (with the error reply their client got)."""
+    wanted = "at least 1" if expected_count is None else f"exactly {expected_count}"
+    lines = [
+        f"expected {wanted} message(s) matching {_criteria_text(criteria)}, found {found}"
+        + (f" (waited {waited}s)" if waited else "")
+    ]
+    if not messages:
+        lines.append("no message arrived.")
+    else:
+        lines.append(f"{len(messages)} message(s) arrived:")
+        lines += [f"  {describe_message(i, m)}" for i, m in enumerate(messages, 1)]
+        if criteria and found == 0:
+            scored = [(sum(c.matched for c in check(m, criteria)), i, m) for i, m in enumerate(messages, 1)]
+            _, index, closest = max(scored, key=lambda item: (item[0], item[1]))
+            lines.append(f"closest, #{index}:")
+            for one in check(closest, criteria):
+                lines.append(f"  {'ok  ' if one.matched else 'FAIL'} {one.detail}")
+    quiet = sessions_without_message(sessions)
+    if quiet:
+        lines.append(f"{len(quiet)} session(s) ended without a message:")
+        lines += [f"  {describe_session_end(session)}" for session in quiet]
+    return "\n".join(lines)
