@@ -4,6 +4,7 @@ criterion by criterion, and explaining a near miss. Pure functions over
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,20 @@ class Check:
     matched: bool
     #: What was expected and what the message has, for a failure message.
     detail: str
+    #: How close a miss came, 0 to 1 (1 for a match), to pick the closest message.
+    closeness: float = 0.0
+
+
+def _similarity(expected: str, actual: Iterable[str | None]) -> float:
+    return max((difflib.SequenceMatcher(None, expected, one).ratio() for one in actual if one is not None), default=0.0)
+
+
+def _scored(found: Check, expected: Criterion, actual: Iterable[str | None]) -> Check:
+    if found.matched:
+        return Check(found.name, True, found.detail, 1.0)
+    if isinstance(expected, str):
+        return Check(found.name, False, found.detail, _similarity(expected, actual))
+    return found
 
 
 def _one_value(name: str, expected: Criterion, actual: str | None, containing: bool = False) -> Check:
@@ -122,18 +137,21 @@ def check(message: Message, criteria: Mapping[str, Any]) -> list[Check]:
             continue
         expected = criteria[name]
         if name in _ADDRESS_LISTS:
-            checks.append(_among(name, expected, getattr(message, _ADDRESS_LISTS[name]), _same_address))
+            addresses = getattr(message, _ADDRESS_LISTS[name])
+            checks.append(_scored(_among(name, expected, addresses, _same_address), expected, addresses))
         elif name in _ADDRESSES:
-            checks.append(_address(name, expected, getattr(message, _ADDRESSES[name])))
+            address = getattr(message, _ADDRESSES[name])
+            checks.append(_scored(_address(name, expected, address), expected, [address]))
         elif name == "subject":
-            checks.append(_one_value(name, expected, message.subject))
+            checks.append(_scored(_one_value(name, expected, message.subject), expected, [message.subject]))
         elif name in _CONTAINING:
-            checks.append(_one_value(name, expected, getattr(message, name), containing=True))
+            body = getattr(message, name)
+            checks.append(_scored(_one_value(name, expected, body, containing=True), expected, []))
         elif name == "attachment":
             filenames = [a.filename for a in message.attachments if a.filename is not None]
-            checks.append(_among(name, expected, filenames, str.__eq__))
+            checks.append(_scored(_among(name, expected, filenames, str.__eq__), expected, filenames))
         elif name == "header":
-            checks += _header(message, expected)
+            checks += [_scored(one, expected[one.name[7:]], []) for one in _header(message, expected)]
     return checks
 
 
@@ -147,7 +165,10 @@ def _criteria_text(criteria: Mapping[str, Any]) -> str:
     if not criteria:
         return "any message"
     return ", ".join(
-        f"{name}={_describe_expected(value) if name != 'header' else dict(value)!r}" for name, value in criteria.items()
+        f"header={ {header: _describe_expected(wanted) for header, wanted in value.items()} }"
+        if name == "header"
+        else f"{name}={_describe_expected(value)}"
+        for name, value in criteria.items()
     )
 
 
@@ -217,7 +238,7 @@ def explain_miss(
         lines.append(f"{len(messages)} message(s) arrived:")
         lines += [f"  {describe_message(i, m)}" for i, m in enumerate(messages, 1)]
         if criteria and found == 0:
-            scored = [(sum(c.matched for c in check(m, criteria)), i, m) for i, m in enumerate(messages, 1)]
+            scored = [(sum(c.closeness for c in check(m, criteria)), i, m) for i, m in enumerate(messages, 1)]
             _, index, closest = max(scored, key=lambda item: (item[0], item[1]))
             lines.append(f"closest, #{index}:")
             for one in check(closest, criteria):

@@ -74,14 +74,16 @@ def _html_links(markup: str) -> list[str]:
 
 
 def _decoded(part: EmailMessage) -> str:
-    """A text part's content as str, charset and transfer encoding undone; an
-    unknown charset is read as UTF-8 with replacement characters."""
+    """A text part's content as str, charset and transfer encoding undone,
+    lines ending in ``\\n``; an unknown charset is read as UTF-8 with
+    replacement characters."""
     try:
         content = part.get_content()
     except (LookupError, UnicodeError):
         payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else content.decode("utf-8", "replace")
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    text = content if isinstance(content, str) else content.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
 
 
 def _same_address(one: str, other: str) -> bool:
