@@ -110,7 +110,12 @@ def test_bad_criteria_are_clear_errors(smtpd: FixtureServer) -> None:
 
 def test_timeout_waits_for_a_worker_thread(smtpd: FixtureServer) -> None:
     go = threading.Event()
-    worker = threading.Thread(target=lambda: (go.wait(TIMEOUT), send(smtpd, subject="From the worker")))
+
+    def work() -> None:
+        go.wait(TIMEOUT)
+        send(smtpd, subject="From the worker")
+
+    worker = threading.Thread(target=work)
     worker.start()
     try:
         with pytest.raises(AssertionError):
