@@ -4,7 +4,6 @@ report section and ``--smtpd-save-dir``."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import types
 import warnings
@@ -18,7 +17,6 @@ import pytest
 from . import loopthread
 from .assertions import FixtureServer
 from .matching import describe_session_end
-from .server import Server
 
 __all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
@@ -227,17 +225,10 @@ def _start(options: dict[str, Any], source: str) -> FixtureServer:
     return server
 
 
-_STOP_TAKES_GRACE = "grace" in inspect.signature(Server.stop).parameters
-
-
 def _stop(server: FixtureServer, config: pytest.Config, nodeid: str) -> None:
     """Stop ``server``, giving open sessions the teardown grace to finish;
     note the sessions it had to cut off, for the terminal summary."""
-    grace = config.stash[SETTINGS].teardown_grace
-    if _STOP_TAKES_GRACE:
-        server.stop(grace=grace)  # type: ignore[call-arg]
-    else:
-        server.stop()
+    server.stop(grace=config.stash[SETTINGS].teardown_grace)
     for session in getattr(server, "sessions", ()) or ():
         if getattr(session, "ended_by", None) == "stop":
             config.stash[CUT_OFF].append((nodeid, describe_session_end(session)))
