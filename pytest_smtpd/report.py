@@ -61,7 +61,7 @@ def describe(messages: Sequence[Message], sessions: Sequence[Any]) -> str:
 def safe_name(nodeid: str) -> str:
     """A file name made from a test's node id: ``tests/test_a.py::test_b[1]``
     becomes ``tests_test_a.py__test_b_1``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid).strip("._")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._")
     return name[:150] or "test"
 
 

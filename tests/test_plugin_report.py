@@ -1,0 +1,128 @@
+"""What a failing test leaves behind, run inside pytester: the "smtpd"
+report section, ``--smtpd-save-dir`` files, and smtpdfix beside us."""
+
+from __future__ import annotations
+
+import mailbox
+from pathlib import Path
+
+import pytest
+
+INI = (
+    "[pytest]\n"
+    "filterwarnings = error\n"
+    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
+    "    -p no:asyncio\n"
+)
+
+FAILING_AND_PASSING = """
+import smtplib
+
+def send(smtpd, subject):
+    with smtplib.SMTP(smtpd.host, smtpd.port, timeout=10) as client:
+        client.sendmail("app@example.com", ["bob@example.com", "eve@example.com"],
+                        f"Subject: {subject}\\r\\n\\r\\nbody\\r\\n".encode())
+
+def test_fails(smtpd):
+    send(smtpd, "first")
+    send(smtpd, "second")
+    assert False, "fails on purpose"
+
+def test_passes(smtpd):
+    send(smtpd, "fine")
+"""
+
+
+@pytest.fixture
+def strict(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini(INI)
+    return pytester
+
+
+def test_failing_test_report_has_an_smtpd_section(strict: pytest.Pytester) -> None:
+    strict.makepyfile(FAILING_AND_PASSING)
+    result = strict.runpytest_inprocess("-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- smtpd -*",
+            "2 message(s), * session(s)",
+            "message #1: MAIL FROM:<app@example.com> RCPT TO:<bob@example.com>, <eve@example.com>",
+            "  subject 'first', * bytes, TLS none, AUTH none",
+            "message #2: *",
+            "  subject 'second', *",
+        ]
+    )
+    # The passing test's report (shown by -rA) has no such section.
+    assert "subject 'fine'" not in result.stdout.str()
+
+
+def test_save_dir_keeps_failing_tests_messages(strict: pytest.Pytester) -> None:
+    strict.makepyfile(test_mail=FAILING_AND_PASSING)
+    result = strict.runpytest_inprocess("--smtpd-save-dir", "mail-artifacts")
+    result.assert_outcomes(passed=1, failed=1)
+    saved = strict.path / "mail-artifacts"
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "test_mail.py__test_fails-1.eml",
+        "test_mail.py__test_fails-2.eml",
+        "test_mail.py__test_fails.mbox",
+    ]
+    assert (saved / "test_mail.py__test_fails-2.eml").read_bytes() == b"Subject: second\r\n\r\nbody\r\n"
+    box = mailbox.mbox(saved / "test_mail.py__test_fails.mbox")
+    try:
+        assert [message["Subject"] for message in box] == ["first", "second"]
+        assert box[0].get_from().startswith("app@example.com ")
+    finally:
+        box.close()
+
+
+def test_save_dir_from_the_ini_file_is_relative_to_the_rootdir(strict: pytest.Pytester) -> None:
+    strict.makeini(INI + "smtpd_save_dir = build/mail\n")
+    strict.makepyfile(test_mail=FAILING_AND_PASSING)
+    (strict.path / "sub").mkdir()
+    result = strict.runpytest_inprocess(str(strict.path / "test_mail.py"), "--rootdir", str(strict.path))
+    result.assert_outcomes(passed=1, failed=1)
+    assert len(list(Path(strict.path, "build", "mail").glob("*.eml"))) == 2
+
+
+SMTPDFIX_STYLE = """
+import smtplib
+
+def test_smtpdfix_style(smtpd):
+    with smtplib.SMTP(smtpd.hostname, smtpd.port) as client:
+        assert client.noop()[0] == 250
+"""
+
+OURS = """
+from pytest_smtpd import Server
+
+def test_ours(smtpd):
+    assert isinstance(smtpd, Server)
+"""
+
+
+def test_beside_smtpdfix_ours_wins_and_a_header_line_says_how_to_choose(strict: pytest.Pytester) -> None:
+    strict.makepyfile(OURS)
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "smtpd: pytest-smtpd and smtpdfix both define the smtpd fixture; pytest-smtpd's wins."
+            " Use -p no:pytest-smtpd for smtpdfix's, or -p no:smtpd to turn smtpdfix off."
+        ]
+    )
+
+
+def test_p_no_smtpd_turns_off_smtpdfix_only(strict: pytest.Pytester) -> None:
+    strict.makepyfile(OURS)
+    result = strict.runpytest_inprocess("-p", "no:smtpd")
+    result.assert_outcomes(passed=1)
+    assert "smtpdfix-" not in result.stdout.str()  # not among the plugins
+    assert "both define" not in result.stdout.str()
+
+
+def test_p_no_pytest_smtpd_gives_smtpdfix_its_fixture(strict: pytest.Pytester) -> None:
+    strict.makepyfile(SMTPDFIX_STYLE)
+    result = strict.runpytest_subprocess("-p", "no:pytest-smtpd", timeout=60)
+    result.assert_outcomes(passed=1)
+    assert "both define" not in result.stdout.str()
