@@ -70,8 +70,9 @@ def test_save_dir_keeps_failing_tests_messages(strict: pytest.Pytester) -> None:
     assert (saved / "test_mail.py__test_fails-2.eml").read_bytes() == b"Subject: second\r\n\r\nbody\r\n"
     box = mailbox.mbox(saved / "test_mail.py__test_fails.mbox")
     try:
-        assert [message["Subject"] for message in box] == ["first", "second"]
-        assert box[0].get_from().startswith("app@example.com ")
+        messages = list(box)
+        assert [message["Subject"] for message in messages] == ["first", "second"]
+        assert messages[0].get_from().startswith("app@example.com ")
     finally:
         box.close()
 
