@@ -55,7 +55,8 @@ def test_worker_recipe_never_gets_421_on_quit(pytester: pytest.Pytester) -> None
     pytester.makeini(INI)
     worker = BLOCKS["test_worker"].replace(
         "def test_worker_sends_the_welcome_mail(smtpd):",
-        "import pytest\n\n@pytest.mark.parametrize('run', range(20))\ndef test_worker_sends_the_welcome_mail(smtpd, run):",
+        "import pytest\n\n@pytest.mark.parametrize('run', range(20))\n"
+        "def test_worker_sends_the_welcome_mail(smtpd, run):",
     )
     pytester.makepyfile(test_worker=worker)
     result = pytester.runpytest_inprocess()
