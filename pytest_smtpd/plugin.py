@@ -17,6 +17,7 @@ import pytest
 from . import loopthread
 from .assertions import FixtureServer
 from .matching import describe_session_end
+from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
 
 __all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 

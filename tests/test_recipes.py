@@ -1,5 +1,6 @@
-"""docs/recipes.rst run as written: each python block is a test module, run
-inside pytester with the project's strictness (warnings are errors)."""
+"""docs/recipes.rst and README's cheat sheet run as written: each python
+block named ``# test_x.py`` is a test module, run inside pytester with the
+project's strictness (warnings are errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-RECIPES = Path(__file__).parent.parent / "docs" / "recipes.rst"
+ROOT = Path(__file__).parent.parent
+RECIPES = ROOT / "docs" / "recipes.rst"
 INI = (
     "[pytest]\n"
     "filterwarnings = error\n"
@@ -18,13 +20,16 @@ INI = (
 )
 
 
-def python_blocks(text: str) -> dict[str, str]:
+def python_blocks(text: str, only_tests: bool = False) -> dict[str, str]:
     """Each ``.. code-block:: python`` of ``text`` by the file name its first
-    line gives (``# test_x.py``)."""
+    line gives (``# test_x.py``); with ``only_tests``, blocks without one
+    are left out."""
     blocks = {}
     for match in re.finditer(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text, re.MULTILINE):
         code = textwrap.dedent(match.group(1))
         name = re.match(r"# (test_\w+)\.py", code)
+        if name is None and only_tests:
+            continue
         assert name is not None, f"a recipe must start with its file name: {code[:60]!r}"
         blocks[name.group(1)] = code
     return blocks
@@ -63,3 +68,10 @@ def test_worker_recipe_never_gets_421_on_quit(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=20)
     assert "SMTPServerDisconnected" not in result.stdout.str()
     assert "Exception in thread" not in result.stdout.str()
+
+
+def test_readme_cheat_sheet(pytester: pytest.Pytester) -> None:
+    readme = python_blocks((ROOT / "README.rst").read_text(encoding="utf-8"), only_tests=True)
+    pytester.makeini(INI)
+    pytester.makepyfile(test_signup=readme["test_signup"])
+    pytester.runpytest_inprocess().assert_outcomes(passed=5)
