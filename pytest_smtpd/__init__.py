@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+from .assertions import FixtureServer
 from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
 from .connection import ServerConnection, SessionConfig
 from .mailman import MailmanProxy
 from .proxy import PureProxy
 from .replies import Reply
 from .server import Server
-from .store import Message, MessageStore
+from .store import Attachment, Message, MessageStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attachment",
     "DebuggingServer",
+    "FixtureServer",
     "MailmanProxy",
     "Message",
     "MessageStore",
