@@ -5,6 +5,7 @@ report section and ``--smtpd-save-dir``."""
 from __future__ import annotations
 
 import os
+import socket
 import types
 import warnings
 from collections.abc import Generator, Iterator
@@ -95,6 +96,10 @@ def read_settings(config: pytest.Config) -> Settings:
     settings = Settings()
     options = settings.options
     if value := ini("smtpd_host"):
+        try:
+            socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            raise _bad("smtpd_host", value, "an address to listen on, such as 127.0.0.1 or ::1") from None
         options["host"] = value
     if value := ini("smtpd_port"):
         port = _int("smtpd_port", value, 0, 65535)
@@ -104,6 +109,8 @@ def read_settings(config: pytest.Config) -> Settings:
                 raise _bad("smtpd_port", value, f"a port that leaves room for xdist worker {xdist_worker_number()}")
         options["port"] = port
     if value := ini("smtpd_hostname"):
+        if any(char.isspace() or not char.isprintable() for char in value):
+            raise _bad("smtpd_hostname", value, "a host name without spaces")
         options["hostname"] = value
     if value := ini("smtpd_data_size_limit"):
         options["data_size_limit"] = _int("smtpd_data_size_limit", value, 0)

@@ -62,6 +62,8 @@ def test_command_line_o_overrides_the_ini_file(strict: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [
+        ("smtpd_host=smtp.invalid", "smtpd_host = 'smtp.invalid': expected an address to listen on"),
+        ("smtpd_hostname=mx test", "smtpd_hostname = 'mx test': expected a host name without spaces"),
         ("smtpd_port=http", "smtpd_port = 'http': expected a whole number from 0 to 65535"),
         ("smtpd_port=70000", "smtpd_port = '70000': expected a whole number from 0 to 65535"),
         ("smtpd_data_size_limit=-5", "smtpd_data_size_limit = '-5': expected a whole number from 0 up"),
