@@ -127,3 +127,56 @@ def test_p_no_pytest_smtpd_gives_smtpdfix_its_fixture(strict: pytest.Pytester) -
     result = strict.runpytest_subprocess("-p", "no:pytest-smtpd", timeout=60)
     result.assert_outcomes(passed=1)
     assert "both define" not in result.stdout.str()
+
+
+def test_section_shows_session_transcripts_cut_to_a_readable_length() -> None:
+    """The section's text from session records shaped as ``Server.sessions``
+    holds them (pure: no server)."""
+    from dataclasses import dataclass, field
+
+    from pytest_smtpd.report import MAX_SECTION_LINES, MAX_TRANSCRIPT_LINES, describe
+
+    @dataclass
+    class Entry:
+        direction: str
+        line: str
+        time: float
+
+    @dataclass
+    class Session:
+        peer: tuple[str, int]
+        ended_by: str | None
+        commands: list[str]
+        transcript: list[Entry] = field(default_factory=list)
+        messages: list[object] = field(default_factory=list)
+
+    login = Session(
+        ("127.0.0.1", 5000),
+        "quit",
+        ["EHLO", "AUTH", "QUIT"],
+        [
+            Entry("server", "220 mx.test ESMTP", 0.0),
+            Entry("client", "EHLO client.test", 0.001),
+            Entry("client", "AUTH PLAIN ****", 0.002),
+            Entry("server", "535 5.7.8 Authentication credentials invalid", 0.003),
+        ],
+    )
+    chatty = Session(
+        ("127.0.0.1", 5001), "client", ["NOOP"] * 60, [Entry("client", "NOOP", n / 1000) for n in range(60)]
+    )
+    text = describe([], [login, chatty])
+    lines = text.splitlines()
+    assert lines[:6] == [
+        "0 message(s), 2 session(s)",
+        "session #1: session from 127.0.0.1:5000: said QUIT after QUIT;"
+        " last error reply: '535 5.7.8 Authentication credentials invalid'",
+        "    0.000 < 220 mx.test ESMTP",
+        "    0.001 > EHLO client.test",
+        "    0.002 > AUTH PLAIN ****",
+        "    0.003 < 535 5.7.8 Authentication credentials invalid",
+    ]
+    assert lines[6] == "session #2: session from 127.0.0.1:5001: the client hung up after NOOP"
+    assert lines[7 + MAX_TRANSCRIPT_LINES] == f"  ... {60 - MAX_TRANSCRIPT_LINES} more line(s)"
+    many = describe([], [chatty] * 10)
+    assert len(many.splitlines()) == MAX_SECTION_LINES + 1
+    assert many.splitlines()[-1].endswith("more line(s) cut")
