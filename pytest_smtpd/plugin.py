@@ -4,7 +4,6 @@ report section and ``--smtpd-save-dir``."""
 
 from __future__ import annotations
 
-import os
 import socket
 import types
 import warnings
@@ -80,9 +79,11 @@ def _int(name: str, value: str, low: int, high: int | None = None) -> int:
     return number
 
 
-def xdist_worker_number() -> int:
-    """N for pytest-xdist's worker ``gwN``; 0 outside xdist."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+def xdist_worker_number(config: pytest.Config) -> int:
+    """N for pytest-xdist's worker ``gwN``; 0 outside xdist. Read from the
+    worker's config, not the environment: a pytest run inside a worker's
+    test (pytester) is no worker."""
+    worker = str(getattr(config, "workerinput", {}).get("workerid", ""))
     return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
@@ -104,9 +105,10 @@ def read_settings(config: pytest.Config) -> Settings:
     if value := ini("smtpd_port"):
         port = _int("smtpd_port", value, 0, 65535)
         if port:
-            port += xdist_worker_number()
+            worker = xdist_worker_number(config)
+            port += worker
             if port > 65535:
-                raise _bad("smtpd_port", value, f"a port that leaves room for xdist worker {xdist_worker_number()}")
+                raise _bad("smtpd_port", value, f"a port that leaves room for xdist worker gw{worker}")
         options["port"] = port
     if value := ini("smtpd_hostname"):
         if any(char.isspace() or not char.isprintable() for char in value):
