@@ -5,7 +5,6 @@ subprocess. Nothing here needs pytest."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 from .matching import Criterion, explain_miss, matcher
@@ -36,10 +35,6 @@ class FixtureServer(Server):
             env |= self.client_env
         return env
 
-    def _session_records(self) -> Sequence[Any]:
-        # Server.sessions (session records) may not exist in every version.
-        return list(getattr(self, "sessions", ()) or ())
-
     def _verdict(
         self, found: list[Message], criteria: dict[str, Any], count: int | None, waited: float
     ) -> list[Message]:
@@ -50,7 +45,7 @@ class FixtureServer(Server):
             explain_miss(
                 list(self.messages),
                 criteria,
-                sessions=self._session_records(),
+                sessions=list(self.sessions),
                 expected_count=count,
                 found=len(found),
                 waited=waited,

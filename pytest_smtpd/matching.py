@@ -195,6 +195,8 @@ def describe_session_end(session: Any) -> str:
     where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
     commands = list(getattr(session, "commands", ()) or ())
     ended_by = getattr(session, "ended_by", None)
+    if ended_by == "quit" and commands and commands[-1] == "QUIT":
+        commands.pop()  # "said QUIT after RCPT", not "after QUIT"
     error = _last_error_reply(session)
     after = f" after {commands[-1]}" if commands else " before any command"
     how = {

@@ -239,8 +239,8 @@ def _stop(server: FixtureServer, config: pytest.Config, nodeid: str) -> None:
     """Stop ``server``, giving open sessions the teardown grace to finish;
     note the sessions it had to cut off, for the terminal summary."""
     server.stop(grace=config.stash[SETTINGS].teardown_grace)
-    for session in getattr(server, "sessions", ()) or ():
-        if getattr(session, "ended_by", None) == "stop":
+    for session in server.sessions:
+        if session.ended_by == "stop":
             config.stash[CUT_OFF].append((nodeid, describe_session_end(session)))
 
 
@@ -352,7 +352,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from .report import describe, save_artifacts
 
     messages = list(server.messages)
-    sessions = list(getattr(server, "sessions", ()) or ())
+    sessions = list(server.sessions)
     report.sections.append(("smtpd", describe(messages, sessions)))
     settings = item.config.stash[SETTINGS]
     saved = item.config.stash[SAVED]

@@ -172,6 +172,6 @@ def test_explanation_names_sessions_that_ended_without_a_message() -> None:
         "expected at least 1 message(s) matching subject='Welcome', found 0",
         "no message arrived.",
         "2 session(s) ended without a message:",
-        "  session from 127.0.0.1:40001: said QUIT after QUIT; last error reply: '550 5.1.1 No such user'",
+        "  session from 127.0.0.1:40001: said QUIT after RCPT; last error reply: '550 5.1.1 No such user'",
         "  session from 127.0.0.1:40002: the client hung up after EHLO",
     ]
