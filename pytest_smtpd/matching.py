@@ -180,11 +180,19 @@ def describe_message(index: int, message: Message) -> str:
 
 
 def _last_error_reply(session: Any) -> str | None:
-    """The last 4xx/5xx reply a session's client got, from its transcript."""
-    for entry in reversed(list(getattr(session, "transcript", ()) or ())):
+    """The last 4xx/5xx reply a session's client got, from its transcript,
+    with what it answered: ``'550 No such user' (to RCPT)``."""
+    transcript = list(getattr(session, "transcript", ()) or ())
+    for index in range(len(transcript) - 1, -1, -1):
+        entry = transcript[index]
         line = str(getattr(entry, "line", ""))
         if getattr(entry, "direction", None) == "server" and line[:1] in ("4", "5") and line[:3].isdigit():
-            return line
+            asked = next((e for e in reversed(transcript[:index]) if getattr(e, "direction", None) == "client"), None)
+            if asked is None:
+                return repr(line)
+            said = str(getattr(asked, "line", ""))
+            answered = "the message data" if said.endswith("bytes of message data>") else said.split(" ", 1)[0].upper()
+            return f"{line!r} (to {answered})"
     return None
 
 
@@ -195,6 +203,8 @@ def describe_session_end(session: Any) -> str:
     where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
     commands = list(getattr(session, "commands", ()) or ())
     ended_by = getattr(session, "ended_by", None)
+    if ended_by is None and commands and commands[-1] == "QUIT":
+        ended_by = "quit"  # answered, its close not yet seen by the server
     if ended_by == "quit" and commands and commands[-1] == "QUIT":
         commands.pop()  # "said QUIT after RCPT", not "after QUIT"
     error = _last_error_reply(session)
@@ -209,7 +219,7 @@ def describe_session_end(session: Any) -> str:
     }.get(ended_by, str(ended_by))
     text = f"session from {where}: {how}{after}"
     if error is not None:
-        text += f"; last error reply: {error!r}"
+        text += f"; last error reply: {error}"
     return text
 
 

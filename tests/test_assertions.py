@@ -172,6 +172,41 @@ def test_explanation_names_sessions_that_ended_without_a_message() -> None:
         "expected at least 1 message(s) matching subject='Welcome', found 0",
         "no message arrived.",
         "2 session(s) ended without a message:",
-        "  session from 127.0.0.1:40001: said QUIT after RCPT; last error reply: '550 5.1.1 No such user'",
+        "  session from 127.0.0.1:40001: said QUIT after RCPT; last error reply: '550 5.1.1 No such user' (to RCPT)",
         "  session from 127.0.0.1:40002: the client hung up after EHLO",
     ]
+
+
+# -- the same through a real server and real clients
+
+
+@pytest.mark.smtpd(handler=lambda message: "550 5.1.1 No such user here")
+def test_nothing_sent_names_the_client_that_hung_up_and_the_refusal(smtpd: FixtureServer) -> None:
+    with smtplib.SMTP(smtpd.host, smtpd.port, timeout=TIMEOUT) as client:
+        client.ehlo("quitter.test")
+        client.close()  # hangs up without QUIT
+    # The server has seen that hang up long before this session's QUIT
+    # (its EOF was ready while this one was still connecting).
+    with smtplib.SMTP(smtpd.host, smtpd.port, timeout=TIMEOUT) as client, pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("app@example.com", ["nobody@example.com"], b"Subject: Welcome\r\n\r\nhi\r\n")
+    with pytest.raises(AssertionError) as failure:
+        smtpd.assert_sent(subject="Welcome")
+    lines = str(failure.value).splitlines()
+    assert lines[:3] == [
+        "expected at least 1 message(s) matching subject='Welcome', found 0",
+        "no message arrived.",
+        "2 session(s) ended without a message:",
+    ]
+    assert lines[3].endswith("the client hung up after EHLO")
+    # smtplib said RSET after the refusal, then QUIT.
+    assert lines[4].endswith(
+        "said QUIT after RSET; last error reply: '550 5.1.1 No such user here' (to the message data)"
+    )
+
+
+@pytest.mark.smtpd(data_size_limit=100)
+def test_refusal_at_mail_is_named_with_its_command(smtpd: FixtureServer) -> None:
+    with smtplib.SMTP(smtpd.host, smtpd.port, timeout=TIMEOUT) as client, pytest.raises(smtplib.SMTPSenderRefused):
+        client.sendmail("app@example.com", ["bob@example.com"], b"x" * 200)
+    with pytest.raises(AssertionError, match=r"last error reply: '552 .*' \(to MAIL\)"):
+        smtpd.assert_sent()

@@ -169,7 +169,7 @@ def test_section_shows_session_transcripts_cut_to_a_readable_length() -> None:
     assert lines[:6] == [
         "0 message(s), 2 session(s)",
         "session #1: session from 127.0.0.1:5000: said QUIT after AUTH;"
-        " last error reply: '535 5.7.8 Authentication credentials invalid'",
+        " last error reply: '535 5.7.8 Authentication credentials invalid' (to AUTH)",
         "    0.000 < 220 mx.test ESMTP",
         "    0.001 > EHLO client.test",
         "    0.002 > AUTH PLAIN ****",
