@@ -3,6 +3,7 @@ report section, ``--smtpd-save-dir`` files, and smtpdfix beside us."""
 
 from __future__ import annotations
 
+import base64
 import mailbox
 from pathlib import Path
 
@@ -180,3 +181,68 @@ def test_section_shows_session_transcripts_cut_to_a_readable_length() -> None:
     many = describe([], [chatty] * 10)
     assert len(many.splitlines()) == MAX_SECTION_LINES + 1
     assert many.splitlines()[-1].endswith("more line(s) cut")
+
+
+def test_section_has_each_sessions_transcript_with_secrets_masked(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import smtplib
+        import pytest
+
+        @pytest.mark.smtpd(auth={"alice": "s3cret-password"})
+        def test_fails(smtpd):
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=10) as client:
+                client.login("alice", "s3cret-password")
+                client.sendmail("app@example.com", ["bob@example.com"], b"Subject: hi\\r\\n\\r\\n" + b"x" * 500)
+            assert False
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- smtpd -*",
+            "1 message(s), 1 session(s)",
+            "message #1: MAIL FROM:<app@example.com> RCPT TO:<bob@example.com>",
+            "  subject 'hi', * bytes, TLS none, AUTH alice",
+            "session #1: session from 127.0.0.1:*: said QUIT after DATA",
+            "*> AUTH *",
+            "*< 235 *",
+            "*> <* bytes of message data>",
+        ]
+    )
+    output = result.stdout.str()
+    section = output[output.index("- smtpd -") : output.index("short test summary")]
+    secret = base64.b64encode(b"\0alice\0s3cret-password").decode()
+    assert "s3cret" not in section and secret not in output
+
+
+def test_sessions_cut_off_at_teardown_are_named_at_the_end(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        import socket
+
+        held = []
+
+        def test_leaves_a_session_open(smtpd):
+            sock = socket.create_connection(smtpd.address, timeout=10)
+            held.append(sock)
+            assert sock.recv(1024).startswith(b"220")
+            sock.sendall(b"EHLO lingering.test\\r\\n")
+            assert sock.recv(1024).startswith(b"250")
+
+        def test_tidy(smtpd):
+            for sock in held:
+                sock.close()
+        """
+    )
+    result = strict.runpytest_inprocess("-o", "smtpd_teardown_grace=0.05")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*- smtpd: sessions cut off at teardown -*",
+            "test_sessions_cut_off_at_teardown_are_named_at_the_end.py::test_leaves_a_session_open:"
+            " session from 127.0.0.1:*: cut off when the server stopped after EHLO*",
+        ]
+    )
+    assert "test_tidy:" not in result.stdout.str()
