@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from . import loopthread
 from .matching import Criterion, explain_miss, matcher
 from .server import Server
 from .store import Message
@@ -63,6 +64,11 @@ class FixtureServer(Server):
         if count is not None and count < 0:
             raise ValueError(f"count must be None or 0 or more, got {count}")
         if timeout > 0 and count != 0:
+            if loopthread.in_loop_thread():
+                raise RuntimeError(
+                    "assert_sent(timeout=...) cannot wait on the servers' loop thread (from a handler):"
+                    " no mail could arrive while it waits; use timeout=0 there"
+                )
             with contextlib.suppress(TimeoutError):
                 self.messages.wait_for(count=count or 1, timeout=timeout, where=matches)
         found = [message for message in self.messages if matches(message)]

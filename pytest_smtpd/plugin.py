@@ -141,6 +141,8 @@ def read_settings(config: pytest.Config) -> Settings:
         settings.save_dir = Path(save_dir)
         if not settings.save_dir.is_absolute():
             settings.save_dir = config.rootpath / settings.save_dir
+        if settings.save_dir.exists() and not settings.save_dir.is_dir():
+            raise _bad("smtpd_save_dir", str(save_dir), "a directory (this is a file)")
     if value := ini("smtpd_teardown_grace"):
         try:
             grace = float(value)

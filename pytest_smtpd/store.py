@@ -374,7 +374,12 @@ class MessageStore(Sequence[Message]):
         by the thread that appends; the server's loop thread is not involved.
 
         Raises ``TimeoutError`` saying what did arrive."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "wait_for_async needs a running asyncio event loop (pytest-asyncio, or anyio's asyncio backend)"
+            ) from None
         arrived = asyncio.Event()
         waiter = (loop, arrived)
         deadline = loop.time() + timeout

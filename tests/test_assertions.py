@@ -210,3 +210,25 @@ def test_refusal_at_mail_is_named_with_its_command(smtpd: FixtureServer) -> None
         client.sendmail("app@example.com", ["bob@example.com"], b"x" * 200)
     with pytest.raises(AssertionError, match=r"last error reply: '552 .*' \(to MAIL\)"):
         smtpd.assert_sent()
+
+
+def test_waiting_from_a_handler_is_a_clear_error(smtpd: FixtureServer) -> None:
+    """A handler runs on the servers' loop thread: waiting there for mail
+    would wait for itself. It gets an error (answered 451), not a hang."""
+    errors: list[BaseException] = []
+
+    def handler(message: object) -> None:
+        try:
+            smtpd.assert_sent(subject="x", timeout=1.0)
+        except RuntimeError as exc:
+            errors.append(exc)
+            raise
+
+    smtpd.handler = handler
+    with (
+        smtplib.SMTP(smtpd.host, smtpd.port, timeout=TIMEOUT) as client,
+        pytest.raises(smtplib.SMTPDataError) as refused,
+    ):
+        client.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\n")
+    assert refused.value.smtp_code == 451
+    assert "cannot wait on the servers' loop thread" in str(errors[0])

@@ -59,3 +59,10 @@ async def test_wait_for_async_times_out_saying_what_arrived(smtpd: FixtureServer
         await smtpd.messages.wait_for_async(timeout=0.05)
     with pytest.raises(AssertionError, match=r"found 0 \(waited 0.05s\)\nno message arrived"):
         await smtpd.assert_sent_async(subject="never", timeout=0.05)
+
+
+def test_wait_for_async_without_an_asyncio_loop_is_a_clear_error(smtpd: FixtureServer) -> None:
+    waiting = smtpd.messages.wait_for_async(timeout=0.05)
+    with pytest.raises(RuntimeError, match="wait_for_async needs a running asyncio event loop"):
+        waiting.send(None)  # driven by hand, as a loop other than asyncio's would
+    waiting.close()

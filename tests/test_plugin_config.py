@@ -81,6 +81,14 @@ def test_bad_ini_values_stop_pytest_at_start_up(strict: pytest.Pytester, option:
     result.stderr.fnmatch_lines([f"*{message}*"])
 
 
+def test_save_dir_that_is_a_file_stops_pytest_at_start_up(strict: pytest.Pytester) -> None:
+    strict.makefile(".txt", artifacts="not a directory")
+    strict.makepyfile("def test_never(): pass")
+    result = strict.runpytest_inprocess("--smtpd-save-dir", "artifacts.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*smtpd_save_dir = 'artifacts.txt': expected a directory (this is a file)*"])
+
+
 def test_closest_wins_ini_then_smtpd_options_then_markers(strict: pytest.Pytester) -> None:
     strict.makeini(INI + "smtpd_hostname = ini.test\nsmtpd_data_size_limit = 1000\n")
     strict.makeconftest(
