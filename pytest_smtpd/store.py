@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, overload
 
+from . import loopthread
+
 if TYPE_CHECKING:
     from .matching import Criterion
     from .sessions import Session
@@ -348,6 +350,11 @@ class MessageStore(Sequence[Message]):
         arrived, and return them. For mail sent by another thread or process.
 
         Raises ``TimeoutError`` saying what did arrive."""
+
+        if timeout > 0 and loopthread.in_loop_thread():
+            raise RuntimeError(
+                "wait_for cannot wait on the servers' loop thread (from a handler): no mail could arrive while it waits"
+            )
 
         def matching() -> list[Message]:
             return [m for m in self._messages if where is None or where(m)]

@@ -232,3 +232,22 @@ def test_waiting_from_a_handler_is_a_clear_error(smtpd: FixtureServer) -> None:
         client.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\n")
     assert refused.value.smtp_code == 451
     assert "cannot wait on the servers' loop thread" in str(errors[0])
+
+
+def test_wait_for_from_a_handler_is_a_clear_error(smtpd: FixtureServer) -> None:
+    errors: list[BaseException] = []
+
+    def handler(message: object) -> None:
+        try:
+            smtpd.messages.wait_for(timeout=1.0)
+        except RuntimeError as exc:
+            errors.append(exc)
+            raise
+
+    smtpd.handler = handler
+    with (
+        smtplib.SMTP(smtpd.host, smtpd.port, timeout=TIMEOUT) as client,
+        pytest.raises(smtplib.SMTPDataError),
+    ):
+        client.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\n")
+    assert "wait_for cannot wait on the servers' loop thread" in str(errors[0])
