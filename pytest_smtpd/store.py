@@ -292,8 +292,10 @@ class MessageStore(Sequence[Message]):
             self._messages.clear()
 
     def _after_fork_in_child(self) -> None:
-        """A forked child has no thread that could hold the lock: a new one."""
+        """A forked child has no thread that could hold the lock, nor the
+        parent's event loops that were waiting: a new lock, no waiters."""
         self._changed = threading.Condition()
+        self._async_waiters = []
 
     @overload
     def __getitem__(self, index: int) -> Message: ...
