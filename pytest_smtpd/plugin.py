@@ -188,8 +188,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _smtpdfix(config: pytest.Config) -> object | None:
     """smtpdfix's plugin, when it is loaded too: it defines ``smtpd`` as well."""
-    plugin = config.pluginmanager.get_plugin("smtpd")
-    return plugin if getattr(plugin, "__name__", "").startswith("smtpdfix") else None
+    for plugin in config.pluginmanager.get_plugins():
+        if str(getattr(plugin, "__name__", "")).startswith("smtpdfix"):
+            return plugin
+    return None
 
 
 CLASH_LINE = (
