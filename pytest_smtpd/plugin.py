@@ -188,10 +188,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _smtpdfix(config: pytest.Config) -> object | None:
     """smtpdfix's plugin, when it is loaded too: it defines ``smtpd`` as well."""
-    for plugin in config.pluginmanager.get_plugins():
-        if str(getattr(plugin, "__name__", "")).startswith("smtpdfix"):
-            return plugin
-    return None
+    plugins: list[object] = list(config.pluginmanager.get_plugins())
+    return next((p for p in plugins if str(getattr(p, "__name__", "")).startswith("smtpdfix")), None)
 
 
 CLASH_LINE = (
