@@ -5,6 +5,7 @@ report section and ``--smtpd-save-dir``."""
 from __future__ import annotations
 
 import socket
+import sys
 import types
 import warnings
 from collections.abc import Generator, Iterator
@@ -192,6 +193,22 @@ def _smtpdfix(config: pytest.Config) -> object | None:
     return next((p for p in plugins if str(getattr(p, "__name__", "")).startswith("smtpdfix")), None)
 
 
+def _registered_before(config: pytest.Config, first: object, then: object) -> bool:
+    """Whether plugin ``first`` was registered before ``then`` (the plugin
+    manager keeps names in registration order)."""
+    order = [plugin for _, plugin in config.pluginmanager.list_name_plugin()]
+    return first in order and then in order and order.index(first) < order.index(then)
+
+
+def _conftest_defines_smtpd(config: pytest.Config) -> bool:
+    for name, plugin in config.pluginmanager.list_name_plugin():
+        if name and name.endswith("conftest.py"):
+            values = vars(plugin).values() if hasattr(plugin, "__dict__") else ()
+            if hasattr(plugin, "smtpd") or any(getattr(v, "name", None) == "smtpd" and callable(v) for v in values):
+                return True
+    return False
+
+
 CLASH_LINE = (
     "smtpd: pytest-smtpd and smtpdfix both define the smtpd fixture; pytest-smtpd's wins. "
     "Use -p no:pytest-smtpd for smtpdfix's, or -p no:smtpd to turn smtpdfix off."
@@ -202,8 +219,15 @@ CLASH_LINE = (
 def pytest_sessionstart(session: pytest.Session) -> None:
     """With smtpdfix loaded too, which plugin's ``smtpd`` a test gets would
     depend on the order the plugins were installed in. Registering ours once
-    more, now that the fixture manager has read both, puts it last: it wins."""
-    if _smtpdfix(session.config) is not None:
+    more, now that the fixture manager has read both, puts it last: it wins.
+    Only when smtpdfix came second, and no conftest.py read so far defines
+    ``smtpd``: a user's override must keep winning."""
+    smtpdfix = _smtpdfix(session.config)
+    if (
+        smtpdfix is not None
+        and _registered_before(session.config, sys.modules[__name__], smtpdfix)
+        and not _conftest_defines_smtpd(session.config)
+    ):
         holder = types.ModuleType("pytest_smtpd.plugin_wins")
         holder.smtpd = smtpd  # type: ignore[attr-defined]
         session.config.pluginmanager.register(holder, "pytest-smtpd-wins")

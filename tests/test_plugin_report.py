@@ -246,3 +246,19 @@ def test_sessions_cut_off_at_teardown_are_named_at_the_end(strict: pytest.Pytest
         ]
     )
     assert "test_tidy:" not in result.stdout.str()
+
+
+def test_ours_wins_whichever_plugin_was_registered_first(strict: pytest.Pytester) -> None:
+    """Registered as a module with -p, our plugin comes before smtpdfix's
+    entry point, whose ``smtpd`` would then win: ours is put last again."""
+    strict.makepyfile(OURS)
+    result = strict.runpytest_inprocess("-p", "no:pytest-smtpd", "-p", "pytest_smtpd.plugin")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("definition", ["@pytest.fixture\ndef smtpd():", "@pytest.fixture(name='smtpd')\ndef mine():"])
+def test_a_conftest_override_of_smtpd_still_wins(strict: pytest.Pytester, definition: str) -> None:
+    strict.makeconftest(f"import pytest\n\n{definition}\n    return 'mine'\n")
+    strict.makepyfile("def test_mine(smtpd):\n    assert smtpd == 'mine'\n")
+    strict.runpytest_inprocess().assert_outcomes(passed=1)
+    strict.runpytest_inprocess("-p", "no:pytest-smtpd", "-p", "pytest_smtpd.plugin").assert_outcomes(passed=1)
