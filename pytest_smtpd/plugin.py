@@ -211,7 +211,7 @@ def _conftest_defines_smtpd(config: pytest.Config) -> bool:
 
 CLASH_LINE = (
     "smtpd: pytest-smtpd and smtpdfix both define the smtpd fixture; pytest-smtpd's wins. "
-    "Use -p no:pytest-smtpd for smtpdfix's, or -p no:smtpd to turn smtpdfix off."
+    f"Use -p no:{PLUGIN_NAME} for smtpdfix's, or -p no:smtpd to turn smtpdfix off."
 )
 
 

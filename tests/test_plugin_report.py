@@ -262,3 +262,14 @@ def test_a_conftest_override_of_smtpd_still_wins(strict: pytest.Pytester, defini
     strict.makepyfile("def test_mine(smtpd):\n    assert smtpd == 'mine'\n")
     strict.runpytest_inprocess().assert_outcomes(passed=1)
     strict.runpytest_inprocess("-p", "no:pytest-smtpd", "-p", "pytest_smtpd.plugin").assert_outcomes(passed=1)
+
+
+def test_the_entry_point_is_named_as_the_plugin_says() -> None:
+    """``-p no:pytest-smtpd`` in the docs works only under this name (and
+    ``pytest_smtpd`` would be blocked by smtpdfix's ``-p no:smtpd`` too)."""
+    from importlib.metadata import entry_points
+
+    from pytest_smtpd.plugin import PLUGIN_NAME
+
+    ours = [ep for ep in entry_points(group="pytest11") if ep.value == "pytest_smtpd.plugin"]
+    assert [ep.name for ep in ours] == [PLUGIN_NAME]
