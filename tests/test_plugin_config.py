@@ -348,3 +348,26 @@ def test_narrower_smtpd_options_first_still_give_each_test_its_options(strict: p
         """
     )
     strict.runpytest_inprocess().assert_outcomes(passed=2)
+
+
+def test_session_scope_under_xdist_gives_each_worker_its_server(strict: pytest.Pytester) -> None:
+    port = free_ports(2)
+    strict.makeini(SESSION_INI + f"smtpd_port = {port}\n")
+    strict.makepyfile(
+        f"""
+        import os
+        import smtplib
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_shared_per_worker(smtpd, smtpd_session, n):
+            assert smtpd is smtpd_session
+            assert smtpd.port == {port} + int(os.environ["PYTEST_XDIST_WORKER"][2:])
+            assert list(smtpd.messages) == []
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=10) as client:
+                client.sendmail("a@example.com", ["b@example.com"], b"hi")
+            assert len(smtpd.messages) == 1
+        """
+    )
+    result = strict.runpytest_subprocess("-n", "2", "-p", "xdist", timeout=60)
+    result.assert_outcomes(passed=6)
