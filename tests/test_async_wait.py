@@ -16,6 +16,13 @@ from pytest_smtpd.assertions import FixtureServer
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """wait_for_async is for asyncio loops (anyio's default plugin fixture
+    also runs trio where it is installed)."""
+    return "asyncio"
+
+
+@pytest.fixture
 def worker(smtpd: FixtureServer) -> Iterator[threading.Event]:
     """A thread that sends one message once the returned event is set."""
     go = threading.Event()

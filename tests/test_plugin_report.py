@@ -11,7 +11,12 @@ import pytest
 
 INI = (
     "[pytest]\n"
-    "filterwarnings = error\n"
+    "filterwarnings =\n"
+    "    error\n"
+    # In-process runs re-register our plugin module, which the outer run has
+    # imported already (how an editable install is laid out decides whether
+    # pytest warns about it).
+    "    ignore:Module already imported so cannot be rewritten. pytest_smtpd:pytest.PytestAssertRewriteWarning\n"
     "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
     "    -p no:asyncio\n"
 )
