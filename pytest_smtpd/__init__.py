@@ -6,6 +6,7 @@ from __future__ import annotations
 from .assertions import FixtureServer
 from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
 from .connection import ServerConnection, SessionConfig
+from .faults import Fault, Faults
 from .mailman import MailmanProxy
 from .proxy import PureProxy
 from .replies import Reply
@@ -17,6 +18,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Attachment",
     "DebuggingServer",
+    "Fault",
+    "Faults",
     "FixtureServer",
     "MailmanProxy",
     "Message",

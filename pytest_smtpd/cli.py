@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__, compat, mailman, proxy, tls
 from .compat import DebuggingServer, SMTPServer
+from .faults import Fault
 
 __all__ = ["build_parser", "main", "parse_address", "resolve_class", "should_drop_privileges"]
 
@@ -52,6 +53,10 @@ examples:
     %(prog)s -n -c MailmanProxy --list team@lists.example.com :1025 mail.example.com
   run your own SMTPServer subclass:
     %(prog)s -n -c mypackage.mymodule.MyServer
+  a misbehaving server for trying out an application's error handling: the
+  first RCPT answered 450 (a retry gets through), and a hang-up 100 bytes
+  into the first message:
+    %(prog)s -n --fault 'RCPT[times=1]=450 4.2.1 Mailbox busy' --fault 'DATA[times=1]=disconnect:100'
   a TLS mail sink: STARTTLS and a login required, the test CA written to
   ca.pem for the application to trust, and SMTPS on port 8465 as well:
     %(prog)s -n --tls starttls --require-starttls --auth alice:s3cret \\
@@ -114,6 +119,13 @@ def _port(text: str) -> int:
     if not (text.isascii() and text.isdigit() and int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"invalid port: {text!r} (expected a number from 0 to 65535)")
     return int(text)
+
+
+def _fault(text: str) -> Fault:
+    try:
+        return Fault.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +233,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-auth",
         action="store_true",
         help="with --auth: refuse MAIL, RCPT and DATA (530) until the client has logged in",
+    )
+    fault_group = parser.add_argument_group(
+        "faults",
+        "Make the server misbehave, for trying out a client's error handling. The\n"
+        "first --fault that matches a step decides it. STEP is CONNECT (the greeting),\n"
+        "a verb (HELO, EHLO, MAIL, RCPT, DATA (the 354), RSET, NOOP, VRFY, QUIT, AUTH,\n"
+        "STARTTLS) or MESSAGE (the reply after the final dot).",
+    )
+    fault_group.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        type=_fault,
+        default=[],
+        metavar="STEP=WHAT",
+        help="WHAT is a reply ('RCPT=450 4.2.1 Mailbox busy'; a 421 also hangs up), disconnect "
+        "(hang up instead of replying), disconnect:OCTETS (DATA: hang up that far into the message), "
+        "delay:SECONDS (reply late) or stall (never reply); limits go in brackets after STEP: "
+        "'RCPT[times=1,match=ghost@]=450 4.2.1 Mailbox busy' (times, after, session, match, probability, seed); "
+        "repeat for more rules",
     )
     parser.add_argument(
         "localspec", nargs="?", default=DEFAULT_LOCAL, help=f"where to listen (default {DEFAULT_LOCAL})"
@@ -364,6 +396,8 @@ def _listening_line(
         parts.append(f"implicit TLS on {_where(tls_port_server.address)}")
     if args.users:
         parts.append("AUTH required" if args.require_auth else "AUTH offered")
+    if args.faults:
+        parts.append(f"{len(args.faults)} fault rule(s)")
     if isinstance(server, proxy.PureProxy):
         parts.append(f"relaying to {remoteaddr[0]}:{remoteaddr[1]}")
     if isinstance(server, mailman.MailmanProxy):
@@ -444,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for server in servers:
                     server.close()
                 return 1
+        for server in servers:
+            server.faults.extend(args.faults)
         line = _listening_line(args, servers[0], servers[1] if len(servers) > 1 else None, remoteaddr)
         # One write, so that no trace from the server thread lands inside it.
         sys.stderr.write(f"{line}; Ctrl-C stops.\n")

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, TextIO, TypeVar
 from . import loopthread, replies
 from .auth import Authenticator
 from .connection import DEFAULT_DATA_SIZE_LIMIT, SERVER_VERSION
+from .faults import Faults
 from .replies import Reply
 from .server import DEFAULT_AUTH_MECHANISMS, DEFAULT_TIMEOUT, Server, TLSMode, default_hostname
 from .state import State
@@ -642,6 +643,11 @@ class SMTPServer:
         """A client SSL context that trusts this server, verification on;
         RuntimeError without the test CA."""
         return self._server.client_context()
+
+    @property
+    def faults(self) -> Faults:
+        """The fault rules of the server underneath (see ``Server.faults``)."""
+        return self._server.faults
 
     def start(self) -> None:
         self._server.start()

@@ -9,9 +9,10 @@ events it has to decide on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from . import replies
 from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
@@ -24,6 +25,8 @@ from .events import (
     ConnectionClosed,
     Envelope,
     Event,
+    FaultFired,
+    FaultRule,
     LineReceived,
     MessageReceived,
     NeedData,
@@ -32,7 +35,14 @@ from .events import (
 from .replies import Reply
 from .state import COMMAND_STATES, State, gate_error, sequence_error
 
-__all__ = ["DEFAULT_DATA_SIZE_LIMIT", "DEFAULT_MAX_RECIPIENTS", "SERVER_VERSION", "ServerConnection", "SessionConfig"]
+__all__ = [
+    "DEFAULT_DATA_SIZE_LIMIT",
+    "DEFAULT_MAX_RECIPIENTS",
+    "SERVER_VERSION",
+    "FaultSource",
+    "ServerConnection",
+    "SessionConfig",
+]
 
 #: The stdlib ``smtpd`` greeting text, kept so ported tests see the same banner.
 SERVER_VERSION = "Python SMTP proxy version 0.3"
@@ -115,6 +125,9 @@ class SessionConfig:
     #: Offer PIPELINING (RFC 2920). Pipelined commands are answered in order
     #: either way; the stdlib-compatible classes do not offer it, as the stdlib did not.
     pipelining: bool = True
+    #: After this many messages in one connection, answer the next MAIL with
+    #: ``421 4.7.0`` and close; 0 for no limit.
+    max_messages_per_connection: int = 0
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
@@ -132,6 +145,10 @@ class SessionConfig:
         unknown = [name for name in self.auth_mechanisms if name not in MECHANISMS]
         if unknown:
             raise ValueError(f"unknown AUTH mechanism(s) {unknown}; known: {sorted(MECHANISMS)}")
+        if self.max_messages_per_connection < 0:
+            raise ValueError(
+                f"max_messages_per_connection must be 0 (no limit) or positive, got {self.max_messages_per_connection}"
+            )
         if self.auth_required and not self.auth_mechanisms:
             raise ValueError("auth_required needs at least one AUTH mechanism")
         # Read on every partial line: computed once.
@@ -181,10 +198,27 @@ class _LineTooLong(Enum):
 _Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
 
 
+class FaultSource(Protocol):
+    """A server's fault rules (``pytest_smtpd.faults.Faults``), as the core
+    asks them: ``decide()`` is called only while ``rules`` is not empty."""
+
+    @property
+    def rules(self) -> Sized: ...
+    def decide(self, step: str, argument: str, session: int) -> FaultRule | None: ...
+
+
 class ServerConnection:
     """One SMTP session, server side."""
 
-    def __init__(self, config: SessionConfig | None = None, *, tls: bool = False, record: bool = False) -> None:
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        *,
+        tls: bool = False,
+        record: bool = False,
+        faults: FaultSource | None = None,
+        session_number: int = 1,
+    ) -> None:
         self.config = config or SessionConfig()
         #: With ``record``: what was said, as ``(direction, line)`` pairs
         #: ("client" or "server"), message data as a size and SASL secrets
@@ -195,6 +229,12 @@ class ServerConnection:
         self.commands: list[str] = []
         #: Whether the client sent a command before the reply to the previous one.
         self.pipelined = False
+        #: The fault rules asked at every step, and which connection to the
+        #: server this is (counting from 1), for their ``session=``.
+        self.faults = faults
+        self.session_number = session_number
+        #: Messages handed to the application in this session.
+        self.messages_received = 0
         self.state = State.CONNECTED
         #: Whether the session is encrypted (implicit TLS, or after STARTTLS).
         self.tls = tls
@@ -235,8 +275,27 @@ class ServerConnection:
         self._data_too_big = False
         #: Octets of message data read in this DATA phase, for the transcript.
         self._data_octets = 0
-        greeting = self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}"
-        self.reply(Reply(220, greeting))
+        #: A step a delay fault holds back: run by the next next_event().
+        self._deferred: Callable[[], Event | None] | None = None
+        #: A fault fired outside next_event() (at CONNECT), reported by it.
+        self._fired: FaultFired | None = None
+        #: A stall fault fired: nothing more is read until abort().
+        self._stalled = False
+        #: Whether any of the three above may be set: the one test
+        #: next_event() makes for faults in the common case.
+        self._fault_work = False
+        #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of
+        #: the message the DATA command under way starts (``_cut_pending``),
+        #: or of the one being read (``_cut_after``).
+        self._cut_pending: int | None = None
+        self._cut_after: int | None = None
+        greeting = Reply(220, self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}")
+        fault = self._fault("CONNECT", "") if faults is not None and faults.rules else None
+        if fault is None:
+            self.reply(greeting)
+        else:
+            self._fired = self._fire("CONNECT", fault, lambda: self.reply(greeting))
+            self._fault_work = True
 
     # -- the driving API ----------------------------------------------------
 
@@ -244,13 +303,19 @@ class ServerConnection:
         """Hand over bytes from the peer; ``b""`` means the peer closed."""
         if not data:
             self._eof = True
-        elif self.state not in (State.CLOSED, State.TLS_PENDING):
+        elif self.state not in (State.CLOSED, State.TLS_PENDING) and not self._stalled:
             # Bytes that arrive between STARTTLS and the handshake are
-            # plaintext injected into the coming TLS session: dropped.
+            # plaintext injected into the coming TLS session: dropped. A
+            # stalled session drops what comes too, so that a client that
+            # sends on cannot make it hold more.
             self._inbox += data
 
     def next_event(self) -> Event | NeedData:
         """Process buffered input until something needs the application."""
+        if self._fault_work:
+            pending = self._fault_step()
+            if pending is not None:
+                return pending
         waiting_for = _ANSWER_AWAITED.get(self.state)
         if waiting_for is not None:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
@@ -286,6 +351,11 @@ class ServerConnection:
             self._close("peer closed the connection")
             return ConnectionClosed(self._closed_reason)
         return NEED_DATA
+
+    @property
+    def stalled(self) -> bool:
+        """Whether a stall fault fired: nothing more is read until abort()."""
+        return self._stalled
 
     def data_to_send(self) -> bytes:
         """The replies queued since the last call, ready for the socket."""
@@ -426,6 +496,77 @@ class ServerConnection:
         self._closed_reason = reason
         self._inbox.clear()
         self._data = bytearray()
+        self._deferred = None
+        self._fired = None
+        self._stalled = False
+        self._cut_pending = None
+        self._cut_after = None
+
+    # -- faults ---------------------------------------------------------------
+
+    def _fault_step(self) -> Event | NeedData | None:
+        """What a fault left to do: report one fired outside next_event(),
+        run a delayed step, or stay silent after a stall. None: nothing."""
+        if self._fired is not None:
+            fired, self._fired = self._fired, None
+            return fired
+        if self._deferred is not None:
+            run, self._deferred = self._deferred, None
+            deferred = run()
+            if deferred is not None:
+                return deferred
+        if self._stalled:
+            if self._eof:
+                self._close("peer closed the connection")
+                return ConnectionClosed(self._closed_reason)
+            return NEED_DATA
+        self._fault_work = False
+        return None
+
+    def _fault(self, step: str, argument: str) -> FaultRule | None:
+        assert self.faults is not None
+        return self.faults.decide(step, argument, self.session_number)
+
+    def _fire(
+        self,
+        step: str,
+        fault: FaultRule,
+        run: Callable[[], Event | None],
+        refuse: Callable[[Reply], None] | None = None,
+    ) -> FaultFired:
+        """Do what ``fault`` says instead of ``run`` (the step's normal
+        handling): ``refuse`` queues a reply fault's reply (default: queue it
+        once)."""
+        self._fault_work = True
+        action = fault.action
+        if action == "reply":
+            assert fault.response is not None
+            if refuse is None:
+                self.reply(fault.response)
+            else:
+                refuse(fault.response)
+            if fault.response.code == 421:  # RFC 5321 3.8: 421 closes
+                self._close(f"fault: {fault.describe()}")
+        elif action == "disconnect":
+            if fault.after_bytes is None:
+                self._close(f"fault: {fault.describe()}")
+            else:
+                # DATA runs as usual (its 354, or its error); the message it
+                # starts is cut off. A subclass handling DATA itself gets
+                # its CommandReceived after this event.
+                self._cut_pending = fault.after_bytes
+                event = run()
+                if event is not None:
+                    self._deferred = lambda: event
+                elif self.state is not State.DATA:
+                    self._cut_pending = None  # refused: no message to cut
+        elif action == "delay":
+            self._deferred = run
+        elif action == "stall":
+            self._stalled = True
+        else:
+            raise LocalProtocolError(f"unknown fault action {action!r}")
+        return FaultFired(step, fault)
 
     def _read_line(self) -> bytes | _LineTooLong | None:
         """The next complete command line without its CRLF, ``LINE_TOO_LONG``
@@ -483,6 +624,17 @@ class ServerConnection:
             self.reply(replies.BAD_SYNTAX)
             return None
         self.last_line = text
+        faults = self.faults
+        if faults is not None and faults.rules:
+            self._cut_pending = None  # a delegated DATA that started no message
+            fault = self._fault(verb, argument or "")
+            if fault is not None:
+                return self._fire(verb, fault, lambda: self._dispatch(verb, argument))
+        if verb in self.delegated_verbs:
+            return CommandReceived(verb, argument)
+        return self.handle_command(verb, argument)
+
+    def _dispatch(self, verb: str, argument: str | None) -> Event | None:
         if verb in self.delegated_verbs:
             return CommandReceived(verb, argument)
         return self.handle_command(verb, argument)
@@ -494,6 +646,10 @@ class ServerConnection:
         data += self._inbox
         self._data_octets += len(self._inbox)
         self._inbox.clear()
+        if self._cut_after is not None:
+            cut = self._cut_off(data)
+            if cut is not None:
+                return cut
         end = data.find(_DATA_END, self._data_search_from)
         limit = self.config.data_size_limit
         if end < 0:
@@ -528,11 +684,45 @@ class ServerConnection:
             self.reset_transaction()
             return None
         self._data = bytearray()
-        self.state = State.MESSAGE_PENDING
         identity = None
         if self.authenticated is not None:
             identity = self.authenticated.authzid or self.authenticated.username
-        return MessageReceived(envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity)
+        event = MessageReceived(envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity)
+
+        # The message is whole: whatever a fault makes of it, it is no longer
+        # being read (an abort must not count it as cut off).
+        self.state = State.MESSAGE_PENDING
+
+        faults = self.faults
+        if faults is not None and faults.rules:
+            fault = self._fault("MESSAGE", message.decode("utf-8", "replace"))
+            if fault is not None:
+                return self._fire("MESSAGE", fault, lambda: self._deliver(event), self._refuse_message)
+        self.messages_received += 1
+        return event
+
+    def _deliver(self, event: MessageReceived) -> Event:
+        """Hand the message over after a delay fault."""
+        self.state = State.MESSAGE_PENDING
+        self.messages_received += 1
+        return event
+
+    def _refuse_message(self, reply: Reply) -> None:
+        """A reply fault after the dot: the message is not handed over."""
+        for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
+            self.reply(reply)
+        self.reset_transaction()
+
+    def _cut_off(self, data: bytearray) -> Event | None:
+        """``disconnect(after_bytes=N)``: hang up once N octets of the message
+        (as sent, after the 354) are in, or at its end if it is shorter. The
+        message is dropped, never handed over."""
+        assert self._cut_after is not None
+        received = len(data) - 2  # the virtual CRLF in front is not the client's
+        if received < self._cut_after and data.find(_DATA_END, self._data_search_from) < 0:
+            return None
+        self._close(f"fault: disconnect after {self._cut_after} bytes of the message")
+        return ConnectionClosed(self._closed_reason)
 
     # -- commands -----------------------------------------------------------
 
@@ -599,6 +789,11 @@ class ServerConnection:
         return address, params
 
     def _smtp_mail(self, argument: str | None) -> None:
+        limit = self.config.max_messages_per_connection
+        if limit and self.messages_received >= limit:
+            self.reply(replies.TOO_MANY_MESSAGES)
+            self._close("limit: max_messages_per_connection")
+            return
         parsed = self._path_argument("MAIL", "FROM:", argument)
         if isinstance(parsed, Reply):
             self.reply(parsed)
@@ -678,6 +873,7 @@ class ServerConnection:
         self._data_dots_from = 0
         self._data_too_big = False
         self._data_octets = 0
+        self._cut_after, self._cut_pending = self._cut_pending, None
         self.state = State.DATA
         self.reply(replies.START_DATA)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from .auth import Credentials
+from .replies import Reply
 
 __all__ = [
     "NEED_DATA",
@@ -18,6 +20,8 @@ __all__ = [
     "ConnectionClosed",
     "Envelope",
     "Event",
+    "FaultFired",
+    "FaultRule",
     "LineReceived",
     "MessageReceived",
     "NeedData",
@@ -111,4 +115,34 @@ class AuthRequested:
     credentials: Credentials
 
 
-Event = LineReceived | CommandReceived | MessageReceived | ConnectionClosed | StartTLS | AuthRequested
+class FaultRule(Protocol):
+    """What the core needs of a fault rule (``pytest_smtpd.faults.Fault``,
+    which lives outside the core because its rule list takes a lock)."""
+
+    @property
+    def step(self) -> str: ...
+    #: ``"reply"``, ``"disconnect"``, ``"delay"`` or ``"stall"``.
+    @property
+    def action(self) -> str: ...
+    @property
+    def response(self) -> Reply | None: ...
+    @property
+    def after_bytes(self) -> int | None: ...
+    @property
+    def seconds(self) -> float: ...
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FaultFired:
+    """A fault rule decided a step. A reply fault's reply is queued already
+    (and a 421 has closed the session), a disconnect has closed it. For a
+    delay, wait ``fault.seconds`` before asking for the next event, which
+    then runs the step; after a stall the core reads nothing more (it
+    answers ``NEED_DATA``) until ``abort()``."""
+
+    step: str
+    fault: FaultRule
+
+
+Event = LineReceived | CommandReceived | MessageReceived | ConnectionClosed | StartTLS | AuthRequested | FaultFired

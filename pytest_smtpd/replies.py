@@ -102,6 +102,9 @@ AUTH_NEEDS_TLS = Reply(538, "5.7.11 Encryption required for requested authentica
 AUTH_TEMPORARY_FAILURE = Reply(454, "4.7.0 Temporary authentication failure")
 SHUTTING_DOWN = Reply(421, "Service not available, closing transmission channel")
 IDLE_TIMEOUT = Reply(421, "Error: timeout exceeded")
+# Limits (max_messages_per_connection, max_connections)
+TOO_MANY_MESSAGES = Reply(421, "4.7.0 Too many messages in this connection, closing")
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0 Too many connections, try again later")
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

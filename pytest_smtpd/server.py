@@ -9,24 +9,26 @@ import enum
 import errno
 import functools
 import inspect
+import itertools
 import logging
 import os
 import socket
 import ssl
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal, TypeVar
 
-from . import loopthread
+from . import loopthread, replies
 from .auth import Authenticator, Credentials, check_against
 from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, DEFAULT_MAX_RECIPIENTS, SessionConfig
+from .faults import Fault, Faults
 from .listener import Listener
 from .sessions import SessionStore
 from .store import Message, MessageStore
-from .tls import TestCA, test_ca
-from .transport import CommandHandler, SessionProtocol, Verdict, accepted
+from .tls import Certificate, TestCA, parse_tls_versions, test_ca
+from .transport import CommandHandler, SessionProtocol, SessionRefused, Verdict, accepted
 
 __all__ = ["DEFAULT_TIMEOUT", "Server", "default_hostname"]
 
@@ -104,12 +106,27 @@ class Server:
         auth_requires_tls: bool = False,
         lmtp: bool = False,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        faults: Iterable[Fault | str] = (),
+        tls_certificate: Certificate = "valid",
+        tls_versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion] | None = None,
+        max_messages_per_connection: int = 0,
+        max_connections: int = 0,
     ) -> None:
         self.host = host
         if tls not in (None, "starttls", "implicit"):
             raise ValueError(f"tls must be None, 'starttls' or 'implicit', got {tls!r}")
         if tls is None and (tls_context is not None or require_starttls or auth_requires_tls):
             raise ValueError("tls_context, require_starttls and auth_requires_tls need tls='starttls' or 'implicit'")
+        if tls is None and (tls_certificate != "valid" or tls_versions is not None):
+            raise ValueError("tls_certificate and tls_versions need tls='starttls' or 'implicit'")
+        if tls_context is not None and (tls_certificate != "valid" or tls_versions is not None):
+            raise ValueError(
+                "tls_certificate and tls_versions apply to the test CA's certificate, not to a tls_context "
+                "of your own (set its minimum_version and maximum_version instead)"
+            )
+        versions = parse_tls_versions(tls_versions) if tls_versions is not None else None
+        if max_connections < 0:
+            raise ValueError(f"max_connections must be 0 (no limit) or positive, got {max_connections}")
         if auth is None and auth_required:
             raise ValueError("auth_required needs auth: a {user: password} dict or an authenticator callable")
         #: ``"starttls"``, ``"implicit"`` or None.
@@ -118,7 +135,7 @@ class Server:
         self.ca: TestCA | None = None
         if tls is not None and tls_context is None:
             self.ca = test_ca()
-            tls_context = self.ca.server_context()
+            tls_context = self.ca.server_context(tls_certificate, versions)
         self.tls_context = tls_context
         self.implicit_tls = tls == "implicit"
         self._authenticator: Authenticator | None = None
@@ -139,6 +156,7 @@ class Server:
             auth_requires_tls=auth_requires_tls,
             lmtp=lmtp,
             max_recipients=max_recipients,
+            max_messages_per_connection=max_messages_per_connection,
         )
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout}")
@@ -150,6 +168,14 @@ class Server:
         #: Every session (connection), oldest first, with its transcript;
         #: kept, like the messages, unless ``keep_messages`` is false.
         self.sessions = SessionStore()
+        #: The fault rules, in order: the first that matches a step decides it.
+        self.faults = Faults(faults)
+        #: The rules given as ``faults=``: clear() puts them back.
+        self._configured_faults = list(self.faults)
+        #: Concurrent sessions beyond this many get ``421 4.7.0`` at the
+        #: greeting; 0 for no limit.
+        self.max_connections = max_connections
+        self._session_numbers = itertools.count(1)
         self._requested_port = port
         #: The lifecycle, changed under the condition's lock only.
         self._changed = threading.Condition()
@@ -421,6 +447,7 @@ class Server:
         would hold the parent's port and clients' connections open."""
         self._changed = threading.Condition()
         self.messages._after_fork_in_child()
+        self.faults._after_fork_in_child()
         self.sessions._after_fork_in_child()
         inherited = [*self._sockets, *(s.socket for s in self._sessions if s.socket is not None)]
         if inherited:
@@ -447,9 +474,14 @@ class Server:
         self.stop()
 
     def clear(self) -> None:
-        """Forget the messages and sessions so far."""
+        """Forget the messages and sessions so far; remove the fault rules
+        added since the server was made, leaving those given as ``faults=``
+        (their counts start again); count connections from 1 again (for a
+        fault's ``session=``)."""
         self.messages.clear()
         self.sessions.clear()
+        self.faults.reset(self._configured_faults)
+        self._session_numbers = itertools.count(1)
 
     @property
     def keep_sessions(self) -> bool:
@@ -461,10 +493,16 @@ class Server:
 
     # -- SessionOwner --------------------------------------------------------
 
+    def next_session_number(self) -> int:
+        """Which connection to this server a new one is, counting from 1."""
+        return next(self._session_numbers)
+
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         self._sessions.add(session)
         if session.record is not None and self.keep_messages:
             self.sessions.append(session.record)
+        if self.max_connections and len(self._sessions) > self.max_connections and self._accepting:
+            raise SessionRefused(replies.TOO_MANY_CONNECTIONS)
         if not self._accepting:
             # Accepted just before stop() closed the listener: this one goes
             # too (stop() waits for it, see _finish_close).

@@ -5,21 +5,57 @@ cryptography), and the SSL contexts built from it."""
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
 import shutil
 import ssl
 import tempfile
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["TestCA", "server_context_from_files", "test_ca"]
+__all__ = ["CERTIFICATES", "Certificate", "TestCA", "parse_tls_versions", "server_context_from_files", "test_ca"]
 
 #: The names the server certificate is valid for: every way a test reaches
 #: a loopback server.
 SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
+#: What ``tls_certificate=`` can ask for: a good certificate, or one that a
+#: verifying client must refuse, each for its own reason.
+Certificate = Literal["valid", "expired", "wrong-host", "untrusted", "self-signed"]
+CERTIFICATES: tuple[Certificate, ...] = ("valid", "expired", "wrong-host", "untrusted", "self-signed")
+#: The name a ``"wrong-host"`` certificate is for: under .invalid (RFC 2606),
+#: so it can be nobody's.
+WRONG_HOST = "wrong-host.invalid"
+_TLS_VERSIONS = {
+    "TLSV1": ssl.TLSVersion.TLSv1,
+    "TLSV1.0": ssl.TLSVersion.TLSv1,
+    "TLSV1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSV1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSV1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def parse_tls_versions(versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion]) -> list[ssl.TLSVersion]:
+    """``"TLSv1.2"``, ``ssl.TLSVersion.TLSv1_2`` or a list of them, as
+    TLSVersion values; a ValueError names what is not a TLS version."""
+    items = [versions] if isinstance(versions, str | ssl.TLSVersion) else list(versions)
+    if not items:
+        raise ValueError("tls_versions must name at least one TLS version, e.g. 'TLSv1.2'")
+    parsed = []
+    for item in items:
+        if isinstance(item, ssl.TLSVersion):
+            parsed.append(item)
+            continue
+        # "TLSv1.2", "TLSv1_2", "TLS1.2" and "1.2" all name TLS 1.2.
+        key = str(item).upper().replace("_", ".").replace(" ", "").removeprefix("TLS").removeprefix("V")
+        key = "TLSV" + key
+        if key not in _TLS_VERSIONS:
+            raise ValueError(f"unknown TLS version {item!r}: use TLSv1.2 or TLSv1.3 (or TLSv1, TLSv1.1)")
+        parsed.append(_TLS_VERSIONS[key])
+    return parsed
 
 
 class TestCA:
@@ -44,15 +80,63 @@ class TestCA:
             for blob in self._leaf.cert_chain_pems:
                 chain.write(blob.bytes())
         self._leaf.private_key_pem.write_to_path(self.key_path)
+        self._variants_lock = threading.Lock()
+        #: (chain file, key file) of each certificate variant made so far.
+        self._variants: dict[str, tuple[str, str]] = {"valid": (self.cert_path, self.key_path)}
 
     @property
     def ca_pem(self) -> bytes:
         return self._ca.cert_pem.bytes()
 
-    def server_context(self) -> ssl.SSLContext:
+    def server_context(
+        self,
+        certificate: Certificate = "valid",
+        versions: Sequence[ssl.TLSVersion] | None = None,
+    ) -> ssl.SSLContext:
+        """A server context with the ``certificate`` variant (see
+        CERTIFICATES), offering only ``versions`` (the range from the lowest
+        to the highest) if given."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._leaf.configure_cert(context)
+        chain, key = self._certificate_files(certificate)
+        context.load_cert_chain(chain, key)
+        if versions:
+            context.minimum_version = min(versions)
+            context.maximum_version = max(versions)
         return context
+
+    def _certificate_files(self, certificate: Certificate) -> tuple[str, str]:
+        """The chain and key files of a certificate variant, made on first use."""
+        if certificate not in CERTIFICATES:
+            raise ValueError(f"unknown tls_certificate {certificate!r}: use one of {', '.join(CERTIFICATES)}")
+        with self._variants_lock:
+            files = self._variants.get(certificate)
+            if files is None:
+                chain_pem, key_pem = self._make_variant(certificate)
+                files = (
+                    os.path.join(self.directory, f"server-{certificate}-chain.pem"),
+                    os.path.join(self.directory, f"server-{certificate}-key.pem"),
+                )
+                for path, pem in zip(files, (chain_pem, key_pem), strict=True):
+                    with open(path, "wb") as file:
+                        file.write(pem)
+                self._variants[certificate] = files
+            return files
+
+    def _make_variant(self, certificate: Certificate) -> tuple[bytes, bytes]:
+        import trustme
+
+        if certificate == "self-signed":
+            return _self_signed(SERVER_NAMES)
+        if certificate == "expired":
+            now = datetime.datetime.now(datetime.timezone.utc)
+            leaf = self._ca.issue_cert(
+                *SERVER_NAMES, not_before=now - datetime.timedelta(days=2), not_after=now - datetime.timedelta(days=1)
+            )
+        elif certificate == "wrong-host":
+            leaf = self._ca.issue_cert(WRONG_HOST)
+        else:  # "untrusted": a CA the clients of this test CA do not know
+            leaf = trustme.CA().issue_cert(*SERVER_NAMES)
+        return b"".join(blob.bytes() for blob in leaf.cert_chain_pems), leaf.private_key_pem.bytes()
 
     def client_context(self) -> ssl.SSLContext:
         """A client context that verifies the server against this CA."""
@@ -68,6 +152,42 @@ class TestCA:
     def write_ca(self, path: str | os.PathLike[str]) -> None:
         with open(path, "wb") as file:
             file.write(self.ca_pem)
+
+
+def _self_signed(names: Sequence[str]) -> tuple[bytes, bytes]:
+    """A certificate for ``names`` that signs itself (no CA: trustme only
+    issues from one), and its key, both PEM."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt_names: list[x509.GeneralName] = []
+    for entry in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(entry)))
+        except ValueError:
+            alt_names.append(x509.DNSName(entry))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 _lock = threading.Lock()

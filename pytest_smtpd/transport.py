@@ -15,13 +15,14 @@ from typing import Protocol, TypeAlias, cast
 
 from . import replies
 from .auth import Credentials
-from .connection import ServerConnection, SessionConfig
+from .connection import FaultSource, ServerConnection, SessionConfig
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
     AuthRequested,
     CommandReceived,
     ConnectionClosed,
+    FaultFired,
     LineReceived,
     MessageReceived,
     StartTLS,
@@ -31,7 +32,7 @@ from .sessions import EndedBy, Session, TranscriptEntry
 from .state import State
 from .store import Message, TLSInfo
 
-__all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "Verdict", "to_reply"]
+__all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "SessionRefused", "Verdict", "to_reply"]
 
 log = logging.getLogger("pytest_smtpd")
 #: The protocol trace (``python -m pytest_smtpd -d``): every line each way at
@@ -48,6 +49,15 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds a closing session waits for its peer to read what is left to
 #: send (its last reply, a 421) before it hangs up without it.
 CLOSE_GRACE = 2.0
+
+
+class SessionRefused(Exception):
+    """Raised by ``SessionOwner.session_started()`` to answer a new
+    connection with ``reply`` (a 421) in place of the greeting, and close it."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
 
 
 class CommandHandler(Protocol):
@@ -71,6 +81,12 @@ class SessionOwner(Protocol):
     tls_context: ssl.SSLContext | None
     implicit_tls: bool
 
+    @property
+    def faults(self) -> FaultSource:
+        """The fault rules the core asks at every step."""
+        ...
+
+    def next_session_number(self) -> int: ...
     def session_started(self, session: SessionProtocol) -> CommandHandler | None: ...
     def session_ended(self, session: SessionProtocol) -> None: ...
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]: ...
@@ -117,7 +133,13 @@ class SessionProtocol(asyncio.Protocol):
     def __init__(self, owner: SessionOwner) -> None:
         self.owner = owner
         recording = owner.keep_sessions or trace.isEnabledFor(logging.DEBUG)
-        self.core = ServerConnection(owner.session_config, tls=owner.implicit_tls, record=recording)
+        self.core = ServerConnection(
+            owner.session_config,
+            tls=owner.implicit_tls,
+            record=recording,
+            faults=owner.faults,
+            session_number=owner.next_session_number(),
+        )
         #: What this session did, when the core records (see ``recording``).
         self.record: Session | None = None
         self._started = 0.0
@@ -166,6 +188,13 @@ class SessionProtocol(asyncio.Protocol):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.commands = self.owner.session_started(self)
+        except SessionRefused as refused:
+            # E.g. max_connections: the 421 takes the greeting's place (with
+            # implicit TLS, after the handshake, as the greeting would).
+            log.info("refusing a session from %s: %s", self.peer, refused.reply)
+            self.core.data_to_send()
+            self.core.abort(refused.reply)
+            self._ended_by = "fault"
         except Exception:
             # E.g. a failing SMTPChannel constructor: refuse the session with
             # a 421 in place of the greeting rather than leave the client hanging.
@@ -207,7 +236,12 @@ class SessionProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._busy is None and self.transport is not None and not self.transport.is_closing():
+        if (
+            self._busy is None
+            and not self.core.stalled
+            and self.transport is not None
+            and not self.transport.is_closing()
+        ):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -316,11 +350,35 @@ class SessionProtocol(asyncio.Protocol):
                 self._flush()
                 self._start_handshake(transport, "starttls")
                 return
+            elif isinstance(event, FaultFired):
+                if self.record is not None:
+                    self.record.faults_fired.append(event.fault.describe())
+                log.info("fault for %s: %s", self.peer, event.fault.describe())
+                if event.fault.action == "delay":
+                    self._flush()
+                    transport.pause_reading()
+                    self._busy = asyncio.ensure_future(self._delay(event.fault.seconds))
+                    return
+                if event.fault.action == "stall":
+                    # Nothing more is read; the idle timeout or stop() ends it.
+                    self._flush()
+                    transport.pause_reading()
+                    return
             elif isinstance(event, ConnectionClosed):
+                if self._ended_by is None and event.reason.startswith(("fault:", "limit:")):
+                    self._ended_by = "fault"
                 self._flush()
                 self._close(transport)
                 return
         self._flush()
+
+    async def _delay(self, seconds: float) -> None:
+        """A delay fault: the step runs ``seconds`` later, on the loop, so
+        other sessions and servers go on meanwhile."""
+        await asyncio.sleep(seconds)
+        self._busy = None
+        self._touch()
+        self._resume()
 
     def _answer(self, verdict: Verdict) -> None:
         try:
