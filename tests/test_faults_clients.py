@@ -118,6 +118,40 @@ def test_a_421_fault_reply_closes_the_session(smtpd: Server) -> None:
         assert wire.closed_by_peer()
 
 
+@pytest.mark.smtpd(faults=[Fault.reply("EHLO", "502 5.5.1 EHLO not implemented")])
+def test_smtplib_falls_back_to_helo_when_ehlo_is_refused(smtpd: Server) -> None:
+    send(smtpd)
+    (session,) = smtpd.sessions
+    assert session.commands[:3] == ["EHLO", "HELO", "MAIL"]
+    assert len(smtpd.messages) == 1
+
+
+@pytest.mark.smtpd(tls="starttls", faults=[Fault.reply("STARTTLS", "454 4.7.0 TLS not available")])
+def test_smtplib_reports_starttls_refused(smtpd: Server) -> None:
+    with smtplib.SMTP(*smtpd.address, timeout=TIMEOUT) as client:
+        with pytest.raises(smtplib.SMTPResponseException) as error:
+            client.starttls(context=smtpd.client_context())
+        assert (error.value.smtp_code, error.value.smtp_error) == (454, b"4.7.0 TLS not available")
+        # The session goes on in plaintext: the client decides what to do.
+        assert client.noop()[0] == 250
+
+
+@pytest.mark.smtpd(
+    auth={"alice": "s3cret"},
+    faults=[Fault.reply("AUTH", "454 4.7.0 Temporary authentication failure", match="PLAIN")],
+)
+def test_smtplib_reports_a_temporary_auth_failure(smtpd: Server) -> None:
+    with smtplib.SMTP(*smtpd.address, timeout=TIMEOUT) as client:
+        client.ehlo("client.test")
+        client.esmtp_features["auth"] = "PLAIN"  # make smtplib choose PLAIN
+        with pytest.raises(smtplib.SMTPAuthenticationError) as error:
+            client.login("alice", "s3cret")
+        assert error.value.smtp_code == 454
+    (session,) = smtpd.sessions
+    assert session.faults_fired == ["AUTH: reply 454 4.7.0 Temporary authentication failure"]
+    assert session.auth_identity is None
+
+
 # -- disconnect ---------------------------------------------------------------
 
 
