@@ -519,8 +519,10 @@ class Faults:
         with self._lock:
             self.rules = ()
 
-    def reset(self, faults: Iterable[Fault]) -> None:
+    def reset(self, faults: Iterable[Fault | str]) -> None:
         """Replace every rule by ``faults``, counted from zero, at once."""
+        if isinstance(faults, Fault | str):
+            raise TypeError("faults must be a list of Fault rules (or 'STEP=WHAT' strings), not a single one")
         rules = tuple(self._rule(fault) for fault in faults)
         with self._lock:
             self.rules = rules

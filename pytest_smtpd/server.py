@@ -168,10 +168,9 @@ class Server:
         #: Every session (connection), oldest first, with its transcript;
         #: kept, like the messages, unless ``keep_messages`` is false.
         self.sessions = SessionStore()
-        #: The fault rules, in order: the first that matches a step decides it.
-        self.faults = Faults(faults)
+        self._faults = Faults(faults)
         #: The rules given as ``faults=``: clear() puts them back.
-        self._configured_faults = list(self.faults)
+        self._configured_faults = list(self._faults)
         #: Concurrent sessions beyond this many get ``421 4.7.0`` at the
         #: greeting; 0 for no limit.
         self.max_connections = max_connections
@@ -447,7 +446,7 @@ class Server:
         would hold the parent's port and clients' connections open."""
         self._changed = threading.Condition()
         self.messages._after_fork_in_child()
-        self.faults._after_fork_in_child()
+        self._faults._after_fork_in_child()
         self.sessions._after_fork_in_child()
         inherited = [*self._sockets, *(s.socket for s in self._sessions if s.socket is not None)]
         if inherited:
@@ -480,8 +479,19 @@ class Server:
         fault's ``session=``)."""
         self.messages.clear()
         self.sessions.clear()
-        self.faults.reset(self._configured_faults)
+        self._faults.reset(self._configured_faults)
         self._session_numbers = itertools.count(1)
+
+    @property
+    def faults(self) -> Faults:
+        """The fault rules, in order: the first that matches a step decides
+        it. Add with ``faults.reply()``, ``.disconnect()``, ``.delay()``,
+        ``.stall()``; assigning a list replaces them all."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Iterable[Fault | str]) -> None:
+        self._faults.reset(faults)
 
     @property
     def keep_sessions(self) -> bool:

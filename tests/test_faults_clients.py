@@ -369,6 +369,17 @@ def test_max_connections_with_implicit_tls_refuses_inside_tls() -> None:
             assert refused.value.smtp_code == 421
 
 
+def test_assigning_a_list_replaces_the_rules(smtpd: Server) -> None:
+    smtpd.faults.stall("DATA")
+    smtpd.faults = ["RCPT=450 4.2.1 Mailbox busy"]
+    assert list(smtpd.faults) == [Fault.reply("RCPT", "450 4.2.1 Mailbox busy")]
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(smtpd)
+    with pytest.raises(TypeError, match="a list of Fault rules"):
+        smtpd.faults = Fault.stall("DATA")  # type: ignore[assignment]
+    assert len(smtpd.faults) == 1
+
+
 def test_bad_limits_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="max_connections must be 0"):
         Server(max_connections=-1)
