@@ -214,6 +214,11 @@ class SessionProtocol(asyncio.Protocol):
         self._process()
 
     def data_received(self, data: bytes) -> None:
+        if self.core.stalled:
+            # A stall fault: what comes is dropped and does not count as
+            # activity (the idle timeout ends the session), but reading goes
+            # on, so that a client giving up is seen at once.
+            return
         self._last_activity = time.monotonic()
         if self._tls_early is not None:
             self._tls_early += data
@@ -236,12 +241,7 @@ class SessionProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if (
-            self._busy is None
-            and not self.core.stalled
-            and self.transport is not None
-            and not self.transport.is_closing()
-        ):
+        if self._busy is None and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -360,9 +360,9 @@ class SessionProtocol(asyncio.Protocol):
                     self._busy = asyncio.ensure_future(self._delay(event.fault.seconds))
                     return
                 if event.fault.action == "stall":
-                    # Nothing more is read; the idle timeout or stop() ends it.
+                    # No reply from now on: the idle timeout, stop() or the
+                    # client hanging up ends the session.
                     self._flush()
-                    transport.pause_reading()
                     return
             elif isinstance(event, ConnectionClosed):
                 if self._ended_by is None and event.reason.startswith(("fault:", "limit:")):
