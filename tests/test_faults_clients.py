@@ -245,24 +245,26 @@ def test_a_client_timeout_fires_on_a_delay_longer_than_it() -> None:
         assert isinstance(error.value.__context__, TimeoutError)
 
 
-def test_a_delay_holds_up_neither_other_sessions_nor_other_servers(smtpd: Server) -> None:
+def test_a_delay_holds_up_neither_other_sessions_nor_other_servers() -> None:
     """The first session waits 30 s for its MAIL reply; meanwhile a second
     session to the same server and one to another server each deliver a
     message. No clock is read: the delayed client has simply no reply yet."""
-    smtpd.faults.delay("MAIL", 30, session=1)
-    with Wire(smtpd.address) as delayed, Server() as other:
-        assert delayed.command("EHLO client.test") == 250
-        delayed.send(f"MAIL FROM:<{SENDER}>\r\n".encode())
-        send(smtpd)
-        send(other)
-        assert len(smtpd.messages) == 1 and len(other.messages) == 1
-        delayed.sock.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            delayed.sock.recv(1)
-        delayed.sock.setblocking(True)
-        smtpd.stop()
-        # stop() ends the wait with a 421.
-        assert delayed.reply()[0] == 421
+    with Server(faults=[Fault.delay("MAIL", 30, session=1)]) as server, Server() as other:
+        with Wire(server.address) as delayed:
+            assert delayed.command("EHLO client.test") == 250
+            delayed.send(f"MAIL FROM:<{SENDER}>\r\n".encode())
+            wait_until(lambda: server.sessions[0].faults_fired == ["MAIL: delay 30s"] or None, "the delay")
+            send(server)
+            send(other)
+            assert len(server.messages) == 1 and len(other.messages) == 1
+            delayed.sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                delayed.sock.recv(1)
+            delayed.sock.setblocking(True)
+            server.stop()
+            # stop() ends the wait with a 421.
+            assert delayed.reply()[0] == 421
+        assert [session.ended_by for session in server.sessions] == ["stop", "quit"]
 
 
 def test_smtplib_times_out_on_a_stall(smtpd: Server) -> None:
