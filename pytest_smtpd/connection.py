@@ -279,8 +279,9 @@ class ServerConnection:
         self._deferred: Callable[[], Event | None] | None = None
         #: A fault fired outside next_event() (at CONNECT), reported by it.
         self._fired: FaultFired | None = None
-        #: A stall fault fired: nothing more is read until abort().
-        self._stalled = False
+        #: A stall fault fired: nothing more is read until abort() (what
+        #: arrives is dropped).
+        self.stalled = False
         #: Whether any of the three above may be set: the one test
         #: next_event() makes for faults in the common case.
         self._fault_work = False
@@ -303,7 +304,7 @@ class ServerConnection:
         """Hand over bytes from the peer; ``b""`` means the peer closed."""
         if not data:
             self._eof = True
-        elif self.state not in (State.CLOSED, State.TLS_PENDING) and not self._stalled:
+        elif self.state not in (State.CLOSED, State.TLS_PENDING) and not self.stalled:
             # Bytes that arrive between STARTTLS and the handshake are
             # plaintext injected into the coming TLS session: dropped. A
             # stalled session drops what comes too, so that a client that
@@ -351,11 +352,6 @@ class ServerConnection:
             self._close("peer closed the connection")
             return ConnectionClosed(self._closed_reason)
         return NEED_DATA
-
-    @property
-    def stalled(self) -> bool:
-        """Whether a stall fault fired: nothing more is read until abort()."""
-        return self._stalled
 
     def data_to_send(self) -> bytes:
         """The replies queued since the last call, ready for the socket."""
@@ -498,7 +494,7 @@ class ServerConnection:
         self._data = bytearray()
         self._deferred = None
         self._fired = None
-        self._stalled = False
+        self.stalled = False
         self._cut_pending = None
         self._cut_after = None
 
@@ -515,7 +511,7 @@ class ServerConnection:
             deferred = run()
             if deferred is not None:
                 return deferred
-        if self._stalled:
+        if self.stalled:
             if self._eof:
                 self._close("peer closed the connection")
                 return ConnectionClosed(self._closed_reason)
@@ -563,7 +559,7 @@ class ServerConnection:
         elif action == "delay":
             self._deferred = run
         elif action == "stall":
-            self._stalled = True
+            self.stalled = True
         else:
             raise LocalProtocolError(f"unknown fault action {action!r}")
         return FaultFired(step, fault)
