@@ -210,6 +210,26 @@ class FaultSource(Protocol):
 class ServerConnection:
     """One SMTP session, server side."""
 
+    # Fault state, as class-level defaults: a session no fault touches never
+    # stores them (they are set per instance when a fault fires).
+    #: Messages handed to the application in this session.
+    messages_received = 0
+    #: A stall fault fired: nothing more is read until abort() (what
+    #: arrives is dropped).
+    stalled = False
+    #: A step a delay fault holds back: run by the next next_event().
+    _deferred: Callable[[], Event | None] | None = None
+    #: A fault fired outside next_event() (at CONNECT), reported by it.
+    _fired: FaultFired | None = None
+    #: Whether any of the three above may be set: the one test
+    #: next_event() makes for faults in the common case.
+    _fault_work = False
+    #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of the
+    #: message the DATA command under way starts (``_cut_pending``), or of
+    #: the one being read (``_cut_after``).
+    _cut_pending: int | None = None
+    _cut_after: int | None = None
+
     def __init__(
         self,
         config: SessionConfig | None = None,
@@ -233,8 +253,6 @@ class ServerConnection:
         #: server this is (counting from 1), for their ``session=``.
         self.faults = faults
         self.session_number = session_number
-        #: Messages handed to the application in this session.
-        self.messages_received = 0
         self.state = State.CONNECTED
         #: Whether the session is encrypted (implicit TLS, or after STARTTLS).
         self.tls = tls
@@ -275,21 +293,6 @@ class ServerConnection:
         self._data_too_big = False
         #: Octets of message data read in this DATA phase, for the transcript.
         self._data_octets = 0
-        #: A step a delay fault holds back: run by the next next_event().
-        self._deferred: Callable[[], Event | None] | None = None
-        #: A fault fired outside next_event() (at CONNECT), reported by it.
-        self._fired: FaultFired | None = None
-        #: A stall fault fired: nothing more is read until abort() (what
-        #: arrives is dropped).
-        self.stalled = False
-        #: Whether any of the three above may be set: the one test
-        #: next_event() makes for faults in the common case.
-        self._fault_work = False
-        #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of
-        #: the message the DATA command under way starts (``_cut_pending``),
-        #: or of the one being read (``_cut_after``).
-        self._cut_pending: int | None = None
-        self._cut_after: int | None = None
         greeting = Reply(220, self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}")
         fault = self._fault("CONNECT", "") if faults is not None and faults.rules else None
         if fault is None:
