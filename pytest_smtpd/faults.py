@@ -387,7 +387,8 @@ class Faults:
         #: The rules as a tuple, replaced (never changed) under the lock, so
         #: that the core's "any rules?" test is one attribute read.
         self.rules: tuple[_Rule, ...] = ()
-        self.extend(faults)
+        if faults or isinstance(faults, str):  # (a server without faults skips this)
+            self.extend(faults)
 
     # -- adding and removing -----------------------------------------------
 

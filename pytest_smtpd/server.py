@@ -170,7 +170,7 @@ class Server:
         self.sessions = SessionStore()
         self._faults = Faults(faults)
         #: The rules given as ``faults=``: clear() puts them back.
-        self._configured_faults = list(self._faults)
+        self._configured_faults = [rule.fault for rule in self._faults.rules]
         #: Concurrent sessions beyond this many get ``421 4.7.0`` at the
         #: greeting; 0 for no limit.
         self.max_connections = max_connections
