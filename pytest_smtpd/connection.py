@@ -242,8 +242,8 @@ class ServerConnection:
         self.config = config or SessionConfig()
         #: With ``record``: what was said, as ``(direction, line)`` pairs
         #: ("client" or "server"), message data as a size and SASL secrets
-        #: masked, for the caller to take (and clear) as it goes. This is the
-        #: one source of the protocol trace and the session transcripts.
+        #: masked, for the caller to read as it grows. This is the one source
+        #: of the protocol trace and the session transcripts.
         self.transcript: list[tuple[str, str]] | None = [] if record else None
         #: The verbs of the command lines received, in order (with ``record``).
         self.commands: list[str] = []

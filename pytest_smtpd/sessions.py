@@ -41,6 +41,9 @@ class Session:
     delivered a message."""
 
     __slots__ = (
+        "_entries",
+        "_lines",
+        "_marks",
         "auth_identity",
         "commands",
         "ended_at",
@@ -52,10 +55,9 @@ class Session:
         "pipelined",
         "started_at",
         "tls",
-        "transcript",
     )
 
-    def __init__(self, peer: tuple[str, int], started_at: float) -> None:
+    def __init__(self, peer: tuple[str, int], started_at: float, lines: list[tuple[str, str]] | None = None) -> None:
         #: The client's ``(host, port)``.
         self.peer = peer
         #: The name given in the last HELO/EHLO/LHLO, ``""`` if none.
@@ -72,8 +74,14 @@ class Session:
         #: The verbs of the command lines, in order, e.g.
         #: ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``.
         self.commands: list[str] = []
-        #: Every line each way, in order.
-        self.transcript: list[TranscriptEntry] = []
+        # The lines as the protocol core records them, ``(direction, line)``,
+        # and when they were seen: ``(count, seconds)`` marks, each saying
+        # that the first ``count`` lines had been said ``seconds`` after the
+        # start. The entries are made from them only when asked for, so that
+        # recording costs a session next to nothing.
+        self._lines: list[tuple[str, str]] = [] if lines is None else lines
+        self._marks: list[tuple[int, float]] = []
+        self._entries: list[TranscriptEntry] = []
         #: The messages accepted in this session.
         self.messages: list[Message] = []
         #: A description of each fault rule that decided a step here.
@@ -84,6 +92,32 @@ class Session:
     @property
     def is_open(self) -> bool:
         return self.ended_by is None
+
+    @property
+    def transcript(self) -> list[TranscriptEntry]:
+        """Every line each way, in order (a new list each time)."""
+        lines, marks, entries = self._lines, list(self._marks), self._entries
+        count = len(lines)
+        if len(entries) < count:
+            mark = 0
+            for index in range(len(entries), count):
+                while mark < len(marks) and marks[mark][0] <= index:
+                    mark += 1
+                # The first mark that covers the line; a line not yet marked
+                # (recorded, not yet sent) gets the latest time known.
+                seconds = marks[mark][1] if mark < len(marks) else (marks[-1][1] if marks else 0.0)
+                direction, line = lines[index]
+                entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
+        return entries[:count]
+
+    def _mark(self, seconds: float) -> tuple[int, int]:
+        """Note that the lines recorded so far were said by ``seconds``; the
+        range of lines new since the last mark."""
+        done = self._marks[-1][0] if self._marks else 0
+        count = len(self._lines)
+        if count > done:
+            self._marks.append((count, seconds))
+        return done, count
 
     def last_error(self) -> str | None:
         """The last 4xx or 5xx reply line the client got, or None."""

@@ -28,7 +28,7 @@ from .events import (
     StartTLS,
 )
 from .replies import Reply
-from .sessions import EndedBy, Session, TranscriptEntry
+from .sessions import EndedBy, Session
 from .state import State
 from .store import Message, TLSInfo
 
@@ -181,7 +181,7 @@ class SessionProtocol(asyncio.Protocol):
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         if self.core.transcript is not None:
             self._started = time.monotonic()
-            self.record = Session(self.peer, time.time())
+            self.record = Session(self.peer, time.time(), self.core.transcript)
             self.record.commands = self.core.commands
         self.socket = transport.get_extra_info("socket")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
@@ -545,16 +545,15 @@ class SessionProtocol(asyncio.Protocol):
             self.transport.write(out)
 
     def _take_transcript(self, record: Session) -> None:
-        """Move what the core recorded into the session's record (and the trace)."""
+        """Time what the core recorded since the last call (it records into
+        the session's own list), bring the record up to date, and trace it."""
+        done, count = record._mark(time.monotonic() - self._started)
+        if done == count:
+            return
+        if trace.isEnabledFor(logging.DEBUG):
+            for direction, line in self.core.transcript[done:count]:  # type: ignore[index]
+                trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
         core = self.core
-        lines = core.transcript
-        if lines:
-            now = time.monotonic() - self._started
-            record.transcript += [TranscriptEntry(direction, line, now) for direction, line in lines]  # type: ignore[arg-type]
-            if trace.isEnabledFor(logging.DEBUG):
-                for direction, line in lines:
-                    trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
-            lines.clear()
         record.helo = core.helo
         record.pipelined = core.pipelined
         if core.authenticated is not None:
