@@ -122,6 +122,8 @@ class SessionConfig:
     #: Recipients accepted per transaction; those over it get 452 (RFC 5321
     #: 4.5.3.1.8 asks for at least 100; Postfix allows 1000). 0: no limit.
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    #: Offer CHUNKING (RFC 3030): BDAT, and BINARYMIME where 8-bit data is taken.
+    enable_CHUNKING: bool = False
     #: Offer PIPELINING (RFC 2920). Pipelined commands are answered in order
     #: either way; the stdlib-compatible classes do not offer it, as the stdlib did not.
     pipelining: bool = True
@@ -293,6 +295,13 @@ class ServerConnection:
         self._data_too_big = False
         #: Octets of message data read in this DATA phase, for the transcript.
         self._data_octets = 0
+        # BDAT (RFC 3030): the chunk being read, what is left of it, whether
+        # it is the last, and the reply it gets instead if it is refused.
+        self._chunk_size = 0
+        self._chunk_left = 0
+        self._chunk_last = False
+        self._chunk_refusal: Reply | None = None
+        self._chunk_return_state = State.CONNECTED
         greeting = Reply(220, self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}")
         fault = self._fault("CONNECT", "") if faults is not None and faults.rules else None
         if fault is None:
@@ -328,8 +337,8 @@ class ServerConnection:
                 self.transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
             self._delivered_at = None
         while self.state is not State.CLOSED:
-            if self.state is State.DATA:
-                event = self._read_data()
+            if self.state is State.DATA or self.state is State.CHUNK:
+                event = self._read_data() if self.state is State.DATA else self._read_chunk()
                 if event is NEED_DATA:
                     break
                 if event is not None:
@@ -477,6 +486,10 @@ class ServerConnection:
             keywords.append("SMTPUTF8")
         if config.enable_DSN:
             keywords.append("DSN")
+        if config.enable_CHUNKING:
+            keywords.append("CHUNKING")
+            if not config.decode_data:
+                keywords.append("BINARYMIME")
         if config.starttls and not self.tls:
             keywords.append("STARTTLS")
         if config.auth_mechanisms:
@@ -491,6 +504,9 @@ class ServerConnection:
     def _close(self, reason: str) -> None:
         if self.state is State.DATA:
             self._record_client(f"<{self._data_octets + len(self._inbox)} bytes of message data, unfinished>")
+        elif self.state is State.CHUNK:
+            read = self._chunk_size - self._chunk_left + min(len(self._inbox), self._chunk_left)
+            self._record_client(f"<{read} of {self._chunk_size} bytes of a chunk, unfinished>")
         self.state = State.CLOSED
         self._closed_reason = reason
         self._inbox.clear()
@@ -594,7 +610,7 @@ class ServerConnection:
         return line
 
     def _handle_line(self, line: bytes | _LineTooLong) -> Event | None:
-        if self._inbox:
+        if self._inbox and not (isinstance(line, bytes) and line[:5].upper() == b"BDAT "):
             self.pipelined = True  # the next command came before this reply
         if isinstance(line, _LineTooLong):
             self._record_client("<a line too long, dropped>")
@@ -623,6 +639,11 @@ class ServerConnection:
             self.reply(replies.BAD_SYNTAX)
             return None
         self.last_line = text
+        if verb == "BDAT" and self.config.enable_CHUNKING:
+            # Its chunk follows at once, whatever the answer: not a step a
+            # fault can take over, nor one a command handler could frame.
+            self._smtp_bdat(argument)
+            return None
         faults = self.faults
         if faults is not None and faults.rules:
             self._cut_pending = None  # a delegated DATA that started no message
@@ -803,8 +824,9 @@ class ServerConnection:
         smtputf8 = False
         for key, value in params:
             if key == "BODY" and not config.decode_data:
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    self.reply(replies.BAD_BODY)
+                bodies = ("7BIT", "8BITMIME", "BINARYMIME") if config.enable_CHUNKING else ("7BIT", "8BITMIME")
+                if value is None or value.upper() not in bodies:
+                    self.reply(replies.BAD_BODY_CHUNKING if config.enable_CHUNKING else replies.BAD_BODY)
                     return
                 options.append(f"BODY={value.upper()}")
             elif key == "SMTPUTF8" and config.enable_SMTPUTF8:
@@ -866,6 +888,9 @@ class ServerConnection:
         if argument:
             self.reply(self._syntax_error("DATA"))
             return
+        if "BODY=BINARYMIME" in self.envelope.mail_options:
+            self.reply(replies.BINARYMIME_NEEDS_BDAT)  # RFC 3030 3
+            return
         self._data = bytearray(b"\r\n")
         self._data_search_from = 0
         self._data_dots = 0
@@ -875,6 +900,76 @@ class ServerConnection:
         self._cut_after, self._cut_pending = self._cut_pending, None
         self.state = State.DATA
         self.reply(replies.START_DATA)
+
+    def _smtp_bdat(self, argument: str | None) -> None:
+        """Start reading a chunk. Its octets follow the command whatever the
+        answer, so a refusal (503, 530, or the 552 of a message that got too
+        big) is given after them; only a size that cannot be read is
+        answered at once (501), and what follows is read as commands."""
+        size_text, _, last_text = (argument or "").partition(" ")
+        last_text = last_text.strip(" ")
+        if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or last_text.upper() not in (
+            "",
+            "LAST",
+        ):
+            self.reply(Reply(501, "Syntax: BDAT chunk-size [LAST]"))
+            return
+        size = int(size_text)
+        if len(self._inbox) > size:
+            self.pipelined = True
+        self._chunk_refusal = gate_error(
+            "BDAT",
+            tls_missing=self.config.require_tls and not self.tls,
+            auth_missing=self.config.auth_required and self.authenticated is None,
+        ) or sequence_error("BDAT", self.state)
+        if self._chunk_refusal is None and self.state is State.RCPT:
+            self._data = bytearray()  # the first chunk of the message
+            self._data_too_big = False
+        self._chunk_size = self._chunk_left = size
+        self._chunk_last = bool(last_text)
+        self._chunk_return_state = self.state
+        self.state = State.CHUNK
+
+    def _read_chunk(self) -> Event | NeedData | None:
+        """Take the chunk's octets as they are (no dot-stuffing, no lines);
+        once it is whole, answer it, or hand over the message after LAST."""
+        inbox = self._inbox
+        take = min(len(inbox), self._chunk_left)
+        if take:
+            if self._chunk_refusal is None and not self._data_too_big:
+                self._data += inbox[:take]
+                limit = self.config.data_size_limit
+                if limit and len(self._data) > limit:
+                    self._data_too_big = True  # read on, keep nothing
+                    self._data = bytearray()
+            del inbox[:take]
+            self._chunk_left -= take
+        if self._chunk_left:
+            return NEED_DATA
+        self._record_client(f"<{self._chunk_size} bytes of message data>")
+        if self._chunk_refusal is not None:
+            self.state = self._chunk_return_state
+            self.reply(self._chunk_refusal)
+            return None
+        if self._data_too_big:
+            for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
+                self.reply(replies.TOO_MUCH_DATA)
+            self.reset_transaction()
+            return None
+        if not self._chunk_last:
+            self.state = State.BDAT
+            self.reply(Reply(250, f"{self._chunk_size} octets received"))
+            return None
+        message = bytes(self._data)
+        self._data = bytearray()
+        self.state = State.MESSAGE_PENDING
+        identity = None
+        if self.authenticated is not None:
+            identity = self.authenticated.authzid or self.authenticated.username
+        self.messages_received += 1
+        return MessageReceived(
+            envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity, transfer="BDAT"
+        )
 
     def _smtp_help(self, argument: str | None) -> None:
         commands = self._supported_commands()

@@ -90,6 +90,8 @@ class MessageReceived:
     helo: str
     #: Who logged in with AUTH (the authorization identity if one was given).
     auth_identity: str | None = None
+    #: How it came: ``"DATA"``, or ``"BDAT"`` (CHUNKING, RFC 3030).
+    transfer: str = "DATA"
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ class Server:
         auth_requires_tls: bool = False,
         lmtp: bool = False,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        enable_CHUNKING: bool = False,
         faults: Iterable[Fault | str] = (),
         tls_certificate: Certificate = "valid",
         tls_versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion] | None = None,
@@ -156,6 +157,7 @@ class Server:
             auth_requires_tls=auth_requires_tls,
             lmtp=lmtp,
             max_recipients=max_recipients,
+            enable_CHUNKING=enable_CHUNKING,
             max_messages_per_connection=max_messages_per_connection,
         )
         if timeout is not None and timeout <= 0:

@@ -25,6 +25,10 @@ class State(Enum):
     RCPT = "RCPT"
     #: Reading the message after DATA.
     DATA = "DATA"
+    #: Reading the octets of a BDAT chunk.
+    CHUNK = "CHUNK"
+    #: Chunks of a message received (BDAT without LAST): more BDAT to come.
+    BDAT = "BDAT"
     #: The message is complete and waits for the application's verdict.
     MESSAGE_PENDING = "MESSAGE_PENDING"
     #: In a SASL exchange: lines are AUTH responses, not commands.
@@ -38,7 +42,7 @@ class State(Enum):
 
 
 #: The states in which a command line is read.
-COMMAND_STATES = frozenset({State.CONNECTED, State.GREETED, State.MAIL, State.RCPT})
+COMMAND_STATES = frozenset({State.CONNECTED, State.GREETED, State.MAIL, State.RCPT, State.BDAT})
 
 _ANY = COMMAND_STATES
 
@@ -48,6 +52,7 @@ _ALLOWED: dict[str, frozenset[State]] = {
     "MAIL": frozenset({State.GREETED}),
     "RCPT": frozenset({State.MAIL, State.RCPT}),
     "DATA": frozenset({State.RCPT}),
+    "BDAT": frozenset({State.RCPT, State.BDAT}),
     "STARTTLS": frozenset({State.CONNECTED, State.GREETED}),
     "AUTH": frozenset({State.GREETED}),
 }
@@ -62,6 +67,13 @@ _OUT_OF_SEQUENCE: dict[tuple[str, State], Reply] = {
     ("DATA", State.CONNECTED): replies.SEND_HELO_FIRST,
     ("DATA", State.GREETED): replies.NEED_RCPT,
     ("DATA", State.MAIL): replies.NEED_RCPT,
+    ("DATA", State.BDAT): replies.DATA_AFTER_BDAT,
+    ("MAIL", State.BDAT): replies.NESTED_MAIL,
+    ("STARTTLS", State.BDAT): replies.NOT_IN_TRANSACTION,
+    ("AUTH", State.BDAT): replies.NOT_IN_TRANSACTION,
+    ("BDAT", State.CONNECTED): replies.SEND_HELO_FIRST,
+    ("BDAT", State.GREETED): replies.NEED_RCPT,
+    ("BDAT", State.MAIL): replies.NEED_RCPT,
     ("STARTTLS", State.MAIL): replies.NOT_IN_TRANSACTION,
     ("STARTTLS", State.RCPT): replies.NOT_IN_TRANSACTION,
     ("AUTH", State.CONNECTED): replies.SEND_EHLO_FIRST,

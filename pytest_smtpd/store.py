@@ -114,6 +114,7 @@ class Message:
         "received_at",
         "session",
         "tls",
+        "transfer",
     )
 
     def __init__(
@@ -130,6 +131,7 @@ class Message:
         tls: TLSInfo | None = None,
         auth_identity: str | None = None,
         session: Session | None = None,
+        transfer: str = "DATA",
     ) -> None:
         #: The client's address, ``(host, port)``.
         self.peer = peer
@@ -150,6 +152,8 @@ class Message:
         self.auth_identity = auth_identity
         #: The session that delivered it (its transcript, its other messages).
         self.session = session
+        #: How the message came: ``"DATA"``, or ``"BDAT"`` (CHUNKING).
+        self.transfer = transfer
         self._email: EmailMessage | None = None
         #: The views below, computed on first use.
         self._views: dict[str, Any] | None = None

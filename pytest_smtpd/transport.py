@@ -535,6 +535,7 @@ class SessionProtocol(asyncio.Protocol):
             tls=self.tls,
             auth_identity=event.auth_identity,
             session=self.record,
+            transfer=event.transfer,
         )
 
     def _flush(self) -> None:

@@ -10,7 +10,7 @@ from pytest_smtpd.replies import Reply
 from pytest_smtpd.state import COMMAND_STATES, State, gate_error, sequence_error
 
 BAD_SEQUENCE = Reply(503, "Error: bad sequence of commands")
-CONNECTED, GREETED, MAIL, RCPT = State.CONNECTED, State.GREETED, State.MAIL, State.RCPT
+CONNECTED, GREETED, MAIL, RCPT, BDAT = State.CONNECTED, State.GREETED, State.MAIL, State.RCPT, State.BDAT
 
 #: verb -> the reply in each command state (None: in sequence), written out
 #: independently of the table under test.
@@ -20,33 +20,44 @@ EXPECTED: dict[str, dict[State, Reply | None]] = {
         GREETED: None,
         MAIL: replies.NESTED_MAIL,
         RCPT: replies.NESTED_MAIL,
+        BDAT: replies.NESTED_MAIL,
     },
-    "RCPT": {CONNECTED: replies.SEND_HELO_FIRST, GREETED: replies.NEED_MAIL, MAIL: None, RCPT: None},
+    "RCPT": {
+        CONNECTED: replies.SEND_HELO_FIRST,
+        GREETED: replies.NEED_MAIL,
+        MAIL: None,
+        RCPT: None,
+        BDAT: BAD_SEQUENCE,
+    },
     "DATA": {
         CONNECTED: replies.SEND_HELO_FIRST,
         GREETED: replies.NEED_RCPT,
         MAIL: replies.NEED_RCPT,
         RCPT: None,
+        BDAT: replies.DATA_AFTER_BDAT,
     },
     "STARTTLS": {
         CONNECTED: None,
         GREETED: None,
         MAIL: replies.NOT_IN_TRANSACTION,
         RCPT: replies.NOT_IN_TRANSACTION,
+        BDAT: replies.NOT_IN_TRANSACTION,
     },
     "AUTH": {
         CONNECTED: replies.SEND_EHLO_FIRST,
         GREETED: None,
         MAIL: replies.NOT_IN_TRANSACTION,
         RCPT: replies.NOT_IN_TRANSACTION,
+        BDAT: replies.NOT_IN_TRANSACTION,
     },
     **{
-        verb: dict.fromkeys((CONNECTED, GREETED, MAIL, RCPT), None)
+        verb: dict.fromkeys((CONNECTED, GREETED, MAIL, RCPT, BDAT), None)
         for verb in ("HELO", "EHLO", "LHLO", "NOOP", "QUIT", "RSET", "HELP", "VRFY", "EXPN")
     },
 }
 NOT_READING_COMMANDS = [
     State.DATA,
+    State.CHUNK,
     State.MESSAGE_PENDING,
     State.AUTH,
     State.AUTH_PENDING,
@@ -56,7 +67,7 @@ NOT_READING_COMMANDS = [
 
 
 def test_command_states() -> None:
-    assert frozenset({CONNECTED, GREETED, MAIL, RCPT}) == COMMAND_STATES
+    assert frozenset({CONNECTED, GREETED, MAIL, RCPT, BDAT}) == COMMAND_STATES
     assert set(State) == COMMAND_STATES | set(NOT_READING_COMMANDS)
 
 
@@ -76,7 +87,7 @@ def test_no_command_is_in_sequence_outside_command_states(verb: str, state: Stat
     assert sequence_error(verb, state) == BAD_SEQUENCE
 
 
-@pytest.mark.parametrize("state", [CONNECTED, GREETED, MAIL, RCPT])
+@pytest.mark.parametrize("state", [CONNECTED, GREETED, MAIL, RCPT, BDAT])
 def test_unknown_verb_is_not_the_tables_business(state: State) -> None:
     # Unknown verbs get their 500 from the connection, not a 503 from here.
     assert sequence_error("XYZZY", state) is None
@@ -112,3 +123,17 @@ def test_the_auth_gate_lets_helo_rset_and_auth_through(verb: str) -> None:
 
 def test_auth_is_not_gated_by_auth() -> None:
     assert gate_error("AUTH", tls_missing=False, auth_missing=True) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "reply"),
+    [
+        (CONNECTED, replies.SEND_HELO_FIRST),
+        (GREETED, replies.NEED_RCPT),
+        (MAIL, replies.NEED_RCPT),
+        (RCPT, None),
+        (BDAT, None),
+    ],
+)
+def test_bdat_sequence(state: State, reply: Reply | None) -> None:
+    assert sequence_error("BDAT", state) == reply
