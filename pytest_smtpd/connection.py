@@ -435,6 +435,8 @@ class ServerConnection:
     def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
         """End the session with ``reply`` (a 421), e.g. at shutdown or timeout."""
         if self.state is not State.CLOSED:
+            self._record_unfinished()  # in the transcript before the 421
+            self.state = State.CLOSED
             self.reply(reply)
             self._close(reply.text)
 
@@ -501,12 +503,16 @@ class ServerConnection:
 
     # -- framing ------------------------------------------------------------
 
-    def _close(self, reason: str) -> None:
+    def _record_unfinished(self) -> None:
+        """A message cut off while being read shows in the transcript as its size."""
         if self.state is State.DATA:
             self._record_client(f"<{self._data_octets + len(self._inbox)} bytes of message data, unfinished>")
         elif self.state is State.CHUNK:
             read = self._chunk_size - self._chunk_left + min(len(self._inbox), self._chunk_left)
             self._record_client(f"<{read} of {self._chunk_size} bytes of a chunk, unfinished>")
+
+    def _close(self, reason: str) -> None:
+        self._record_unfinished()
         self.state = State.CLOSED
         self._closed_reason = reason
         self._inbox.clear()
