@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the real mail programs the integration tests talk to: Postfix (an
-# upstream for PureProxy, run by the tests from their own configuration
-# directory), swaks, msmtp and curl (SMTP clients), openssl (s_client).
+# upstream for PureProxy, and a sending MTA relaying to our server, each run
+# by the tests from its own configuration directory; libsasl2-modules gives
+# its SMTP client the PLAIN and LOGIN mechanisms), swaks, msmtp and curl (SMTP
+# clients), openssl (s_client).
 #
 # Idempotent: when every package is installed already it changes nothing.
 # Runs as root (CI); as another user it uses sudo.
 set -euo pipefail
 
-packages=(postfix swaks msmtp curl openssl)
+packages=(postfix libsasl2-modules swaks msmtp curl openssl)
 
 missing=()
 for package in "${packages[@]}"; do
