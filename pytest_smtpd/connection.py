@@ -17,6 +17,7 @@ from typing import Protocol
 from . import replies
 from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
 from .auth import MECHANISMS, AuthError, Credentials, Mechanism
+from .dsn import DSNError, check_envid, check_notify, check_orcpt
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -852,6 +853,11 @@ class ServerConnection:
             elif key == "RET" and config.enable_DSN and value and value.upper() in ("FULL", "HDRS"):
                 options.append(f"RET={value.upper()}")
             elif key == "ENVID" and config.enable_DSN and value:
+                try:
+                    check_envid(value)
+                except DSNError as exc:
+                    self.reply(Reply(exc.code, f"Error: {exc}"))
+                    return
                 options.append(f"ENVID={value}")
             else:
                 self.reply(replies.MAIL_PARAMS_UNKNOWN)
@@ -875,7 +881,12 @@ class ServerConnection:
         options: list[str] = []
         for key, value in params:
             if key in ("NOTIFY", "ORCPT") and self.config.enable_DSN and value:
-                options.append(f"{key}={value}")
+                try:
+                    (check_notify if key == "NOTIFY" else check_orcpt)(value)
+                except DSNError as exc:
+                    self.reply(Reply(exc.code, f"Error: {exc}"))
+                    return
+                options.append(f"{key}={value.upper() if key == 'NOTIFY' else value}")
             else:
                 self.reply(replies.RCPT_PARAMS_UNKNOWN)
                 return
@@ -887,6 +898,7 @@ class ServerConnection:
             return
         self.envelope.rcpt_tos.append(address)
         self.envelope.rcpt_options.extend(options)
+        self.envelope.options_per_rcpt.append(options)
         self.state = State.RCPT
         self.reply(replies.OK)
 

@@ -50,6 +50,9 @@ class Envelope:
     mail_options: list[str] = field(default_factory=list)
     #: Parameters of every accepted RCPT TO, in order.
     rcpt_options: list[str] = field(default_factory=list)
+    #: The parameters of each accepted RCPT TO, one list per recipient
+    #: (``rcpt_options`` has them all in one list, as the stdlib gave them).
+    options_per_rcpt: list[list[str]] = field(default_factory=list, compare=False)
     #: Whether MAIL FROM carried the SMTPUTF8 parameter.
     smtputf8: bool = False
 

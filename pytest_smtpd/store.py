@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, overload
 
 from . import loopthread
+from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
     from .matching import Criterion
@@ -108,6 +109,7 @@ class Message:
         "helo",
         "mail_from",
         "mail_options",
+        "options_per_rcpt",
         "peer",
         "rcpt_options",
         "rcpt_tos",
@@ -132,6 +134,7 @@ class Message:
         auth_identity: str | None = None,
         session: Session | None = None,
         transfer: str = "DATA",
+        options_per_rcpt: list[list[str]] | None = None,
     ) -> None:
         #: The client's address, ``(host, port)``.
         self.peer = peer
@@ -154,6 +157,8 @@ class Message:
         self.session = session
         #: How the message came: ``"DATA"``, or ``"BDAT"`` (CHUNKING).
         self.transfer = transfer
+        #: The parameters of each RCPT, one list per recipient in ``rcpt_tos``.
+        self.options_per_rcpt = options_per_rcpt if options_per_rcpt is not None else [[] for _ in rcpt_tos]
         self._email: EmailMessage | None = None
         #: The views below, computed on first use.
         self._views: dict[str, Any] | None = None
@@ -166,6 +171,13 @@ class Message:
     @property
     def rcpttos(self) -> list[str]:
         return self.rcpt_tos
+
+    @property
+    def dsn(self) -> DSN:
+        """The DSN request (RFC 3461): ``ret`` and ``envid`` from MAIL, and
+        for each recipient ``notify`` and ``orcpt``, xtext decoded. Empty
+        (all None) for a message that asked for none."""
+        return dsn_from(self.mail_options, self.rcpt_tos, self.options_per_rcpt)
 
     @property
     def email(self) -> EmailMessage:

@@ -536,6 +536,7 @@ class SessionProtocol(asyncio.Protocol):
             auth_identity=event.auth_identity,
             session=self.record,
             transfer=event.transfer,
+            options_per_rcpt=[list(options) for options in envelope.options_per_rcpt],
         )
 
     def _flush(self) -> None:

@@ -125,9 +125,10 @@ def test_postfix_asks_for_dsn(relay: Callable[..., Server], postfix_sender: Post
     postfix_sender.send(compose(subject), SENDER, ["bob@plain.test"], "-N", "success,delay,failure", "-V", "env-42")
     message = arrived(server, subject, postfix_sender)
     assert "ENVID=env-42" in message.mail_options
-    [notify] = [option for option in message.rcpt_options if option.startswith("NOTIFY=")]
-    assert sorted(notify.removeprefix("NOTIFY=").split(",")) == ["DELAY", "FAILURE", "SUCCESS"]
-    assert any(option.startswith("ORCPT=rfc822;bob@plain.test") for option in message.rcpt_options)
+    assert message.dsn.envid == "env-42"
+    [bob] = message.dsn.recipients
+    assert sorted(bob.notify or ()) == ["DELAY", "FAILURE", "SUCCESS"]
+    assert bob.orcpt == "rfc822;bob@plain.test"
 
 
 def test_a_4xx_makes_postfix_defer_and_deliver_on_retry(
