@@ -536,8 +536,8 @@ class SMTPServer:
     may return None (``250 OK``) or reply lines, and may be a coroutine.
 
     The keyword-only ``tls``, ``tls_context``, ``require_starttls``, ``auth``,
-    ``auth_mechanisms``, ``auth_required`` and ``auth_requires_tls`` go
-    unchanged to the ``Server`` underneath (see docs/tls-auth.rst); with
+    ``auth_mechanisms``, ``auth_required``, ``auth_requires_tls``,
+    ``enable_DSN`` and ``enable_CHUNKING`` go unchanged to the ``Server`` underneath (see docs/tls-auth.rst); with
     ``tls`` and no ``tls_context``, ``ca``, ``ca_path`` and ``client_context()``
     give clients the test CA.
     """
@@ -567,6 +567,8 @@ class SMTPServer:
         auth_mechanisms: Sequence[str] = DEFAULT_AUTH_MECHANISMS,
         auth_required: bool = False,
         auth_requires_tls: bool = False,
+        enable_DSN: bool = False,
+        enable_CHUNKING: bool = False,
     ) -> None:
         if enable_SMTPUTF8 and decode_data:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
@@ -596,6 +598,8 @@ class SMTPServer:
             auth_mechanisms=auth_mechanisms,
             auth_required=auth_required,
             auth_requires_tls=auth_requires_tls,
+            enable_DSN=enable_DSN,
+            enable_CHUNKING=enable_CHUNKING,
         )
         # The stdlib's EHLO offered no PIPELINING (pipelined commands are
         # answered in order all the same), and its name could be empty.

@@ -25,7 +25,7 @@ from postfix import (
     postfix_fixture,  # noqa: F401 (the postfix fixture)
 )
 
-from conftest import send_and_get_data_reply
+from conftest import Wire, send_and_get_data_reply
 from pytest_smtpd import PureProxy, Server, SMTPChannel, SMTPServer, smtpd
 from pytest_smtpd.proxy import add_x_peer, is_loopback, to_wire
 from pytest_smtpd.tls import test_ca
@@ -140,6 +140,23 @@ def test_relays_the_message_with_x_peer_and_the_whole_envelope(smtpd: Server, ma
     assert message.mail_from == "author@example.com"
     assert message.rcpt_tos == ["recipient@example.com", "second@example.org", "third@example.net"]
     assert message.data == RELAYED
+
+
+def test_a_message_received_by_bdat_is_relayed_by_data(smtpd: Server, make_proxy: ProxyFactory) -> None:
+    """With CHUNKING the proxy takes BDAT; aiosmtplib relays with DATA, and
+    the upstream gets the same message it would have got from DATA."""
+    proxy = make_proxy(smtpd.address, enable_CHUNKING=True)
+    with Wire(proxy.address) as wire:
+        assert wire.command("EHLO client.test") == 250
+        assert wire.command("MAIL FROM:<author@example.com>") == 250
+        assert wire.command("RCPT TO:<recipient@example.com>") == 250
+        wire.send(b"BDAT %d\r\n" % 20 + MESSAGE[:20])
+        assert wire.reply()[0] == 250
+        wire.send(b"BDAT %d LAST\r\n" % (len(MESSAGE) - 20) + MESSAGE[20:])
+        assert wire.reply() == (250, "OK")
+    [message] = smtpd.messages
+    assert message.data == RELAYED
+    assert message.transfer == "DATA"
 
 
 def test_relays_the_null_sender(smtpd: Server, make_proxy: ProxyFactory) -> None:
