@@ -123,9 +123,12 @@ def test_a_client_that_hangs_up_mid_chunk_leaves_no_message() -> None:
         with Wire(server.address) as wire:
             transaction(wire)
             wire.send(b"BDAT 100 LAST\r\nonly part of it")
-        server.stop()  # waits for the session to end
+        # The grace lets the session read what was sent and see the hang-up
+        # (TCP delivers them in that order) rather than be cut off first.
+        server.stop(grace=TIMEOUT)
         assert server.messages == []
         [session] = server.sessions
+        assert session.ended_by == "client"
         lines = [entry.line for entry in session.transcript]
         assert "<15 of 100 bytes of a chunk, unfinished>" in lines
         assert "only part" not in "\n".join(lines)
