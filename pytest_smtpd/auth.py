@@ -46,6 +46,7 @@ def decode_base64(text: str) -> bytes:
 
 
 def encode_base64(data: bytes) -> str:
+    """``data`` as the base64 text of a ``334`` challenge."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -105,9 +106,16 @@ class Mechanism:
         self.hostname = hostname
 
     def start(self, initial: str | None) -> str | Credentials:
+        """Begin the exchange with the AUTH line's initial response (base64;
+        ``=`` for an empty one, RFC 4954 4), or None when the client sent none.
+        Returns the first challenge, or the credentials when the initial
+        response was enough. Raises ``AuthError`` for a malformed one."""
         raise NotImplementedError
 
     def step(self, response: str) -> str | Credentials:
+        """Take the client's answer (base64) to the last challenge; returns
+        the next challenge or the credentials. Raises ``AuthError`` for a
+        malformed answer."""
         raise NotImplementedError
 
 

@@ -86,6 +86,8 @@ class TestCA:
 
     @property
     def ca_pem(self) -> bytes:
+        """The CA certificate, PEM-encoded, for a client that takes bytes
+        rather than a file."""
         return self._ca.cert_pem.bytes()
 
     def server_context(
@@ -150,6 +152,8 @@ class TestCA:
         return {"SSL_CERT_FILE": self.ca_path, "REQUESTS_CA_BUNDLE": self.ca_path, "CURL_CA_BUNDLE": self.ca_path}
 
     def write_ca(self, path: str | os.PathLike[str]) -> None:
+        """Write the CA certificate (PEM) to ``path``, for a client that
+        should find it somewhere of its own (the CLI's ``--tls-ca-out``)."""
         with open(path, "wb") as file:
             file.write(self.ca_pem)
 
