@@ -54,8 +54,11 @@ def encode_base64(data: bytes) -> str:
 class Credentials:
     """What the client offered. ``password`` never shows in ``repr``."""
 
+    #: The SASL mechanism used: ``"PLAIN"``, ``"LOGIN"``, ``"CRAM-MD5"`` or ``"XOAUTH2"``.
     mechanism: str
+    #: Who is logging in (the authentication identity).
     username: str
+    #: For PLAIN and LOGIN: the password as sent.
     password: str | None = field(default=None, repr=False)
     #: The identity to act as (PLAIN's authzid); "" when not given.
     authzid: str = ""

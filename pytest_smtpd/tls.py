@@ -71,9 +71,13 @@ class TestCA:
     def __init__(self, ca: trustme.CA, directory: str) -> None:
         self._ca = ca
         self._leaf = ca.issue_cert(*SERVER_NAMES)
+        #: The temporary directory holding the files, removed at exit.
         self.directory = directory
+        #: The CA certificate as a PEM file: what clients should trust.
         self.ca_path = os.path.join(directory, "ca.pem")
+        #: The server certificate and its chain, PEM.
         self.cert_path = os.path.join(directory, "server-chain.pem")
+        #: The server certificate's private key, PEM.
         self.key_path = os.path.join(directory, "server-key.pem")
         ca.cert_pem.write_to_path(self.ca_path)
         with open(self.cert_path, "wb") as chain:
