@@ -275,6 +275,7 @@ class Server:
 
     @property
     def address(self) -> tuple[str, int]:
+        """``(host, port)``, as ``smtplib.SMTP(*server.address)`` takes it."""
         return (self.host, self.port)
 
     @property
@@ -568,6 +569,8 @@ class Server:
 
     @property
     def keep_sessions(self) -> bool:
+        """Whether ``sessions`` records each connection: the same as
+        ``keep_messages``."""
         return self.keep_messages
 
     def __repr__(self) -> str:
