@@ -46,6 +46,7 @@ def decode_base64(text: str) -> bytes:
 
 
 def encode_base64(data: bytes) -> str:
+    """``data`` as the base64 text of a ``334`` challenge."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -53,8 +54,11 @@ def encode_base64(data: bytes) -> str:
 class Credentials:
     """What the client offered. ``password`` never shows in ``repr``."""
 
+    #: The SASL mechanism used: ``"PLAIN"``, ``"LOGIN"``, ``"CRAM-MD5"`` or ``"XOAUTH2"``.
     mechanism: str
+    #: Who is logging in (the authentication identity).
     username: str
+    #: For PLAIN and LOGIN: the password as sent.
     password: str | None = field(default=None, repr=False)
     #: The identity to act as (PLAIN's authzid); "" when not given.
     authzid: str = ""
@@ -105,9 +109,16 @@ class Mechanism:
         self.hostname = hostname
 
     def start(self, initial: str | None) -> str | Credentials:
+        """Begin the exchange with the AUTH line's initial response (base64;
+        ``=`` for an empty one, RFC 4954 4), or None when the client sent none.
+        Returns the first challenge, or the credentials when the initial
+        response was enough. Raises ``AuthError`` for a malformed one."""
         raise NotImplementedError
 
     def step(self, response: str) -> str | Credentials:
+        """Take the client's answer (base64) to the last challenge; returns
+        the next challenge or the credentials. Raises ``AuthError`` for a
+        malformed answer."""
         raise NotImplementedError
 
 

@@ -129,6 +129,8 @@ def _fault(text: str) -> Fault:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's argument parser (``main()`` uses it; tests can
+    parse a command line with it without starting anything)."""
     parser = argparse.ArgumentParser(
         prog=_prog(),
         description=DESCRIPTION,

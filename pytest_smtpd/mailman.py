@@ -74,6 +74,10 @@ class MailmanProxy(PureProxy):
     def process_message(
         self, peer: tuple[str, int], mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any
     ) -> Awaitable[str | None]:
+        """Send the list recipients' copy to Mailman over LMTP and relay the
+        rest upstream, both at once, with ``X-Peer`` added. Returns a
+        coroutine the server awaits, resolving to one reply over both parts
+        (None: ``250 OK``)."""
         message = add_x_peer(to_wire(data), peer[0])
         mail_options = list(kwargs.get("mail_options") or [])
         return self._route(mailfrom, list(rcpttos), message, mail_options)

@@ -191,6 +191,10 @@ class PureProxy(SMTPServer):
     def process_message(
         self, peer: tuple[str, int], mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any
     ) -> Awaitable[str | None]:
+        """Relay the message upstream with ``X-Peer`` added. Returns a
+        coroutine the server awaits, resolving to the reply for the client
+        (None: ``250 OK``); an override must return what
+        ``super().process_message(...)`` returns."""
         message = add_x_peer(to_wire(data), peer[0])
         mail_options = list(kwargs.get("mail_options") or [])
         return self._relay(mailfrom, list(rcpttos), message, mail_options)

@@ -113,6 +113,77 @@ class Server:
         max_messages_per_connection: int = 0,
         max_connections: int = 0,
     ) -> None:
+        """Check the options and make the server; nothing is bound until
+        ``start()`` (or ``with``). A wrong value or combination raises
+        ``ValueError`` here, before anything is bound.
+
+        :param host: the address to listen on: ``"127.0.0.1"``, ``"::1"``
+            for IPv6.
+        :param port: the port; ``0`` picks a free one, read back as
+            ``server.port`` once started.
+        :param handler: ``handler(message)`` decides each accepted message:
+            None (``250 OK``), a reply line such as ``"550 No such user"``,
+            or a ``Reply``; in LMTP mode also a list with one of those per
+            recipient. May be ``async``. It runs on the shared loop thread,
+            so a synchronous one should be quick. An exception gives the
+            client ``451`` and is logged.
+        :param hostname: the name in the greeting and the EHLO reply;
+            default ``socket.getfqdn()``, looked up once per process.
+        :param data_size_limit: the largest message in octets, after
+            dot-unstuffing and counting its final CRLF, offered with SIZE;
+            a larger one is read to its end, discarded and answered ``552``.
+            ``0``: no limit.
+        :param enable_SMTPUTF8: offer SMTPUTF8 (RFC 6531).
+        :param decode_data: as the stdlib's: do not offer 8BITMIME.
+        :param enable_DSN: accept the DSN parameters RET, ENVID, NOTIFY and
+            ORCPT (RFC 3461).
+        :param command_size_limit: the longest command line, CRLF included
+            (RFC 5321 4.5.3.1.4: at least 512); a longer one gets ``500``.
+        :param timeout: seconds of client silence (and the longest TLS
+            handshake) before ``421`` and a hang-up (RFC 5321 4.5.3.2.7);
+            None: no limit.
+        :param keep_messages: record accepted messages in ``messages``;
+            false for a server that only passes them to ``handler``.
+        :param backlog: the listen backlog.
+        :param tls: ``"starttls"`` (offer STARTTLS, RFC 3207) or
+            ``"implicit"`` (TLS from the first byte, SMTPS); None: no TLS.
+        :param tls_context: a server ``ssl.SSLContext`` of your own; by
+            default a certificate for localhost, 127.0.0.1 and ::1 from the
+            process's test CA (``ca``, ``ca_path``, ``client_context()``).
+            Needs ``tls``.
+        :param require_starttls: ``530`` to every command but NOOP, EHLO,
+            STARTTLS and QUIT until STARTTLS (RFC 3207 4). Needs ``tls``.
+        :param auth: offer AUTH (RFC 4954) and accept these logins: a
+            ``{"user": "password"}`` dict (for XOAUTH2 the value is the
+            token), or a callable taking ``Credentials`` and returning True
+            or False, which may be ``async``.
+        :param auth_mechanisms: which of ``"PLAIN"``, ``"LOGIN"``,
+            ``"CRAM-MD5"`` and ``"XOAUTH2"`` to offer, in that order.
+        :param auth_required: ``530`` to every command but AUTH, EHLO,
+            HELO, NOOP, RSET, QUIT and STARTTLS until a successful AUTH.
+            Needs ``auth``.
+        :param auth_requires_tls: ``538`` to AUTH until TLS is active (off
+            by default, so that plaintext tests can log in). Needs ``tls``.
+        :param lmtp: speak LMTP (RFC 2033) instead: LHLO, and one reply
+            per recipient after the data.
+        :param max_recipients: recipients per transaction; each one over it
+            gets ``452 4.5.3`` (RFC 5321 4.5.3.1.8). ``0``: no limit.
+        :param enable_CHUNKING: offer CHUNKING (RFC 3030: BDAT), and
+            BINARYMIME where 8-bit data is taken.
+        :param faults: fault rules to start with (``Fault`` objects or the
+            command line's ``"STEP=WHAT"`` strings); see ``faults``.
+        :param tls_certificate: with ``tls`` and the test CA:
+            ``"expired"``, ``"wrong-host"``, ``"untrusted"`` or
+            ``"self-signed"``, a certificate a verifying client must refuse;
+            default ``"valid"``.
+        :param tls_versions: with ``tls`` and the test CA: offer only these
+            TLS versions, e.g. ``"TLSv1.2"`` or ``["TLSv1.2", "TLSv1.3"]``.
+        :param max_messages_per_connection: after this many messages in one
+            connection the next MAIL gets ``421 4.7.0`` and a hang-up.
+            ``0``: no limit.
+        :param max_connections: concurrent sessions beyond this get
+            ``421 4.7.0`` instead of the greeting. ``0``: no limit.
+        """
         self.host = host
         if tls not in (None, "starttls", "implicit"):
             raise ValueError(f"tls must be None, 'starttls' or 'implicit', got {tls!r}")
@@ -204,6 +275,7 @@ class Server:
 
     @property
     def address(self) -> tuple[str, int]:
+        """``(host, port)``, as ``smtplib.SMTP(*server.address)`` takes it."""
         return (self.host, self.port)
 
     @property
@@ -497,6 +569,8 @@ class Server:
 
     @property
     def keep_sessions(self) -> bool:
+        """Whether ``sessions`` records each connection: the same as
+        ``keep_messages``."""
         return self.keep_messages
 
     def __repr__(self) -> str:

@@ -15,6 +15,9 @@ __all__ = ["COMMAND_STATES", "State", "gate_error", "sequence_error"]
 
 
 class State(Enum):
+    """Where a session is. ``_ALLOWED`` below says in which states each
+    verb is in sequence, ``_OUT_OF_SEQUENCE`` the ``503`` for the others."""
+
     #: The greeting was sent; the client has not said HELO or EHLO yet.
     CONNECTED = "CONNECTED"
     #: HELO/EHLO done, no mail transaction open.

@@ -71,9 +71,13 @@ class TestCA:
     def __init__(self, ca: trustme.CA, directory: str) -> None:
         self._ca = ca
         self._leaf = ca.issue_cert(*SERVER_NAMES)
+        #: The temporary directory holding the files, removed at exit.
         self.directory = directory
+        #: The CA certificate as a PEM file: what clients should trust.
         self.ca_path = os.path.join(directory, "ca.pem")
+        #: The server certificate and its chain, PEM.
         self.cert_path = os.path.join(directory, "server-chain.pem")
+        #: The server certificate's private key, PEM.
         self.key_path = os.path.join(directory, "server-key.pem")
         ca.cert_pem.write_to_path(self.ca_path)
         with open(self.cert_path, "wb") as chain:
@@ -86,6 +90,8 @@ class TestCA:
 
     @property
     def ca_pem(self) -> bytes:
+        """The CA certificate, PEM-encoded, for a client that takes bytes
+        rather than a file."""
         return self._ca.cert_pem.bytes()
 
     def server_context(
@@ -150,6 +156,8 @@ class TestCA:
         return {"SSL_CERT_FILE": self.ca_path, "REQUESTS_CA_BUNDLE": self.ca_path, "CURL_CA_BUNDLE": self.ca_path}
 
     def write_ca(self, path: str | os.PathLike[str]) -> None:
+        """Write the CA certificate (PEM) to ``path``, for a client that
+        should find it somewhere of its own (the CLI's ``--tls-ca-out``)."""
         with open(path, "wb") as file:
             file.write(self.ca_pem)
 
