@@ -39,6 +39,7 @@ from .state import COMMAND_STATES, State, gate_error, sequence_error
 __all__ = [
     "DEFAULT_DATA_SIZE_LIMIT",
     "DEFAULT_MAX_RECIPIENTS",
+    "DEFAULT_MAX_TRANSCRIPT_LINES",
     "SERVER_VERSION",
     "FaultSource",
     "ServerConnection",
@@ -60,6 +61,10 @@ SMTPUTF8_ALLOWANCE = 10
 AUTH_LINE_LIMIT = 12288
 #: Recipients per transaction, as Postfix's smtpd_recipient_limit.
 DEFAULT_MAX_RECIPIENTS = 1000
+#: Lines a session's transcript keeps. A long session of ordinary mail
+#: (8 lines a message) stays whole up to 12,000 messages; a client sending
+#: bad commands for ever costs at most about 16 MiB (measured with short lines).
+DEFAULT_MAX_TRANSCRIPT_LINES = 100_000
 DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 
@@ -80,6 +85,8 @@ SYNTAX: dict[str, str] = {
     "VRFY": "VRFY <address>",
 }
 _PARAMS_SUFFIX = " [SP <mail-parameters>]"
+#: max_transcript_lines=0: no limit.
+_NO_LIMIT = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,9 @@ class SessionConfig:
     #: After this many messages in one connection, answer the next MAIL with
     #: ``421 4.7.0`` and close; 0 for no limit.
     max_messages_per_connection: int = 0
+    #: Lines a session's transcript (and its list of verbs) keeps; past them,
+    #: one last line says so and nothing more is recorded. 0: no limit.
+    max_transcript_lines: int = DEFAULT_MAX_TRANSCRIPT_LINES
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
@@ -152,6 +162,8 @@ class SessionConfig:
             raise ValueError(
                 f"max_messages_per_connection must be 0 (no limit) or positive, got {self.max_messages_per_connection}"
             )
+        if self.max_transcript_lines < 0:
+            raise ValueError(f"max_transcript_lines must be 0 (no limit) or positive, got {self.max_transcript_lines}")
         if self.auth_required and not self.auth_mechanisms:
             raise ValueError("auth_required needs at least one AUTH mechanism")
         # Read on every partial line: computed once.
@@ -247,9 +259,15 @@ class ServerConnection:
         #: ("client" or "server"), message data as a size and SASL secrets
         #: masked, for the caller to read as it grows. This is the one source
         #: of the protocol trace and the session transcripts.
+        #: Once ``config.max_transcript_lines`` are recorded the last one
+        #: says so, and nothing more is recorded (nor added to ``commands``).
         self.transcript: list[tuple[str, str]] | None = [] if record else None
+        self._recording = record
+        self._transcript_limit = self.config.max_transcript_lines or _NO_LIMIT
         #: The verbs of the command lines received, in order (with ``record``).
         self.commands: list[str] = []
+        #: The verb of the last command line, ``""`` before one.
+        self.last_verb = ""
         #: Whether the client sent a command before the reply to the previous one.
         self.pipelined = False
         #: The fault rules asked at every step, and which connection to the
@@ -334,8 +352,9 @@ class ServerConnection:
         if waiting_for is not None:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
         if self._delivered_at is not None:
-            if self.transcript is not None:
-                self.transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
+            transcript = self.transcript
+            if self._recording and transcript is not None and len(transcript) + 1 < self._transcript_limit:
+                transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
             self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA or self.state is State.CHUNK:
@@ -375,18 +394,33 @@ class ServerConnection:
     def reply(self, reply: Reply) -> None:
         """Queue a reply, e.g. the answer to a delegated command."""
         self._outbox.append(reply.to_bytes())
-        if self.transcript is not None:
-            self.transcript.extend(reply.transcript_lines())
+        if self._recording:
+            self._record(reply.transcript_lines())
 
     def push(self, line: str) -> None:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
         self._outbox.append(line.encode("utf-8") + b"\r\n")
-        if self.transcript is not None:
-            self.transcript.append(("server", line))
+        if self._recording:
+            self._record((("server", line),))
 
     def _record_client(self, line: str) -> None:
-        if self.transcript is not None:
-            self.transcript.append(("client", line))
+        if self._recording:
+            self._record((("client", line),))
+
+    def _record(self, lines: Sequence[tuple[str, str]]) -> None:
+        """Add to the transcript, up to its limit: a client that sends bad
+        commands for ever must not make it grow for ever."""
+        transcript = self.transcript
+        assert transcript is not None
+        room = self._transcript_limit - len(transcript)
+        if len(lines) < room:
+            transcript.extend(lines)
+            return
+        transcript.extend(lines[: room - 1])
+        transcript.append(
+            ("server", f"<transcript limit of {self._transcript_limit} lines reached: the rest is not recorded>")
+        )
+        self._recording = False
 
     def process_line(self, line: bytes) -> None:
         """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
@@ -634,7 +668,8 @@ class ServerConnection:
             self._record_client(f"<a {len(line) + 2}-octet line, too long>")
             self.reply(replies.LINE_TOO_LONG)
             return None
-        if self.transcript is not None:
+        self.last_verb = verb
+        if self._recording:
             self.commands.append(verb)
             if verb == "AUTH" and argument:
                 # The mechanism is shown, an initial response never is.

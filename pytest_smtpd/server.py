@@ -22,7 +22,13 @@ from typing import Literal, TypeVar
 
 from . import loopthread, replies
 from .auth import Authenticator, Credentials, check_against
-from .connection import DEFAULT_COMMAND_SIZE_LIMIT, DEFAULT_DATA_SIZE_LIMIT, DEFAULT_MAX_RECIPIENTS, SessionConfig
+from .connection import (
+    DEFAULT_COMMAND_SIZE_LIMIT,
+    DEFAULT_DATA_SIZE_LIMIT,
+    DEFAULT_MAX_RECIPIENTS,
+    DEFAULT_MAX_TRANSCRIPT_LINES,
+    SessionConfig,
+)
 from .faults import Fault, Faults
 from .listener import Listener
 from .sessions import SessionStore
@@ -112,6 +118,7 @@ class Server:
         tls_versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion] | None = None,
         max_messages_per_connection: int = 0,
         max_connections: int = 0,
+        max_transcript_lines: int = DEFAULT_MAX_TRANSCRIPT_LINES,
     ) -> None:
         """Check the options and make the server; nothing is bound until
         ``start()`` (or ``with``). A wrong value or combination raises
@@ -230,6 +237,7 @@ class Server:
             max_recipients=max_recipients,
             enable_CHUNKING=enable_CHUNKING,
             max_messages_per_connection=max_messages_per_connection,
+            max_transcript_lines=max_transcript_lines,
         )
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout}")

@@ -260,7 +260,7 @@ class SessionProtocol(asyncio.Protocol):
             self._busy.cancel()
         if self.record is not None and self.record.ended_by is None:
             self._take_transcript(self.record)
-            self.record.ended_by = self._ended_by or ("quit" if self.core.commands[-1:] == ["QUIT"] else "client")
+            self.record.ended_by = self._ended_by or ("quit" if self.core.last_verb == "QUIT" else "client")
             self.record.ended_at = time.time()
         self.owner.session_ended(self)
         if not self.closed.done():
