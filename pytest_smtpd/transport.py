@@ -167,6 +167,9 @@ class SessionProtocol(asyncio.Protocol):
         #: The transport's buffer is full: the peer does not read what it is
         #: sent, so nothing more is read from it until it does.
         self._writing_paused = False
+        #: Set up while a STARTTLS handshake waits for the paused writes to
+        #: drain; done once they have (or the connection is gone).
+        self._drained: asyncio.Future[None] | None = None
         #: Hangs up on a closing session whose peer does not drain it.
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -241,10 +244,14 @@ class SessionProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
         if self._busy is None and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
         if self._close_deadline is not None:
             self._close_deadline.cancel()
         # Python 3.10's TLS transport is not marked closed when the peer hangs
@@ -459,6 +466,29 @@ class SessionProtocol(asyncio.Protocol):
         context = self.owner.tls_context
         assert context is not None, "TLS offered without a TLS context"
         loop = asyncio.get_running_loop()
+        timeout = self.owner.timeout or TLS_HANDSHAKE_TIMEOUT
+        if self._writing_paused:
+            # The client has not read what it was sent (its 220 among it).
+            # The transport tells this protocol when its buffer drains, and
+            # start_tls() would hand that to the TLS protocol half-way: asyncio
+            # then fails an assertion, and this session stays paused for good
+            # (no command read after an async handler). Drain first.
+            drained = self._drained = loop.create_future()
+            try:
+                await asyncio.wait_for(drained, timeout)
+            except asyncio.TimeoutError:
+                log.warning("TLS handshake (%s) with %s: the client does not read its replies", mode, self.peer)
+                self._handshaking = False
+                self._busy = None
+                transport.abort()  # this protocol's connection_lost() ends the session
+                return
+            finally:
+                self._drained = None
+            if self.closed.done():
+                # Gone meanwhile (the peer hung up, or stop() aborted it).
+                self._handshaking = False
+                self._busy = None
+                return
         # start_tls() hands the socket to its TLS protocol before it first
         # waits, so from here on data_received() gets decrypted data only.
         # Data that came with the client's last handshake message (say, the
@@ -474,7 +504,7 @@ class SessionProtocol(asyncio.Protocol):
                 self,
                 context,
                 server_side=True,
-                ssl_handshake_timeout=self.owner.timeout or TLS_HANDSHAKE_TIMEOUT,
+                ssl_handshake_timeout=timeout,
             )
         except asyncio.CancelledError:
             raise
