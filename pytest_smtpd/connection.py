@@ -670,12 +670,21 @@ class ServerConnection:
             return None
         self.last_verb = verb
         if self._recording:
-            self.commands.append(verb)
             if verb == "AUTH" and argument:
-                # The mechanism is shown, an initial response never is.
+                # The mechanism is shown, an initial response never is; nor
+                # is a word that is no mechanism (``AUTH <secret>``, or a
+                # secret after a tab, both refused with 504).
                 mechanism, _, initial = argument.partition(" ")
-                self._record_client(f"{text[:4]} {mechanism}" + (" ****" if initial.strip(" ") else ""))
+                shown = mechanism if mechanism.upper() in MECHANISMS else "****"
+                self.commands.append(verb)
+                self._record_client(f"{text[:4]} {shown}" + (" ****" if initial.strip(" ") else ""))
+            elif verb[:4] == "AUTH" and verb != "AUTH":
+                # ``AUTH<tab>PLAIN <secret>``: not a command (500), but what
+                # follows AUTH may still be a secret.
+                self.commands.append("AUTH")
+                self._record_client(f"{text[:4]} ****")
             else:
+                self.commands.append(verb)
                 self._record_client(text)
         if not line:
             self.reply(replies.BAD_SYNTAX)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from pytest_smtpd import Server
 from pytest_smtpd.connection import DEFAULT_MAX_TRANSCRIPT_LINES
 
@@ -42,3 +44,25 @@ def test_the_transcript_is_bounded_by_default() -> None:
     assert 0 < DEFAULT_MAX_TRANSCRIPT_LINES <= 100_000
     with Server() as server:
         assert server.session_config.max_transcript_lines == DEFAULT_MAX_TRANSCRIPT_LINES
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"AUTH PLAIN\tAHVzZXIAczNjcmV0",  # a tab, not a space, before the secret: 504
+        b"AUTH AHVzZXIAczNjcmV0",  # the mechanism left out: 504
+        b"AUTH\tPLAIN AHVzZXIAczNjcmV0",  # a tab after AUTH: 500
+    ],
+)
+def test_a_malformed_auth_line_keeps_its_secret_out_of_the_transcript(line: bytes) -> None:
+    with Server(auth={"user": "s3cret"}) as server:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            _read_until(sock, b"\r\n")
+            sock.sendall(b"EHLO x\r\n" + line + b"\r\nQUIT\r\n")
+            replies = _read_until(sock, b"221 ")
+        assert b"\r\n504 " in replies or b"\r\n500 " in replies
+        session = server.sessions[0]
+        server.stop()
+    recorded = [entry.line for entry in session.transcript if entry.direction == "client"] + session.commands
+    assert not [text for text in recorded if "AHVz" in text or "AHVZ" in text], recorded
+    assert "AUTH ****" in recorded
