@@ -170,6 +170,8 @@ class SessionProtocol(asyncio.Protocol):
         #: Set up while a STARTTLS handshake waits for the paused writes to
         #: drain; done once they have (or the connection is gone).
         self._drained: asyncio.Future[None] | None = None
+        #: Under TLS: the TCP transport beneath ``transport``.
+        self._raw_transport: asyncio.Transport | None = None
         #: Hangs up on a closing session whose peer does not drain it.
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -420,6 +422,14 @@ class SessionProtocol(asyncio.Protocol):
         """Close once what is left to send is sent, or after CLOSE_GRACE if the
         peer does not read it: a session that is over holds no memory."""
         transport.close()
+        raw = self._raw_transport
+        if raw is not None and not raw.is_closing() and raw.get_write_buffer_size() == 0:
+            # TLS: close() has handed the last reply and the close_notify to
+            # the kernel. Waiting for the client's close_notify, which an idle
+            # client never sends, would hold stop() up for its whole grace
+            # (RFC 8446 6.1 does not ask a closing side to wait for it).
+            raw.abort()
+            return
         if self._close_deadline is None and not self.closed.done():
             self._close_deadline = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
@@ -529,6 +539,7 @@ class SessionProtocol(asyncio.Protocol):
             self.connection_lost(None)
             return
         self._busy = None
+        self._raw_transport = transport
         self.transport = tls_transport
         self.tls = _tls_info(tls_transport, mode)
         if self.record is not None:

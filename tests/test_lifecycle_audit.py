@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import smtplib
 import socket
 import threading
+import time
 
 import pytest
 
 from pytest_smtpd import Message, Server
+from pytest_smtpd.server import STOP_GRACE
 
 MESSAGE = b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nhi\r\n.\r\n"
 
@@ -54,3 +57,26 @@ def test_starttls_while_the_client_is_not_reading_leaves_no_stale_flow_control(
             tls.sendall(b"QUIT\r\n")
             assert replies.readline().startswith(b"221 ")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_stop_does_not_wait_for_an_idle_tls_clients_close_notify(mode: str) -> None:
+    """A TLS client still connected at stop() gets its 421 at once; stop()
+    does not wait out its grace for a close_notify the client never sends
+    (it took STOP_GRACE, 2 s, per stop with any idle TLS client)."""
+    server = Server(tls=mode)  # type: ignore[arg-type]
+    server.start()
+    context = server.client_context()
+    if mode == "starttls":
+        client = smtplib.SMTP(*server.address, timeout=10)
+        client.starttls(context=context)
+    else:
+        client = smtplib.SMTP_SSL(*server.address, context=context, timeout=10)
+    with client:
+        client.ehlo()
+        started = time.monotonic()
+        server.stop()
+        took = time.monotonic() - started
+        assert client.noop()[0] == 421
+    assert took < STOP_GRACE / 2, took
+    assert server.sessions[0].ended_by == "stop"
