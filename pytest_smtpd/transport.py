@@ -488,6 +488,8 @@ class SessionProtocol(asyncio.Protocol):
                 await asyncio.wait_for(drained, timeout)
             except asyncio.TimeoutError:
                 log.warning("TLS handshake (%s) with %s: the client does not read its replies", mode, self.peer)
+                if self._ended_by is None:
+                    self._ended_by = "timeout"
                 self._handshaking = False
                 self._busy = None
                 transport.abort()  # this protocol's connection_lost() ends the session

@@ -80,3 +80,20 @@ def test_stop_does_not_wait_for_an_idle_tls_clients_close_notify(mode: str) -> N
         assert client.noop()[0] == 421
     assert took < STOP_GRACE / 2, took
     assert server.sessions[0].ended_by == "stop"
+
+
+def test_starttls_to_a_client_that_never_reads_ends_at_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """The wait for the writes to drain before the handshake is bounded by
+    the server's timeout, and the session ends as timed out."""
+    with Server(tls="starttls", timeout=1) as server:
+        server.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        with socket.socket() as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect(server.address)
+            raw.settimeout(10)
+            assert raw.recv(100).startswith(b"220 ")  # accepted; never read from again
+            raw.sendall(b"EHLO x\r\n" + b"HELP\r\n" * 3000 + b"STARTTLS\r\n")
+            server.stop(grace=30)  # returns once the session has ended by itself
+        session = server.sessions[0]
+    assert session.ended_by == "timeout"
+    assert "the client does not read its replies" in caplog.text
