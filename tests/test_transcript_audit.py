@@ -66,3 +66,16 @@ def test_a_malformed_auth_line_keeps_its_secret_out_of_the_transcript(line: byte
     recorded = [entry.line for entry in session.transcript if entry.direction == "client"] + session.commands
     assert not [text for text in recorded if "AHVz" in text or "AHVZ" in text], recorded
     assert "AUTH ****" in recorded
+
+
+def test_max_transcript_lines_zero_is_no_limit_and_negative_is_an_error() -> None:
+    with pytest.raises(ValueError, match="max_transcript_lines must be 0"):
+        Server(max_transcript_lines=-1)
+    with Server(max_transcript_lines=0) as server:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            _read_until(sock, b"\r\n")
+            sock.sendall(b"NOOP\r\n" * 200 + b"QUIT\r\n")
+            _read_until(sock, b"221 ")
+        session = server.sessions[0]
+        server.stop()
+    assert len(session.transcript) == 1 + 2 * 201
