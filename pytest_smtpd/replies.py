@@ -117,4 +117,8 @@ def unknown_command(verb: str) -> Reply:
     # The verb comes from the peer and may hold a bare CR, LF or NUL (only CRLF
     # ends a line): mask them, so the reply stays one well-formed line.
     shown = _CONTROL.sub("?", verb)
+    if shown.startswith("AUTH"):
+        # "AUTH\t<secret>" or "AUTH<secret>": the "verb" holds a credential,
+        # which the reply (and so the transcript and trace) must not repeat.
+        return Reply(500, 'Error: command "AUTH..." not recognized')
     return Reply(500, f'Error: command "{shown}" not recognized')
