@@ -52,6 +52,7 @@ def test_the_transcript_is_bounded_by_default() -> None:
         b"AUTH PLAIN\tAHVzZXIAczNjcmV0",  # a tab, not a space, before the secret: 504
         b"AUTH AHVzZXIAczNjcmV0",  # the mechanism left out: 504
         b"AUTH\tPLAIN AHVzZXIAczNjcmV0",  # a tab after AUTH: 500
+        b"AUTH\tAHVzZXIAczNjcmV0",  # the secret in the "verb": 500, which must not repeat it
     ],
 )
 def test_a_malformed_auth_line_keeps_its_secret_out_of_the_transcript(line: bytes) -> None:
