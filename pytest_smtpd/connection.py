@@ -132,6 +132,10 @@ class SessionConfig:
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     #: Offer CHUNKING (RFC 3030): BDAT, and BINARYMIME where 8-bit data is taken.
     enable_CHUNKING: bool = False
+    #: Offer ENHANCEDSTATUSCODES (RFC 2034): after EHLO/LHLO every 2xx, 4xx
+    #: and 5xx reply carries an RFC 3463 code. None: on in LMTP mode, where
+    #: RFC 2033 asks for it, off otherwise (stdlib ``smtpd`` replies).
+    enable_ENHANCEDSTATUSCODES: bool | None = None
     #: Offer PIPELINING (RFC 2920). Pipelined commands are answered in order
     #: either way; the stdlib-compatible classes do not offer it, as the stdlib did not.
     pipelining: bool = True
@@ -187,6 +191,13 @@ class SessionConfig:
         elif verb == "RCPT" and self.enable_DSN:
             limit += DSN_RCPT_ALLOWANCE
         return limit
+
+    @property
+    def enhanced_status_codes(self) -> bool:
+        """Whether ENHANCEDSTATUSCODES is offered (the option, or LMTP mode)."""
+        if self.enable_ENHANCEDSTATUSCODES is None:
+            return self.lmtp
+        return self.enable_ENHANCEDSTATUSCODES
 
     @property
     def longest_line(self) -> int:
@@ -286,6 +297,13 @@ class ServerConnection:
         self.helo = ""
         #: Whether the client greeted with EHLO.
         self.extended = False
+        #: Whether replies carry RFC 3463 codes: ENHANCEDSTATUSCODES was
+        #: offered in the reply to the last EHLO/LHLO (a HELO client, and
+        #: every client before its EHLO, gets bare replies).
+        self.enhanced_status_codes = False
+        #: The verb of the command being answered, which picks a success
+        #: reply's status code (2.1.0 for MAIL, 2.1.5 for RCPT).
+        self._verb = ""
         #: The last command line received, decoded.
         self.last_line = ""
         #: Verbs handed to the application as ``CommandReceived``; per session,
@@ -392,7 +410,11 @@ class ServerConnection:
         return out
 
     def reply(self, reply: Reply) -> None:
-        """Queue a reply, e.g. the answer to a delegated command."""
+        """Queue a reply, e.g. the answer to a delegated command. After an
+        EHLO/LHLO that agreed on ENHANCEDSTATUSCODES, the reply gets its RFC
+        3463 code (one the text already starts with is kept)."""
+        if self.enhanced_status_codes:
+            reply = replies.with_enhanced_code(reply, self._verb)
         self._outbox.append(reply.to_bytes())
         if self._recording:
             self._record(reply.transcript_lines())
@@ -523,6 +545,8 @@ class ServerConnection:
             keywords.append("SMTPUTF8")
         if config.enable_DSN:
             keywords.append("DSN")
+        if config.enhanced_status_codes:
+            keywords.append("ENHANCEDSTATUSCODES")
         if config.enable_CHUNKING:
             keywords.append("CHUNKING")
             if not config.decode_data:
@@ -664,6 +688,7 @@ class ServerConnection:
             self.reply(replies.NOT_UTF8)
             return None
         verb, argument = split_command(text)
+        self._verb = verb
         if len(line) + 2 > self.config.line_limit(verb, self.extended):
             self._record_client(f"<a {len(line) + 2}-octet line, too long>")
             self.reply(replies.LINE_TOO_LONG)
@@ -808,6 +833,7 @@ class ServerConnection:
             self.reply(self._syntax_error(verb))
             return False
         # A second HELO/EHLO is legal and resets the transaction (RFC 5321 4.1.4).
+        self.enhanced_status_codes = False
         self.helo = argument
         self.extended = verb in ("EHLO", "LHLO")
         self.reset_transaction()
@@ -819,11 +845,14 @@ class ServerConnection:
 
     def _smtp_ehlo(self, argument: str | None) -> None:
         if self._greet("EHLO", argument):
+            # The EHLO reply itself carries no code (RFC 2034 3): agreed after it.
             self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
+            self.enhanced_status_codes = self.config.enhanced_status_codes
 
     def _smtp_lhlo(self, argument: str | None) -> None:
         if self._greet("LHLO", argument):
             self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
+            self.enhanced_status_codes = self.config.enhanced_status_codes
 
     def _smtp_noop(self, argument: str | None) -> None:
         # RFC 5321 4.1.1.9: a NOOP argument is allowed and ignored.
@@ -1072,6 +1101,7 @@ class ServerConnection:
         self._line_search_from = 0
         self.helo = ""
         self.extended = False
+        self.enhanced_status_codes = False
         self.authenticated = None
         self.envelope = Envelope()
         self.state = State.TLS_PENDING

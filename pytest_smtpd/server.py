@@ -113,6 +113,7 @@ class Server:
         lmtp: bool = False,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         enable_CHUNKING: bool = False,
+        enable_ENHANCEDSTATUSCODES: bool | None = None,
         faults: Iterable[Fault | str] = (),
         tls_certificate: Certificate = "valid",
         tls_versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion] | None = None,
@@ -236,6 +237,7 @@ class Server:
             lmtp=lmtp,
             max_recipients=max_recipients,
             enable_CHUNKING=enable_CHUNKING,
+            enable_ENHANCEDSTATUSCODES=enable_ENHANCEDSTATUSCODES,
             max_messages_per_connection=max_messages_per_connection,
             max_transcript_lines=max_transcript_lines,
         )

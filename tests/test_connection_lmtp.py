@@ -65,11 +65,18 @@ def test_one_reply_per_recipient_in_order() -> None:
     conn, event = until_message()
     assert event.envelope.rcpt_tos == ["a@example.com", "b@example.com"]
     conn.answer_message([replies.OK, Reply(550, "5.1.1 No such user")])
-    assert conn.data_to_send() == b"250 OK\r\n550 5.1.1 No such user\r\n"
+    # LMTP speaks ENHANCEDSTATUSCODES by default; a code the reply has is kept.
+    assert conn.data_to_send() == b"250 2.0.0 OK\r\n550 5.1.1 No such user\r\n"
 
 
 def test_a_single_reply_is_repeated_for_each_recipient() -> None:
     conn, _ = until_message()
+    conn.answer_message(None)
+    assert conn.data_to_send() == b"250 2.0.0 OK\r\n250 2.0.0 OK\r\n"
+
+
+def test_lmtp_without_enhanced_status_codes_keeps_bare_replies() -> None:
+    conn, _ = until_message(SessionConfig(lmtp=True, enable_ENHANCEDSTATUSCODES=False))
     conn.answer_message(None)
     assert conn.data_to_send() == b"250 OK\r\n250 OK\r\n"
 

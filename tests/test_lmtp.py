@@ -119,7 +119,7 @@ def test_one_reply_per_recipient_in_rcpt_order() -> None:
         wire.send(MESSAGE + b".\r\n")
         assert [wire.reply() for _ in order] == [
             (452, "4.2.2 Mailbox full"),
-            (250, "OK"),
+            (250, "2.0.0 OK"),  # ENHANCEDSTATUSCODES is on in LMTP mode
             (250, "2.1.5 Delivered"),
             (550, "5.1.1 No such user here"),
         ]
@@ -225,7 +225,7 @@ def test_deliver_lmtp_splits_delivered_and_refused() -> None:
     assert result.delivered == ["ok@example.com"]
     assert result.refused == {
         # Refused at RCPT: the server had no SMTPUTF8 to offer.
-        "j\u00fcrgen@example.com": (553, "Error: non-ASCII address requires SMTPUTF8"),
+        "j\u00fcrgen@example.com": (553, "5.6.7 Error: non-ASCII address requires SMTPUTF8"),
         # Refused after DATA, each with its own reply.
         "nouser@example.com": (550, "5.1.1 No such user here"),
         "full@example.com": (452, "4.2.2 Mailbox full"),
@@ -250,13 +250,14 @@ def test_deliver_lmtp_multiline_refusal_keeps_every_line() -> None:
     with Server(lmtp=True, handler=lambda message: [None, refusal]) as server:
         result = deliver(server.address, ["a@example.com", "b@example.com"])
     assert result.delivered == ["a@example.com"]
-    assert result.refused == {"b@example.com": (550, "5.7.1 Refused\nsee https://example.com/why")}
+    # RFC 2034 3: every line carries the code, the one the first line gave.
+    assert result.refused == {"b@example.com": (550, "5.7.1 Refused\n5.7.1 see https://example.com/why")}
 
 
 def test_deliver_lmtp_mail_refused_by_size() -> None:
     with Server(lmtp=True, data_size_limit=100) as server:
         result = deliver(server.address, ["a@example.com", "b@example.com"], mail_options=["SIZE=5000"])
-    refusal = (552, "Error: message size exceeds fixed maximum message size")
+    refusal = (552, "5.3.4 Error: message size exceeds fixed maximum message size")
     assert result == LMTPResult(delivered=[], refused={"a@example.com": refusal, "b@example.com": refusal})
     assert len(server.messages) == 0
 
@@ -282,7 +283,7 @@ def test_deliver_lmtp_data_over_the_limit_is_refused_for_each_recipient() -> Non
 
 def test_deliver_lmtp_mail_refused_for_a_non_ascii_sender(lmtp: Server) -> None:
     result = deliver(lmtp.address, ["a@example.com"], mailfrom="\u00e4@example.com")
-    assert result == LMTPResult(refused={"a@example.com": (553, "Error: non-ASCII address requires SMTPUTF8")})
+    assert result == LMTPResult(refused={"a@example.com": (553, "5.6.7 Error: non-ASCII address requires SMTPUTF8")})
     assert len(lmtp.messages) == 0
 
 
