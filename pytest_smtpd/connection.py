@@ -255,6 +255,8 @@ class ServerConnection:
     #: the one being read (``_cut_after``).
     _cut_pending: int | None = None
     _cut_after: int | None = None
+    #: The refusal of the chunk being read is a fault's: the transaction ends with it.
+    _chunk_fault = False
 
     def __init__(
         self,
@@ -638,7 +640,7 @@ class ServerConnection:
                 event = run()
                 if event is not None:
                     self._deferred = lambda: event
-                elif self.state is not State.DATA:
+                elif self.state not in (State.DATA, State.CHUNK):
                     self._cut_pending = None  # refused: no message to cut
         elif action == "delay":
             self._deferred = run
@@ -715,17 +717,26 @@ class ServerConnection:
             self.reply(replies.BAD_SYNTAX)
             return None
         self.last_line = text
-        if verb == "BDAT" and self.config.enable_CHUNKING:
-            # Its chunk follows at once, whatever the answer: not a step a
-            # fault can take over, nor one a command handler could frame.
-            self._smtp_bdat(argument)
-            return None
+        chunk = verb == "BDAT" and self.config.enable_CHUNKING
         faults = self.faults
         if faults is not None and faults.rules:
             self._cut_pending = None  # a delegated DATA that started no message
             fault = self._fault(verb, argument or "")
             if fault is not None:
+                if chunk:
+                    # Its chunk follows whatever the answer: a refusal is
+                    # given once the chunk is read, like the core's own.
+                    return self._fire(
+                        verb,
+                        fault,
+                        lambda: self._smtp_bdat(argument),
+                        lambda reply: self._refuse_chunk(argument, reply),
+                    )
                 return self._fire(verb, fault, lambda: self._dispatch(verb, argument))
+        if chunk:
+            # Not one a command handler could frame: its octets follow at once.
+            self._smtp_bdat(argument)
+            return None
         if verb in self.delegated_verbs:
             return CommandReceived(verb, argument)
         return self.handle_command(verb, argument)
@@ -1019,7 +1030,19 @@ class ServerConnection:
         self._chunk_size = self._chunk_left = size
         self._chunk_last = bool(last_text)
         self._chunk_return_state = self.state
+        self._chunk_fault = False
+        self._cut_after, self._cut_pending = self._cut_pending, None
         self.state = State.CHUNK
+
+    def _refuse_chunk(self, argument: str | None, reply: Reply) -> None:
+        """A fault's reply to BDAT: the chunk is read and dropped, then
+        ``reply`` is given and the transaction cleared (RFC 3030 2: the
+        client sends no further chunk of a refused message)."""
+        self._smtp_bdat(argument)
+        if self.state is State.CHUNK:
+            self._chunk_refusal = reply
+            self._chunk_fault = True
+        # else: a size that cannot be read was answered 501 at once.
 
     def _read_chunk(self) -> Event | NeedData | None:
         """Take the chunk's octets as they are (no dot-stuffing, no lines);
@@ -1035,12 +1058,21 @@ class ServerConnection:
                     self._data = bytearray()
             del inbox[:take]
             self._chunk_left -= take
+        if self._cut_after is not None and (
+            self._chunk_size - self._chunk_left >= self._cut_after or not self._chunk_left
+        ):
+            # disconnect(after_bytes=N): N octets of this chunk, or all of a shorter one.
+            cut_after = self._cut_after
+            self._close(f"fault: disconnect after {cut_after} bytes of the chunk")
+            return ConnectionClosed(self._closed_reason)
         if self._chunk_left:
             return NEED_DATA
         self._record_client(f"<{self._chunk_size} bytes of message data>")
         if self._chunk_refusal is not None:
             self.state = self._chunk_return_state
             self.reply(self._chunk_refusal)
+            if self._chunk_fault:
+                self.reset_transaction()
             return None
         if self._data_too_big:
             for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):

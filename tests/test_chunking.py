@@ -9,7 +9,7 @@ import smtplib
 import pytest
 
 from conftest import TIMEOUT, Wire
-from pytest_smtpd import Server
+from pytest_smtpd import Fault, Server
 
 MESSAGE = b"Subject: chunks\r\n\r\nline one\r\n.leading dot\r\nbare\rCR and bare\nLF and NUL\x00\r\n"
 
@@ -144,4 +144,39 @@ def test_lmtp_gets_one_reply_per_recipient_after_the_last_chunk(lmtp: bool) -> N
         wire.send(b"BDAT 4 LAST\r\nhi\r\n")
         codes = [wire.reply()[0] for _ in range(2 if lmtp else 1)]
         assert codes == [250] * len(codes)
+        assert wire.command("NOOP") == 250
+
+
+# -- faults on BDAT: the chunk is read first, then the fault's answer ------------------
+
+
+def test_a_reply_fault_on_bdat_is_given_after_the_chunk_and_clears_the_transaction() -> None:
+    busy = Fault.reply("BDAT", "452 4.3.1 Insufficient system storage", match="LAST", times=1)
+    with Server(enable_CHUNKING=True, faults=[busy]) as server, Wire(server.address) as wire:
+        transaction(wire)
+        assert bdat(wire, b"first ")[0] == 250  # the rule matches only the LAST chunk
+        # The refused chunk holds what would be a command: it is read as data, not run.
+        assert bdat(wire, b"QUIT\r\n", last=True) == (452, "4.3.1 Insufficient system storage")
+        assert bdat(wire, b"x", last=True)[0] == 503  # the transaction is gone
+        transaction(wire)
+        assert bdat(wire, b"again\r\n", last=True)[0] == 250  # times=1: the retry goes through
+        assert [m.data for m in server.messages] == [b"again\r\n"]
+        assert [m.transfer for m in server.messages] == ["BDAT"]
+
+
+def test_a_disconnect_fault_on_bdat_hangs_up_after_that_many_octets_of_the_chunk() -> None:
+    cut = Fault.disconnect("BDAT", after_bytes=4)
+    with Server(enable_CHUNKING=True, faults=[cut]) as server, Wire(server.address) as wire:
+        transaction(wire)
+        wire.send(b"BDAT 10 LAST\r\n0123456789")
+        with pytest.raises(ConnectionError, match="closed mid-reply"):
+            wire.reply()
+    assert server.messages == []
+
+
+def test_a_bdat_fault_with_an_unreadable_size_keeps_the_501() -> None:
+    refuse = Fault.reply("BDAT", "554 5.3.0 no")
+    with Server(enable_CHUNKING=True, faults=[refuse]) as server, Wire(server.address) as wire:
+        transaction(wire)
+        assert wire.exchange("BDAT ten LAST") == (501, "Syntax: BDAT chunk-size [LAST]")
         assert wire.command("NOOP") == 250
