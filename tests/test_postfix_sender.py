@@ -1,7 +1,7 @@
 """Postfix as the sending MTA, relaying to our server: what a test of an app
 behind a local MTA sees. Postfix speaks PIPELINING, CHUNKING (BDAT) when it is
 offered, 8BITMIME and SMTPUTF8, STARTTLS with verification, SASL AUTH, DSN
-requests and LMTP, and reacts to our replies by deferring or bouncing."""
+requests, LMTP and enhanced status codes, and reacts to our replies by deferring or bouncing."""
 
 from __future__ import annotations
 
@@ -177,3 +177,25 @@ def test_postfix_delivers_over_lmtp_one_reply_per_recipient(
     log = postfix_sender.wait_for_log(f"to=<{refused}>")
     assert "to=<bob@lmtp.test>" in log and "status=sent" in log
     assert "status=bounced" in log and "550 5.1.1 no such user" in log
+    # LMTP mode speaks ENHANCEDSTATUSCODES by default (RFC 2033): Postfix logs our code.
+    sent = [line for line in log.splitlines() if "to=<bob@lmtp.test>" in line and "status=sent" in line]
+    assert sent and all("(250 2.0.0 OK)" in line for line in sent), sent
+
+
+@pytest.mark.parametrize("enhanced", [False, True], ids=["bare", "enhanced"])
+def test_postfix_reads_our_enhanced_status_codes(
+    relay: Callable[..., Server], postfix_sender: PostfixSender, enhanced: bool
+) -> None:
+    """Postfix logs the reply that took the message: with ENHANCEDSTATUSCODES
+    it carries our code, and Postfix's dsn= is the one we sent."""
+    server = relay(enable_ENHANCEDSTATUSCODES=enhanced)
+    recipient = f"enhanced-{uuid.uuid4().hex[:12]}@plain.test"
+    subject = f"enhanced {recipient}"
+    postfix_sender.send(compose(subject), SENDER, [recipient])
+    message = arrived(server, subject, postfix_sender)
+    session = message.session
+    assert session is not None
+    assert ("S: 250-ENHANCEDSTATUSCODES" in session.format_transcript()) is enhanced
+    [line] = [line for line in postfix_sender.wait_for_log(f"to=<{recipient}>").splitlines() if recipient in line]
+    assert "status=sent" in line and "dsn=2.0.0" in line
+    assert ("(250 2.0.0 OK)" if enhanced else "(250 OK)") in line
