@@ -1,7 +1,8 @@
 """Postfix as the sending MTA, relaying to our server: what a test of an app
-behind a local MTA sees. Postfix speaks PIPELINING, CHUNKING (BDAT) when it is
-offered, 8BITMIME and SMTPUTF8, STARTTLS with verification, SASL AUTH, DSN
-requests, LMTP and enhanced status codes, and reacts to our replies by deferring or bouncing."""
+behind a local MTA sees. Postfix speaks PIPELINING, 8BITMIME and SMTPUTF8,
+STARTTLS with verification, SASL AUTH, DSN requests, LMTP and enhanced status
+codes, and reacts to our replies by deferring or bouncing. Offered CHUNKING,
+it still sends DATA: its SMTP client has no BDAT."""
 
 from __future__ import annotations
 
