@@ -178,6 +178,9 @@ class Server:
             gets ``452 4.5.3`` (RFC 5321 4.5.3.1.8). ``0``: no limit.
         :param enable_CHUNKING: offer CHUNKING (RFC 3030: BDAT), and
             BINARYMIME where 8-bit data is taken.
+        :param enable_ENHANCEDSTATUSCODES: offer ENHANCEDSTATUSCODES (RFC
+            2034): after EHLO/LHLO every 2xx, 4xx and 5xx reply carries its RFC
+            3463 code. None (the default): on in LMTP mode, off otherwise.
         :param faults: fault rules to start with (``Fault`` objects or the
             command line's ``"STEP=WHAT"`` strings); see ``faults``.
         :param tls_certificate: with ``tls`` and the test CA:
