@@ -162,3 +162,21 @@ def test_the_marker_passes_the_option(smtpd: Server) -> None:
         client.ehlo()
         assert client.has_extn("enhancedstatuscodes")
         assert client.rset() == (250, b"2.0.0 OK")
+
+
+def test_bdat_replies_carry_codes_too() -> None:
+    with (
+        Server(enable_ENHANCEDSTATUSCODES=True, enable_CHUNKING=True, data_size_limit=10) as server,
+        Wire(server.address) as wire,
+    ):
+        assert wire.command("EHLO client.test") == 250
+        assert wire.exchange(f"MAIL FROM:<{SENDER}>") == (250, "2.1.0 OK")
+        assert wire.exchange(f"RCPT TO:<{RECIPIENT}>") == (250, "2.1.5 OK")
+        wire.send(b"BDAT 4\r\nab\r\nBDAT 2 LAST\r\ncd")
+        assert [wire.reply() for _ in range(2)] == [(250, "2.0.0 4 octets received"), (250, "2.0.0 OK")]
+        assert wire.exchange("BDAT x") == (501, "5.5.2 Syntax: BDAT chunk-size [LAST]")
+        assert wire.exchange(f"MAIL FROM:<{SENDER}>") == (250, "2.1.0 OK")
+        assert wire.exchange(f"RCPT TO:<{RECIPIENT}>") == (250, "2.1.5 OK")
+        wire.send(b"BDAT 11 LAST\r\n01234567890")
+        assert wire.reply() == (552, "5.3.4 Error: Too much mail data")
+        assert [m.data for m in server.messages] == [b"ab\r\ncd"]
