@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 TEST = textwrap.dedent(
-    '''
+    """
     import smtplib
 
     import pytest
@@ -36,7 +36,7 @@ TEST = textwrap.dedent(
             assert client.ehlo()[1].startswith(b"smoke.test")
             client.sendmail("a@example.com", ["b@example.com"], b"Subject: smoke\\r\\n\\r\\nhi\\r\\n")
         smtpd.assert_sent(subject="smoke", to=lambda addresses: True)
-    '''
+    """
 )
 
 

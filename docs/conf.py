@@ -14,7 +14,7 @@ from pytest_smtpd import __version__  # noqa: E402
 
 project = "pytest-smtpd"
 author = "pytest-smtpd developers"
-copyright = "pytest-smtpd developers"  # noqa: A001
+copyright = "pytest-smtpd developers"
 release = __version__
 version = __version__
 
