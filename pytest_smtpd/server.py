@@ -250,6 +250,7 @@ class Server:
         self.handler = handler
         self.keep_messages = keep_messages
         self.backlog = backlog
+        #: The accepted messages, oldest first (a thread-safe sequence).
         self.messages = MessageStore()
         #: Every session (connection), oldest first, with its transcript;
         #: kept, like the messages, unless ``keep_messages`` is false.

@@ -166,10 +166,12 @@ class Message:
     # The stdlib ``smtpd`` names for the envelope.
     @property
     def mailfrom(self) -> str:
+        """``mail_from`` under the stdlib's name."""
         return self.mail_from
 
     @property
     def rcpttos(self) -> list[str]:
+        """``rcpt_tos`` under the stdlib's name."""
         return self.rcpt_tos
 
     @property
