@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import pytest
 import test_recipes
+from peers import Spawned, free_port
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))]
@@ -198,3 +200,64 @@ def test_page_project_passes(page: Path, pytester: pytest.Pytester) -> None:
         (pytester.path / name).write_text(code, encoding="utf-8")
     pytester.syspathinsert()
     pytester.runpytest_inprocess().assert_outcomes(passed=expected)
+
+
+# -- shell examples of the command line -----------------------------------------
+
+
+def cli_commands() -> list[tuple[str, list[list[str]]]]:
+    """Each ``::`` shell block's commands that run our command line, with
+    the commands before them in the block (``python -m trustme``) that they
+    need (``mkdir``, ``python -m trustme``), as argument lists; ``[options]`` synopses left out."""
+    found: list[tuple[str, list[list[str]]]] = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"::\n\n((?:    .*\n|\n)+)", text):
+            block = textwrap.dedent(match.group(1)).replace("\\\n", " ")
+            before: list[list[str]] = []
+            for line in block.splitlines():
+                for command in line.split("&&"):
+                    try:
+                        argv = shlex.split(command, comments=True)
+                    except ValueError:
+                        continue
+                    if argv[:3] == ["python", "-m", "trustme"] or argv[:1] == ["mkdir"]:
+                        before.append(argv)
+                    elif argv[:3] == ["python", "-m", "pytest_smtpd"] and "[options]" not in argv:
+                        line_number = text[: match.start()].count("\n") + 1
+                        found.append((f"{page.name}:{line_number}:{len(found)}", [*before, argv]))
+    return found
+
+
+CLI_COMMANDS = cli_commands()
+LOCAL_SPEC = re.compile(r"^(?:localhost|127\.0\.0\.1)?:\d+$")
+
+
+def test_cli_examples_are_found() -> None:
+    assert len(CLI_COMMANDS) >= 5
+
+
+@pytest.mark.parametrize(("where", "commands"), CLI_COMMANDS, ids=[where for where, _ in CLI_COMMANDS])
+def test_cli_example_serves(where: str, commands: list[list[str]], tmp_path: Path) -> None:
+    """The command as written, on loopback and free ports instead of the
+    fixed ones: it starts, says where it listens, and Ctrl-C ends it with 0."""
+    *setup, argv = commands
+    for command in setup:
+        if command[0] == "mkdir":
+            for directory in (arg for arg in command[1:] if not arg.startswith("-")):
+                (tmp_path / directory).mkdir(parents=True, exist_ok=True)
+            continue
+        subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, check=True, timeout=60, capture_output=True)
+    args = argv[3:]
+    positional = [i for i, arg in enumerate(args) if LOCAL_SPEC.match(arg) and not args[i - 1].startswith("--")]
+    if positional:
+        args[positional[0]] = "127.0.0.1:0"
+    elif not any(arg for arg in args if not arg.startswith("-") and ":" in arg and "=" not in arg):
+        args.append("127.0.0.1:0")
+    if "--tls-port" in args:
+        args[args.index("--tls-port") + 1] = str(free_port())
+    with Spawned.python("-m", "pytest_smtpd", *args, cwd=str(tmp_path)) as server:
+        server.expect(r"listening on 127\.0\.0\.1:\d+", stream="stderr")
+        assert server.interrupt() == 0, server.report()
+    if "--tls-ca-out" in args:
+        assert (tmp_path / args[args.index("--tls-ca-out") + 1]).read_text().startswith("-----BEGIN CERTIFICATE")
