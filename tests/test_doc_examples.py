@@ -24,6 +24,10 @@ The rules, also stated in docs/contributing.rst:
   ``LITERAL_FRAGMENTS`` below, each with its reason. (A comment cannot sit
   between a paragraph and its literal block, so those are listed here.)
 
+- Shell blocks: each ``python -m pytest_smtpd`` command (with the
+  ``mkdir -p`` and ``python -m trustme`` lines before it in its block) runs
+  on free loopback ports, must say where it listens, and exits 0 on Ctrl-C.
+
 README's cheat sheet and docs/recipes.rst are run by tests/test_recipes.py
 with their expected test counts; this module checks they are covered there
 and does not run them twice.
