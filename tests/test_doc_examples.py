@@ -181,11 +181,11 @@ def test_script_runs(block: Block, tmp_path: Path) -> None:
     assert result.returncode == 0, f"{block.id} failed:\n{result.stdout}\n{result.stderr}"
 
 
-@pytest.mark.parametrize("page", PROJECT_PAGES, ids=lambda page: page.name)
-def test_page_project_passes(page: Path, pytester: pytest.Pytester) -> None:
+def page_project(page: Path, blocks: list[Block]) -> tuple[dict[str, str], int]:
+    """The files of a page's project, and how many tests must pass."""
     files: dict[str, str] = {}
     expected = 0
-    for number, block in enumerate(b for b in BLOCKS if b.page == page and not b.fragment):
+    for number, block in enumerate(b for b in blocks if b.page == page and not b.fragment):
         if _covered_elsewhere(block):
             continue
         if block.name is not None:
@@ -199,11 +199,21 @@ def test_page_project_passes(page: Path, pytester: pytest.Pytester) -> None:
     if expected == 0:  # a conftest.py alone
         files["test_conftest_loads.py"] = "def test_conftest_loads(smtpd):\n    assert smtpd.port\n"
         expected = 1
+    return files, expected
+
+
+def run_project(pytester: pytest.Pytester, files: dict[str, str]) -> pytest.RunResult:
     pytester.makeini(test_recipes.INI)
     for name, code in files.items():
         (pytester.path / name).write_text(code, encoding="utf-8")
     pytester.syspathinsert()
-    pytester.runpytest_inprocess().assert_outcomes(passed=expected)
+    return pytester.runpytest_inprocess()
+
+
+@pytest.mark.parametrize("page", PROJECT_PAGES, ids=lambda page: page.name)
+def test_page_project_passes(page: Path, pytester: pytest.Pytester) -> None:
+    files, expected = page_project(page, BLOCKS)
+    run_project(pytester, files).assert_outcomes(passed=expected)
 
 
 # -- shell examples of the command line -----------------------------------------
@@ -265,3 +275,38 @@ def test_cli_example_serves(where: str, commands: list[list[str]], tmp_path: Pat
         assert server.interrupt() == 0, server.report()
     if "--tls-ca-out" in args:
         assert (tmp_path / args[args.index("--tls-ca-out") + 1]).read_text().startswith("-----BEGIN CERTIFICATE")
+
+
+def test_collector_rules_on_a_sample_page(tmp_path: Path) -> None:
+    """The collector itself: what each kind of block becomes."""
+    page = tmp_path / "sample.rst"
+    page.write_text(
+        "Title\n=====\n\n"
+        ".. code-block:: python\n\n    # test_a.py\n    def test_a(smtpd):\n        assert False\n\n"
+        ".. fragment: part of a test\n\n.. code-block:: python\n\n    await client.quit()\n\n"
+        "A script::\n\n    print('hi')\n\n"
+        "Shell, not Python::\n\n    pip install pytest-smtpd\n\n"
+        ".. code-block:: toml\n\n    [tool.pytest.ini_options]\n",
+        encoding="utf-8",
+    )
+    found = blocks_of(page)
+    assert [(block.kind, block.name, block.fragment) for block in found] == [
+        ("python", "test_a.py", False),
+        ("python", None, True),
+        ("literal", None, False),
+    ]
+    assert found[0].is_test_module() and found[0].test_count() == 1
+    assert not found[2].is_test_module()
+
+
+def test_a_failing_example_fails_its_page(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The page check can fail: a page whose test asserts what did not happen."""
+    page = tmp_path / "wrong.rst"
+    page.write_text(
+        ".. code-block:: python\n\n    # test_wrong.py\n    def test_wrong(smtpd):\n"
+        "        smtpd.assert_sent(to='nobody@example.com')\n",
+        encoding="utf-8",
+    )
+    files, expected = page_project(page, blocks_of(page))
+    assert expected == 1
+    run_project(pytester, files).assert_outcomes(failed=1)
