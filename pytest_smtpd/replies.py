@@ -47,13 +47,16 @@ class Reply:
 
     @property
     def lines(self) -> list[str]:
+        """The text's lines, one per reply line (a multiline reply has several)."""
         return self.text.split("\n")
 
     @property
     def is_success(self) -> bool:
+        """True for a 2xx or 3xx reply."""
         return self.code < 400
 
     def to_bytes(self) -> bytes:
+        """The reply as sent on the wire: each line with its code and CRLF."""
         return self._wire
 
     def transcript_lines(self) -> tuple[tuple[str, str], ...]:

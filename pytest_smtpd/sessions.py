@@ -91,6 +91,7 @@ class Session:
 
     @property
     def is_open(self) -> bool:
+        """True until the session has ended (``ended_by`` is None)."""
         return self.ended_by is None
 
     @property
@@ -153,10 +154,12 @@ class SessionStore(Sequence[Session]):
         self._lock = threading.Lock()
 
     def append(self, session: Session) -> None:
+        """Record a new session (the server does, as it accepts one)."""
         with self._lock:
             self._sessions.append(session)
 
     def clear(self) -> None:
+        """Forget the sessions so far."""
         with self._lock:
             self._sessions.clear()
 

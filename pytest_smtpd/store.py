@@ -296,6 +296,7 @@ class MessageStore(Sequence[Message]):
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def append(self, message: Message) -> None:
+        """Record an accepted message and wake whoever waits for one."""
         with self._changed:
             self._messages.append(message)
             self._changed.notify_all()
@@ -306,6 +307,7 @@ class MessageStore(Sequence[Message]):
                 loop.call_soon_threadsafe(arrived.set)
 
     def clear(self) -> None:
+        """Forget the messages so far."""
         with self._changed:
             self._messages.clear()
 
