@@ -24,7 +24,16 @@ from peers import TIMEOUT, free_port, missing, require_program, wait_until
 
 from pytest_smtpd.tls import test_ca
 
-__all__ = ["BLOCKED_SENDER", "BUSY_RECIPIENT", "REFUSED_RECIPIENT", "REJECTED_SUBJECT", "Postfix", "postfix_fixture"]
+__all__ = [
+    "BLOCKED_SENDER",
+    "BUSY_RECIPIENT",
+    "REFUSED_RECIPIENT",
+    "REJECTED_SUBJECT",
+    "Postfix",
+    "alive",
+    "postfix_base",
+    "postfix_fixture",
+]
 
 #: Postfix refuses this recipient with 550, this one with 450, this sender
 #: with 553, and a message with this Subject at end of DATA with 550.
@@ -172,7 +181,7 @@ class Postfix:
         pid = self.master_pid()
         self._postfix("stop")
         if pid is not None:
-            wait_until(lambda: not _alive(pid), "the Postfix master to exit", timeout=30)
+            wait_until(lambda: not alive(pid), "the Postfix master to exit", timeout=30)
 
     # -- what arrived --------------------------------------------------------
 
@@ -208,7 +217,7 @@ class Postfix:
         return self.wait_for_messages(token, 1, timeout)[0]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -216,9 +225,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="session", name="postfix")
-def postfix_fixture() -> Iterator[Postfix]:
-    """A running Postfix on 127.0.0.1 and a free port, for the session."""
+def postfix_base(prefix: str) -> Path:
+    """A new directory for a private Postfix instance, once it is known that
+    one can run here (the package, root, the postfix user); else skipped."""
     require_program("postfix", "postfix")
     if os.geteuid() != 0:
         missing("starting Postfix needs root")
@@ -228,8 +237,15 @@ def postfix_fixture() -> Iterator[Postfix]:
         missing("the postfix user does not exist: install the Debian package 'postfix'")
     # Not pytest's tmp_path: Postfix's unprivileged processes must be able
     # to reach the directory, and pytest makes its temporary root 0700.
-    base = Path(tempfile.mkdtemp(prefix="pytest-smtpd-postfix-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     base.chmod(0o755)
+    return base
+
+
+@pytest.fixture(scope="session", name="postfix")
+def postfix_fixture() -> Iterator[Postfix]:
+    """A running Postfix on 127.0.0.1 and a free port, for the session."""
+    base = postfix_base("pytest-smtpd-postfix-")
     instance = Postfix(base, free_port())
     try:
         instance.configure()

@@ -14,12 +14,12 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from peers import TIMEOUT, free_port, missing, require_program, wait_until
+from peers import TIMEOUT, free_port, require_program, wait_until
+from postfix import alive, postfix_base
 
 from pytest_smtpd.tls import test_ca
 
@@ -140,7 +140,7 @@ class PostfixSender:
         except (OSError, ValueError):
             return
         self.run(self.postfix, "-c", str(self.config_dir), "stop")
-        wait_until(lambda: not _alive(pid), "the sending Postfix to exit", timeout=30)
+        wait_until(lambda: not alive(pid), "the sending Postfix to exit", timeout=30)
 
     def send(self, message: bytes, sender: str, recipients: Sequence[str], *options: str) -> None:
         """Submit with Postfix's own sendmail (``-C`` picks this instance)."""
@@ -180,28 +180,11 @@ class PostfixSender:
             return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session", name="postfix_sender")
 def postfix_sender_fixture() -> Iterator[PostfixSender]:
     """A running sending Postfix whose every next hop is 127.0.0.1 on a port
     reserved for the session, where each test binds its own server."""
-    require_program("postfix", "postfix")
-    if os.geteuid() != 0:
-        missing("starting Postfix needs root")
-    try:
-        pwd.getpwnam("postfix")
-    except KeyError:
-        missing("the postfix user does not exist: install the Debian package 'postfix'")
-    base = Path(tempfile.mkdtemp(prefix="pytest-smtpd-postfix-sender-"))
-    base.chmod(0o755)
-    instance = PostfixSender(base, free_port())
+    instance = PostfixSender(postfix_base("pytest-smtpd-postfix-sender-"), free_port())
     try:
         instance.configure()
         instance.start()
@@ -210,7 +193,7 @@ def postfix_sender_fixture() -> Iterator[PostfixSender]:
         try:
             instance.stop()
         finally:
-            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(instance.base, ignore_errors=True)
 
 
 #: Seconds Postfix may take from submission to delivery (pickup, cleanup,
