@@ -519,11 +519,7 @@ class ServerConnection:
         # The 530s come first: RFC 3207 4 and RFC 4954 6 give them to every
         # gated command, so RCPT and DATA get one too, not a 503 for the MAIL
         # that could not be given.
-        error = gate_error(
-            verb,
-            tls_missing=self.config.require_tls and not self.tls,
-            auth_missing=self.config.auth_required and self.authenticated is None,
-        ) or sequence_error(verb, self.state)
+        error = self._gate_error(verb) or sequence_error(verb, self.state)
         if error is not None:
             self.reply(error)
             return None
@@ -737,14 +733,26 @@ class ServerConnection:
             # Not one a command handler could frame: its octets follow at once.
             self._smtp_bdat(argument)
             return None
-        if verb in self.delegated_verbs:
-            return CommandReceived(verb, argument)
-        return self.handle_command(verb, argument)
+        return self._dispatch(verb, argument)
 
     def _dispatch(self, verb: str, argument: str | None) -> Event | None:
-        if verb in self.delegated_verbs:
-            return CommandReceived(verb, argument)
-        return self.handle_command(verb, argument)
+        if verb not in self.delegated_verbs:
+            return self.handle_command(verb, argument)
+        # A subclass's own command (or its override of a built-in one) owns
+        # its sequencing, but not the 530s: require_starttls and
+        # auth_required must not have a way around them.
+        error = self._gate_error(verb)
+        if error is not None:
+            self.reply(error)
+            return None
+        return CommandReceived(verb, argument)
+
+    def _gate_error(self, verb: str) -> Reply | None:
+        return gate_error(
+            verb,
+            tls_missing=self.config.require_tls and not self.tls,
+            auth_missing=self.config.auth_required and self.authenticated is None,
+        )
 
     def _read_data(self) -> Event | NeedData | None:
         """Collect the message up to CRLF.CRLF, keeping memory bounded once it
@@ -1019,11 +1027,7 @@ class ServerConnection:
         size = int(size_text)
         if len(self._inbox) > size:
             self.pipelined = True
-        self._chunk_refusal = gate_error(
-            "BDAT",
-            tls_missing=self.config.require_tls and not self.tls,
-            auth_missing=self.config.auth_required and self.authenticated is None,
-        ) or sequence_error("BDAT", self.state)
+        self._chunk_refusal = self._gate_error("BDAT") or sequence_error("BDAT", self.state)
         if self._chunk_refusal is None and self.state is State.RCPT:
             self._data = bytearray()  # the first chunk of the message
             self._data_too_big = False

@@ -15,7 +15,7 @@ import pytest
 import trustme
 from peers import TIMEOUT
 
-from pytest_smtpd import DebuggingServer, SMTPServer, tls
+from pytest_smtpd import DebuggingServer, SMTPChannel, SMTPServer, tls
 
 LOCAL = ("127.0.0.1", 0)
 USERS = {"alice": "s3cret"}
@@ -177,3 +177,41 @@ def test_debugging_server_takes_the_options_too() -> None:
 def test_wrong_combinations_raise_before_binding(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Recorder(LOCAL, None, **options)
+
+
+class _ChannelWithOwnCommands(SMTPChannel):
+    """A subclass command and an override of a built-in one."""
+
+    def smtp_XPING(self, arg: str) -> None:
+        self.push("250 pong")
+
+    def smtp_VRFY(self, arg: str) -> None:
+        self.push("252 overridden")
+
+
+class _OwnCommandsServer(Recorder):
+    channel_class = _ChannelWithOwnCommands
+
+
+def test_a_subclass_command_gets_the_530s_like_a_built_in_one() -> None:
+    # require_starttls and auth_required would mean little if a channel
+    # subclass's own smtp_<VERB> (or its override of a built-in) got past them.
+    with (
+        _OwnCommandsServer(LOCAL, None, tls="starttls", auth=USERS, require_starttls=True, auth_required=True) as server,
+        smtplib.SMTP(*server.address, timeout=TIMEOUT) as client,
+    ):
+        client.ehlo("client.test")
+        assert client.docmd("XPING") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert client.docmd("VRFY", "bob")[0] == 530
+        client.starttls(context=server.client_context())
+        client.ehlo("client.test")
+        assert client.docmd("XPING")[0] == 530  # not logged in yet
+        assert client.docmd("VRFY", "bob")[0] == 530
+        client.login("alice", "s3cret")
+        assert client.docmd("XPING") == (250, b"pong")
+        assert client.docmd("VRFY", "bob") == (252, b"overridden")
+
+
+def test_a_subclass_command_is_answered_when_no_gate_is_set() -> None:
+    with _OwnCommandsServer(LOCAL, None) as server, smtplib.SMTP(*server.address, timeout=TIMEOUT) as client:
+        assert client.docmd("XPING") == (250, b"pong")
