@@ -100,7 +100,7 @@ def _builtin(verb: str) -> Callable[[SMTPChannel, str | None], None]:
         self._answered = True
         # What the stdlib traced when MAIL or RCPT succeeded (its tests read it).
         if verb == "MAIL" and core.envelope is not envelope and core.state is State.MAIL:
-            print("sender:", core.envelope.mail_from or "<>", file=_debugstream())
+            print("sender:", seed_address(core.envelope.mail_from or ""), file=_debugstream())
         elif verb == "RCPT" and len(core.envelope.rcpt_tos) > recipients:
             print("recips:", core.envelope.rcpt_tos, file=_debugstream())
 
@@ -255,17 +255,18 @@ class SMTPChannel:
 
     @property
     def mailfrom(self) -> str | None:
-        return self._session.core.envelope.mail_from
+        mail_from = self._session.core.envelope.mail_from
+        return None if mail_from is None else seed_address(mail_from)
 
     @mailfrom.setter
     def mailfrom(self, value: str | None) -> None:
         """A subclass that takes MAIL itself opens the transaction here
-        (None ends it)."""
+        (None ends it; ``"<>"`` is the null sender, as in the stdlib)."""
         core = self._session.core
         if value is None and core.state in (State.MAIL, State.RCPT):
             core.reset_transaction()
         else:
-            core.envelope.mail_from = value
+            core.envelope.mail_from = value if value is None else envelope_address(value)
             self._sync_state()
 
     @property
@@ -427,6 +428,23 @@ def _takes_options(method: Callable[..., Any]) -> bool:
     parameters = inspect.signature(method).parameters.values()
     names = {p.name for p in parameters}
     return any(p.kind is p.VAR_KEYWORD for p in parameters) or {"mail_options", "rcpt_options"} <= names
+
+
+#: The null sender (``MAIL FROM:<>``) as the stdlib's ``smtpd`` gave it.
+NULL_SENDER = "<>"
+
+
+def seed_address(mail_from: str) -> str:
+    """The reverse-path as the stdlib handed it over: ``"<>"`` for the null
+    sender (``Message.mail_from`` has ``""``), so that ported code that
+    checks ``mailfrom == "<>"`` (a bounce) still works."""
+    return mail_from or NULL_SENDER
+
+
+def envelope_address(mailfrom: str) -> str:
+    """The reverse-path as the core and ``Message.mail_from`` have it:
+    ``seed_address()`` undone."""
+    return "" if mailfrom == NULL_SENDER else mailfrom
 
 
 def seed_data(data: bytes, decode_data: bool) -> bytes | str:
@@ -729,8 +747,7 @@ class SMTPServer:
         kwargs: dict[str, Any] = {}
         if not decode_data and self._options_accepted:
             kwargs = {"mail_options": message.mail_options, "rcpt_options": message.rcpt_options}
-        mailfrom = message.mail_from
-        status = self.process_message(message.peer, mailfrom, message.rcpt_tos, data, **kwargs)
+        status = self.process_message(message.peer, seed_address(message.mail_from), message.rcpt_tos, data, **kwargs)
         if inspect.isawaitable(status):
             return _stdlib_reply_after(status)
         return stdlib_reply(status)

@@ -83,6 +83,7 @@ class MailmanProxy(PureProxy):
         return self._route(mailfrom, list(rcpttos), message, mail_options)
 
     async def _route(self, mailfrom: str, rcpttos: list[str], message: bytes, mail_options: list[str]) -> str | None:
+        mailfrom = compat.envelope_address(mailfrom)
         to_mailman = [rcpt for rcpt in rcpttos if self.is_list_address(rcpt)]
         to_upstream = [rcpt for rcpt in rcpttos if rcpt not in to_mailman]
         delivered: list[str] = []

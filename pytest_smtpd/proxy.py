@@ -214,8 +214,11 @@ class PureProxy(SMTPServer):
         added here). ``mail_options`` are the client's MAIL parameters; only
         ``SMTPUTF8`` and ``BODY=8BITMIME`` are passed on, and ``SIZE`` is
         computed afresh. Runs on the server's event loop; never raises for
-        an upstream problem, which ends up in ``reply`` instead.
+        an upstream problem, which ends up in ``reply`` instead. The null
+        sender may be given as ``""`` or, as ``process_message`` has it,
+        ``"<>"``.
         """
+        mailfrom = compat.envelope_address(mailfrom)
         rcpttos = list(rcpttos)
         host, port = self.remoteaddr
         client = aiosmtplib.SMTP(

@@ -525,3 +525,38 @@ def test_a_fork_child_has_no_server_listed_and_its_loop_returns() -> None:
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=45)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["listed 0", "own 250 1", "exit 0 1"], result.stderr
+
+
+class NullSenderSpy(SMTPChannel):
+    """Reads the null sender back as the stdlib's channel held it, and sets
+    it itself the stdlib's way."""
+
+    seen: list[str | None] = []
+
+    def smtp_RCPT(self, arg: str | None) -> None:
+        self.seen.append(self.mailfrom)
+        super().smtp_RCPT(arg)
+
+    def smtp_XBOUNCE(self, arg: str | None) -> None:
+        self.mailfrom = "<>"
+        self.push("250 null sender set")
+
+
+class NullSenderServer(Recorder):
+    channel_class = NullSenderSpy
+
+
+def test_the_null_sender_is_the_stdlibs_angle_brackets() -> None:
+    NullSenderSpy.seen = []
+    with NullSenderServer(LOCAL, None) as server, Wire(server.address) as wire:
+        assert wire.command("HELO client.test") == 250
+        assert wire.command("MAIL FROM:<>") == 250
+        assert wire.command(f"RCPT TO:<{TO}>") == 250
+        assert wire.command("DATA") == 354
+        assert wire.command("Subject: bounce\r\n\r\nbody\r\n.") == 250
+        assert wire.command("XBOUNCE") == 250
+        assert wire.command(f"RCPT TO:<{TO}>") == 250
+        assert wire.command("DATA") == 354
+        assert wire.command("Subject: bounce 2\r\n\r\nbody\r\n.") == 250
+    assert NullSenderSpy.seen == ["<>", "<>"]
+    assert [mailfrom for mailfrom, _, _ in server.calls] == ["<>", "<>"]

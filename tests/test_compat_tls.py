@@ -182,10 +182,10 @@ def test_wrong_combinations_raise_before_binding(options: dict[str, Any], messag
 class _ChannelWithOwnCommands(SMTPChannel):
     """A subclass command and an override of a built-in one."""
 
-    def smtp_XPING(self, arg: str) -> None:
+    def smtp_XPING(self, arg: str | None) -> None:
         self.push("250 pong")
 
-    def smtp_VRFY(self, arg: str) -> None:
+    def smtp_VRFY(self, arg: str | None) -> None:
         self.push("252 overridden")
 
 
@@ -196,8 +196,9 @@ class _OwnCommandsServer(Recorder):
 def test_a_subclass_command_gets_the_530s_like_a_built_in_one() -> None:
     # require_starttls and auth_required would mean little if a channel
     # subclass's own smtp_<VERB> (or its override of a built-in) got past them.
+    gates: dict[str, Any] = {"require_starttls": True, "auth_required": True}
     with (
-        _OwnCommandsServer(LOCAL, None, tls="starttls", auth=USERS, require_starttls=True, auth_required=True) as server,
+        _OwnCommandsServer(LOCAL, None, tls="starttls", auth=USERS, **gates) as server,
         smtplib.SMTP(*server.address, timeout=TIMEOUT) as client,
     ):
         client.ehlo("client.test")

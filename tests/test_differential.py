@@ -343,6 +343,16 @@ def test_same_process_message_arguments(servers: Servers, decode_data: bool) -> 
         assert kwargs == {"mail_options": [f"SIZE={len(data)}", "BODY=8BITMIME"], "rcpt_options": []}
 
 
+def test_same_null_sender(servers: Servers) -> None:
+    # Ported bounce handling checks mailfrom == "<>": the stdlib's value.
+    stdlib, ours = servers()
+    for server in (stdlib, ours):
+        with smtplib.SMTP(*server.address, timeout=TIMEOUT) as client:
+            client.sendmail("<>", ["postmaster@example.com"], b"Subject: bounce\r\n\r\nbody\r\n")
+    assert [call[0] for call in ours.calls] == ["<>"]
+    assert ours.calls == stdlib.calls
+
+
 # -- where we deliberately differ ------------------------------------------------
 
 
