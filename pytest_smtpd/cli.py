@@ -156,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--debug", action="store_true", help="trace sessions to standard error")
     parser.add_argument("-u", "--smtputf8", action="store_true", help="offer the SMTPUTF8 extension (RFC 6531)")
     parser.add_argument(
+        "--chunking",
+        action="store_true",
+        help="offer CHUNKING (BDAT) and, unless data is decoded, BINARYMIME (RFC 3030)",
+    )
+    parser.add_argument("--dsn", action="store_true", help="offer DSN and record its parameters (RFC 3461)")
+    parser.add_argument(
+        "--enhanced-status-codes",
+        action="store_true",
+        help="offer ENHANCEDSTATUSCODES: replies carry codes such as 2.1.5 (RFC 2034, RFC 3463)",
+    )
+    parser.add_argument(
         "-e",
         "--show-envelope",
         action="store_true",
@@ -398,6 +409,17 @@ def _listening_line(
         parts.append(f"implicit TLS on {_where(tls_port_server.address)}")
     if args.users:
         parts.append("AUTH required" if args.require_auth else "AUTH offered")
+    extensions = [
+        name
+        for name, wanted in (
+            ("CHUNKING", args.chunking),
+            ("DSN", args.dsn),
+            ("ENHANCEDSTATUSCODES", args.enhanced_status_codes),
+        )
+        if wanted
+    ]
+    if extensions:
+        parts.append("offering " + ", ".join(extensions))
     if args.faults:
         parts.append(f"{len(args.faults)} fault rule(s)")
     if isinstance(server, proxy.PureProxy):
@@ -439,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("pytest_smtpd").setLevel(logging.DEBUG)
     options: dict[str, Any] = {"enable_SMTPUTF8": args.smtputf8}
+    extensions = {
+        "enable_CHUNKING": args.chunking,
+        "enable_DSN": args.dsn,
+        "enable_ENHANCEDSTATUSCODES": args.enhanced_status_codes,
+    }
+    options.update({name: True for name, wanted in extensions.items() if wanted})
     if issubclass(server_class, proxy.PureProxy):
         options["allow_open_relay"] = args.allow_open_relay
     options.update(mailman_options)

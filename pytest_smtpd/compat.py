@@ -555,7 +555,9 @@ class SMTPServer:
 
     The keyword-only ``tls``, ``tls_context``, ``require_starttls``, ``auth``,
     ``auth_mechanisms``, ``auth_required``, ``auth_requires_tls``,
-    ``enable_DSN`` and ``enable_CHUNKING`` go unchanged to the ``Server`` underneath (see docs/tls-auth.rst); with
+    ``enable_DSN``, ``enable_CHUNKING`` and ``enable_ENHANCEDSTATUSCODES`` go
+    unchanged to the ``Server`` underneath (see docs/tls-auth.rst and the
+    README's Extensions table); with
     ``tls`` and no ``tls_context``, ``ca``, ``ca_path`` and ``client_context()``
     give clients the test CA.
     """
@@ -587,6 +589,7 @@ class SMTPServer:
         auth_requires_tls: bool = False,
         enable_DSN: bool = False,
         enable_CHUNKING: bool = False,
+        enable_ENHANCEDSTATUSCODES: bool = False,
     ) -> None:
         if enable_SMTPUTF8 and decode_data:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
@@ -618,6 +621,7 @@ class SMTPServer:
             auth_requires_tls=auth_requires_tls,
             enable_DSN=enable_DSN,
             enable_CHUNKING=enable_CHUNKING,
+            enable_ENHANCEDSTATUSCODES=enable_ENHANCEDSTATUSCODES,
         )
         # The stdlib's EHLO offered no PIPELINING (pipelined commands are
         # answered in order all the same), and its name could be empty.

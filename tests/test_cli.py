@@ -58,7 +58,8 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--tls-key PATH",
         "--tls-ca-out PATH",
     ]
-    for name in [*tls_auth, "--require-starttls", "--auth USER:PASSWORD", "--require-auth"]:
+    extensions = ["--chunking", "--dsn", "--enhanced-status-codes"]
+    for name in [*tls_auth, "--require-starttls", "--auth USER:PASSWORD", "--require-auth", *extensions]:
         assert re.search(rf"^  {re.escape(name)}(\s|$)", out, re.MULTILINE), name
     assert "localhost:8025" in out
     assert "localhost:25" in out
@@ -375,6 +376,26 @@ def test_smtputf8_and_size_are_offered() -> None:
                 client.sendmail("a@example.com", ["b@example.com"], "x" * 1001)
             assert refused.value.smtp_code == 552
         stop(process)
+
+
+def test_extensions_chunking_dsn_and_enhanced_status_codes() -> None:
+    # What an MTA pointed at the command line's server (Postfix, say) uses.
+    process, address = start("--chunking", "--dsn", "--enhanced-status-codes", "127.0.0.1:0")
+    with process:
+        assert "offering CHUNKING, DSN, ENHANCEDSTATUSCODES" in process.lines["stderr"][-1]
+        with smtplib.SMTP(*address, timeout=TIMEOUT) as client:
+            client.ehlo("client.test")
+            for keyword in ("chunking", "binarymime", "dsn", "enhancedstatuscodes"):
+                assert client.has_extn(keyword), keyword
+            assert client.mail("a@example.com", ["RET=HDRS", "ENVID=cli+2Dtest"]) == (250, b"2.1.0 OK")
+            assert client.rcpt("b@example.com", ["NOTIFY=SUCCESS,FAILURE"]) == (250, b"2.1.5 OK")
+            client.send(b"BDAT %d LAST\r\n" % len(MESSAGE) + MESSAGE.encode())
+            assert client.getreply() == (250, b"2.0.0 OK")
+        process.expect("^------------ END MESSAGE ------------$")
+        stop(process)
+    printed = process.output()
+    assert "mail options: ['RET=HDRS', 'ENVID=cli+2Dtest']" in printed
+    assert "Subject: from the cli test\nX-Peer: 127.0.0.1\n\nHello, server.\n" in printed
 
 
 def test_pureproxy_relays_to_the_remote_server(smtpd: Server) -> None:

@@ -275,6 +275,22 @@ def test_refused_single_recipient_reaches_the_client(refusing: RefusingUpstream,
     assert refusing.received == []
 
 
+def test_with_enhanced_status_codes_the_upstreams_code_is_passed_through_once(
+    refusing: RefusingUpstream, make_proxy: ProxyFactory
+) -> None:
+    proxy = make_proxy(refusing.address, enable_ENHANCEDSTATUSCODES=True)
+    with smtplib.SMTP(*proxy.address, timeout=TIMEOUT) as client:
+        client.ehlo("client.test")
+        assert client.has_extn("enhancedstatuscodes")
+        assert client.mail("a@example.com") == (250, b"2.1.0 OK")
+        assert client.rcpt("refused@example.com") == (250, b"2.1.5 OK")
+        assert client.data(MESSAGE) == (550, b"5.1.1 No such user here")
+        assert client.mail("a@example.com")[0] == 250
+        assert client.rcpt("r@example.com")[0] == 250
+        assert client.data(MESSAGE) == (250, b"2.0.0 OK")
+    assert len(refusing.received) == 1
+
+
 def test_when_every_recipient_is_refused_a_temporary_refusal_wins(
     refusing: RefusingUpstream, make_proxy: ProxyFactory
 ) -> None:
