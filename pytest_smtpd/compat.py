@@ -564,6 +564,8 @@ class SMTPServer:
 
     channel_class: type[SMTPChannel] = SMTPChannel
     _options_accepted: ClassVar[bool] = True
+    #: Whether ``enable_CHUNKING`` also offers BINARYMIME (not in the proxies).
+    _binarymime: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -629,6 +631,7 @@ class SMTPServer:
             self._server.session_config,
             hostname=_hostname() if hostname is None else hostname,
             pipelining=False,
+            binarymime=self._binarymime,
         )
         self.start()
 

@@ -132,6 +132,10 @@ class SessionConfig:
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     #: Offer CHUNKING (RFC 3030): BDAT, and BINARYMIME where 8-bit data is taken.
     enable_CHUNKING: bool = False
+    #: With ``enable_CHUNKING``, offer and take BINARYMIME too (where 8-bit
+    #: data is taken). The proxies turn it off: they relay by DATA, which
+    #: cannot carry binary data unchanged.
+    binarymime: bool = True
     #: Offer ENHANCEDSTATUSCODES (RFC 2034): after EHLO/LHLO every 2xx, 4xx
     #: and 5xx reply carries an RFC 3463 code. None: on in LMTP mode, where
     #: RFC 2033 asks for it, off otherwise (stdlib ``smtpd`` replies).
@@ -547,7 +551,7 @@ class ServerConnection:
             keywords.append("ENHANCEDSTATUSCODES")
         if config.enable_CHUNKING:
             keywords.append("CHUNKING")
-            if not config.decode_data:
+            if not config.decode_data and config.binarymime:
                 keywords.append("BINARYMIME")
         if config.starttls and not self.tls:
             keywords.append("STARTTLS")
@@ -923,9 +927,10 @@ class ServerConnection:
         smtputf8 = False
         for key, value in params:
             if key == "BODY" and not config.decode_data:
-                bodies = ("7BIT", "8BITMIME", "BINARYMIME") if config.enable_CHUNKING else ("7BIT", "8BITMIME")
+                binary = config.enable_CHUNKING and config.binarymime
+                bodies = ("7BIT", "8BITMIME", "BINARYMIME") if binary else ("7BIT", "8BITMIME")
                 if value is None or value.upper() not in bodies:
-                    self.reply(replies.BAD_BODY_CHUNKING if config.enable_CHUNKING else replies.BAD_BODY)
+                    self.reply(replies.BAD_BODY_CHUNKING if binary else replies.BAD_BODY)
                     return
                 options.append(f"BODY={value.upper()}")
             elif key == "SMTPUTF8" and config.enable_SMTPUTF8:

@@ -148,10 +148,16 @@ class PureProxy(SMTPServer):
     is passed on when the upstream offers 8BITMIME; otherwise 8-bit data
     gets ``554 5.6.3`` (the proxy does not convert to 7 bit).
 
+    With ``enable_CHUNKING`` the proxy takes BDAT but does not offer
+    BINARYMIME: it relays with DATA, which cannot carry binary data
+    unchanged, so a client is not invited to send any.
+
     ``process_message`` returns a coroutine, which the server runs; a
     subclass that overrides it must return what ``super().process_message()``
     returns.
     """
+
+    _binarymime = False
 
     def __init__(
         self,

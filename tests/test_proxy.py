@@ -159,6 +159,19 @@ def test_a_message_received_by_bdat_is_relayed_by_data(smtpd: Server, make_proxy
     assert message.transfer == "DATA"
 
 
+def test_with_chunking_the_proxy_does_not_offer_binarymime(smtpd: Server, make_proxy: ProxyFactory) -> None:
+    # It relays with DATA, which would change bare CRs and LFs: binary data
+    # would not arrive as sent, so the client is not invited to send any.
+    proxy = make_proxy(smtpd.address, enable_CHUNKING=True)
+    with smtplib.SMTP(*proxy.address, timeout=TIMEOUT) as client:
+        client.ehlo("client.test")
+        assert client.has_extn("chunking")
+        assert not client.has_extn("binarymime")
+        assert client.mail("author@example.com", ["BODY=BINARYMIME"])[0] == 501
+        assert client.mail("author@example.com", ["BODY=8BITMIME"])[0] == 250
+    assert smtpd.messages == []
+
+
 def test_relays_the_null_sender(smtpd: Server, make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(smtpd.address)
     assert send_and_get_data_reply(proxy.address, ["postmaster@example.com"], MESSAGE, mailfrom="")[0] == 250
