@@ -235,11 +235,12 @@ class SMTPChannel:
 
     @property
     def seen_greeting(self) -> str:
+        """The name the client gave in HELO/EHLO, ``""`` before it. A
+        subclass that answers HELO/EHLO itself sets it to greet the session."""
         return self._session.core.helo
 
     @seen_greeting.setter
     def seen_greeting(self, value: str) -> None:
-        """A subclass that answers HELO/EHLO itself greets the session here."""
         core = self._session.core
         core.helo = value or ""
         if core.state in (State.CONNECTED, State.GREETED):
@@ -247,6 +248,8 @@ class SMTPChannel:
 
     @property
     def extended_smtp(self) -> bool:
+        """True after EHLO (the ESMTP parameters of MAIL and RCPT are
+        allowed); a subclass answering EHLO itself sets it."""
         return self._session.core.extended
 
     @extended_smtp.setter
@@ -255,13 +258,14 @@ class SMTPChannel:
 
     @property
     def mailfrom(self) -> str | None:
+        """The sender of the transaction in progress (``"<>"`` for the null
+        sender, as in the stdlib), None outside one. A subclass that takes
+        MAIL itself sets it to open the transaction; None ends it."""
         mail_from = self._session.core.envelope.mail_from
         return None if mail_from is None else seed_address(mail_from)
 
     @mailfrom.setter
     def mailfrom(self, value: str | None) -> None:
-        """A subclass that takes MAIL itself opens the transaction here
-        (None ends it; ``"<>"`` is the null sender, as in the stdlib)."""
         core = self._session.core
         if value is None and core.state in (State.MAIL, State.RCPT):
             core.reset_transaction()
@@ -271,6 +275,8 @@ class SMTPChannel:
 
     @property
     def rcpttos(self) -> list[str]:
+        """The recipients accepted so far in this transaction; a subclass
+        may set it or append to it, as with the stdlib's."""
         return self._session.core.envelope.rcpt_tos
 
     @rcpttos.setter
@@ -292,14 +298,17 @@ class SMTPChannel:
 
     @property
     def mail_options(self) -> list[str]:
+        """The ESMTP parameters of MAIL FROM (``["SIZE=1000", "BODY=8BITMIME"]``)."""
         return self._session.core.envelope.mail_options
 
     @property
     def rcpt_options(self) -> list[str]:
+        """The ESMTP parameters of the RCPT TO commands, all recipients together."""
         return self._session.core.envelope.rcpt_options
 
     @property
     def require_SMTPUTF8(self) -> bool:
+        """True when MAIL FROM asked for SMTPUTF8 (RFC 6531)."""
         return self._session.core.envelope.smtputf8
 
     # The line interface of the stdlib's async_chat.
@@ -315,6 +324,7 @@ class SMTPChannel:
         self._answered = not (len(last) > 3 and last[3] == "-")
 
     def close_when_done(self) -> None:
+        """Close the connection once the replies pushed so far are sent."""
         self._session.core.close()
 
     def close(self) -> None:
@@ -329,9 +339,12 @@ class SMTPChannel:
             raise ValueError(f"the protocol core frames lines by CRLF only; cannot set the terminator to {term!r}")
 
     def get_terminator(self) -> bytes:
+        """``CRLF`` for commands, ``CRLF.CRLF`` in ``DATA``: what the core frames by."""
         return b"\r\n.\r\n" if self.smtp_state == self.DATA else b"\r\n"
 
     def collect_incoming_data(self, data: bytes | str) -> None:
+        """Called with each complete line (or message) before
+        :meth:`found_terminator`; it keeps the data in ``received_lines``."""
         self.received_lines.append(data)
 
     def found_terminator(self) -> None:
@@ -387,6 +400,8 @@ class SMTPChannel:
         self._guarded("a line", read)
 
     def handle_command(self, verb: str, argument: str | None) -> None:
+        """Run ``smtp_<verb>(argument)`` for a verb this class handles
+        itself (the transport calls it; a subclass need not)."""
         self._answered = False
         self._guarded(verb, lambda: getattr(self, f"smtp_{verb}")(argument))
 
@@ -654,6 +669,7 @@ class SMTPServer:
 
     @property
     def accepting(self) -> bool:
+        """True while the server listens, as the stdlib's ``dispatcher.accepting``."""
         return self._server.is_running()
 
     @property
@@ -679,6 +695,8 @@ class SMTPServer:
         return self._server.faults
 
     def start(self) -> None:
+        """Listen again after :meth:`close` (the constructor already
+        starts the server), and print the stdlib's start-up banner."""
         self._server.start()
         self._socket = self._server.sockets[0]
         fileno = self._socket.fileno()

@@ -238,7 +238,11 @@ class FaultSource(Protocol):
 
 
 class ServerConnection:
-    """One SMTP session, server side."""
+    """One SMTP session, server side, without I/O: feed it the peer's bytes
+    with :meth:`receive_data`, take events from :meth:`next_event` until it
+    returns ``NEED_DATA``, answer the ones that wait for an answer
+    (``MessageReceived``, ``AuthRequested``, ``CommandReceived``), and send
+    what :meth:`data_to_send` returns. The greeting is queued at creation."""
 
     # Fault state, as class-level defaults: a session no fault touches never
     # stores them (they are set per instance when a fault fires).
@@ -271,6 +275,10 @@ class ServerConnection:
         faults: FaultSource | None = None,
         session_number: int = 1,
     ) -> None:
+        """``tls``: encrypted from the first byte (implicit TLS). ``record``:
+        keep ``transcript`` and ``commands``. ``faults``: the rules asked at
+        every step; ``session_number`` is this connection's number for their
+        ``session=``."""
         self.config = config or SessionConfig()
         #: With ``record``: what was said, as ``(direction, line)`` pairs
         #: ("client" or "server"), message data as a size and SASL secrets
@@ -537,6 +545,8 @@ class ServerConnection:
         return [verb for verb in SYNTAX if verb not in self._other_protocol_greetings]
 
     def ehlo_keywords(self) -> list[str]:
+        """The extensions the EHLO (or LHLO) reply offers now, as configured
+        and as the session stands (no STARTTLS once in TLS, say)."""
         config = self.config
         keywords = []
         if config.data_size_limit:
@@ -1229,9 +1239,12 @@ class ServerConnection:
 
     @classmethod
     def builtin_verbs(cls) -> frozenset[str]:
+        """The verbs the core answers itself."""
         return frozenset(cls._HANDLERS)
 
     # Read-only views used by the seed-compatible SMTPChannel.
     @property
     def in_command_state(self) -> bool:
+        """True while the next line is a command (not message data, a BDAT
+        chunk or a SASL response)."""
         return self.state in COMMAND_STATES

@@ -33,6 +33,8 @@ def xtext_decode(text: str) -> str:
 
 
 def check_envid(value: str) -> None:
+    """Raise :class:`DSNError` unless ``value`` is a valid ENVID (xtext, at
+    most 100 characters: RFC 3461 4.4)."""
     if len(value) > 100:
         raise DSNError("ENVID is longer than 100 characters")
     xtext_decode(value)

@@ -338,6 +338,8 @@ class Fault:
     # -- what the protocol core and the records use ----------------------------
 
     def matches(self, argument: str) -> bool:
+        """Whether ``match=`` lets the rule fire for this argument (the text
+        after the verb): always without one."""
         if self.match is None:
             return True
         if isinstance(self.match, str):
@@ -408,6 +410,8 @@ class Faults:
         return _Rule(fault, random=random.Random(fault.seed) if fault.probability < 1.0 else None)
 
     def extend(self, faults: Iterable[Fault | str]) -> None:
+        """Add several rules at the end, in order (what the marker's
+        ``faults=`` and the CLI's ``--fault`` do)."""
         if isinstance(faults, Fault | str):
             raise TypeError("faults must be a list of Fault rules (or 'STEP=WHAT' strings), not a single one")
         for fault in faults:

@@ -48,6 +48,7 @@ class Listener:
         self.connecting: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        """Begin accepting (on the loop thread)."""
         self._loop.add_reader(self._fd, self._accept)
 
     def close(self) -> None:

@@ -132,6 +132,8 @@ def join_ending_thread(timeout: float | None = None) -> None:
 
 
 def is_kept_running() -> bool:
+    """Whether ``kept_running()`` holds the loop thread (the plugin does,
+    for the test session)."""
     return _holds > 0
 
 
@@ -141,6 +143,8 @@ def servers_running() -> int:
 
 
 def in_loop_thread() -> bool:
+    """Whether the caller runs on the loop thread (in a handler, say),
+    where waiting for the loop would deadlock."""
     return _thread is not None and threading.current_thread() is _thread
 
 

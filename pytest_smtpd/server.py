@@ -598,6 +598,8 @@ class Server:
         return next(self._session_numbers)
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
+        """A connection was accepted (called by the transport, on the loop
+        thread): record it, or refuse it beyond ``max_connections``."""
         self._sessions.add(session)
         if session.record is not None and self.keep_messages:
             self.sessions.append(session.record)
@@ -620,6 +622,7 @@ class Server:
         return None
 
     def session_ended(self, session: SessionProtocol) -> None:
+        """A session is over (called by the transport, on the loop thread)."""
         self._sessions.discard(session)
 
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
@@ -645,5 +648,6 @@ class Server:
             self.messages.append(message)
 
     def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]:
+        """Check AUTH credentials with the ``auth``/``authenticator`` option."""
         assert self._authenticator is not None, "AUTH offered without an authenticator"
         return self._authenticator(credentials)
