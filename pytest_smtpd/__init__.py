@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .assertions import FixtureServer
-from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
 from .connection import ServerConnection, SessionConfig
 from .faults import Fault, Faults
-from .mailman import MailmanProxy
-from .proxy import PureProxy
 from .replies import Reply
 from .server import Server
 from .store import Attachment, Message, MessageStore
+
+if TYPE_CHECKING:
+    from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
+    from .mailman import MailmanProxy
+    from .proxy import PureProxy
 
 __version__ = "0.1.0"
 
@@ -34,3 +39,28 @@ __all__ = [
     "__version__",
     "loop",
 ]
+
+#: The stdlib-style classes load on first use: the pytest plugin imports this
+#: package, and a test suite that never uses them (nor aiosmtplib, which the
+#: proxies bring) should not pay for them at start-up.
+_LAZY = {
+    "DebuggingServer": "compat",
+    "SMTPChannel": "compat",
+    "SMTPServer": "compat",
+    "loop": "compat",
+    "MailmanProxy": "mailman",
+    "PureProxy": "proxy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -160,3 +160,22 @@ def test_messages_do_not_leak_between_tests(strict: pytest.Pytester) -> None:
 def test_marker_is_registered(strict: pytest.Pytester) -> None:
     result = strict.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.smtpd(**options):*"])
+
+
+def test_loading_the_plugin_leaves_the_stdlib_style_classes_and_tls_unloaded() -> None:
+    # What every pytest run pays at start-up: the fixture's server, not the
+    # stdlib-style classes (nor aiosmtplib, which the proxies bring) nor
+    # trustme/cryptography, which load when a server first uses TLS.
+    import subprocess
+    import sys
+
+    check = (
+        "import sys, pytest, pytest_smtpd.plugin\n"
+        "loaded = [m for m in ('pytest_smtpd.compat', 'pytest_smtpd.proxy', 'pytest_smtpd.mailman',"
+        " 'aiosmtplib', 'trustme', 'cryptography') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "from pytest_smtpd import SMTPServer, PureProxy, MailmanProxy, DebuggingServer, SMTPChannel, loop\n"
+        "assert SMTPServer.__module__ == 'pytest_smtpd.compat' and 'aiosmtplib' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
