@@ -9,6 +9,7 @@ import email.policy
 import html as html_module
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -292,8 +293,8 @@ class MessageStore(Sequence[Message]):
     def __init__(self) -> None:
         self._messages: list[Message] = []
         self._changed = threading.Condition()
-        #: Coroutines in ``wait_for_async``: their loop and the event to set.
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        #: Coroutines in ``wait_for_async``: each one's thread-safe wake-up.
+        self._async_waiters: list[_AsyncWait] = []
 
     def append(self, message: Message) -> None:
         """Record an accepted message and wake whoever waits for one."""
@@ -301,10 +302,8 @@ class MessageStore(Sequence[Message]):
             self._messages.append(message)
             self._changed.notify_all()
             waiters = list(self._async_waiters)
-        for loop, arrived in waiters:
-            # A loop that has closed took its waiter with it.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(arrived.set)
+        for waiter in waiters:
+            waiter.wake()
 
     def clear(self) -> None:
         """Forget the messages so far."""
@@ -398,39 +397,116 @@ class MessageStore(Sequence[Message]):
         timeout: float = 5.0,
         where: Callable[[Message], bool] | None = None,
     ) -> list[Message]:
-        """``wait_for`` for async tests: waits on the running asyncio loop
-        (pytest-asyncio, anyio's asyncio backend) without blocking it, woken
-        by the thread that appends; the server's loop thread is not involved.
+        """``wait_for`` for async tests: waits on the running event loop
+        (pytest-asyncio; anyio with its asyncio or trio backend; trio)
+        without blocking it, woken by the thread that appends; the server's
+        loop thread is not involved.
 
         Raises ``TimeoutError`` saying what did arrive."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "wait_for_async needs a running asyncio event loop (pytest-asyncio, or anyio's asyncio backend)"
-            ) from None
-        arrived = asyncio.Event()
-        waiter = (loop, arrived)
-        deadline = loop.time() + timeout
+        waiter = _async_wait()
+        deadline = waiter.now() + timeout
         with self._changed:
             self._async_waiters.append(waiter)
         try:
             while True:
-                arrived.clear()
+                waiter.arm()
                 with self._changed:
                     got = [m for m in self._messages if where is None or where(m)]
                     received = list(self._messages)
                 if len(got) >= count:
                     return got[:count]
-                remaining = deadline - loop.time()
+                remaining = deadline - waiter.now()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"waited {timeout}s for {count} message(s)"
                         f"{' matching the condition' if where else ''}, got {len(got)}"
                         f" (of {len(received)} received: {received!r})"
                     )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), remaining)
+                await waiter.woken(remaining)
         finally:
             with self._changed:
                 self._async_waiters.remove(waiter)
+
+
+class _AsyncWait:
+    """One coroutine waiting in ``wait_for_async``, on its own event loop:
+    ``wake()`` may be called from any thread."""
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def arm(self) -> None:
+        """Start a round: a ``wake()`` from now on ends the next ``woken()``."""
+        raise NotImplementedError
+
+    async def woken(self, timeout: float) -> None:
+        """Return at a ``wake()`` since ``arm()``, or after ``timeout`` seconds."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        raise NotImplementedError
+
+
+class _AsyncioWait(_AsyncWait):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._arrived = asyncio.Event()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def arm(self) -> None:
+        self._arrived.clear()
+
+    async def woken(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+
+    def wake(self) -> None:
+        # A loop that has closed took its waiter with it.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._arrived.set)
+
+
+class _TrioWait(_AsyncWait):
+    """trio is not a dependency: this uses the module the running test
+    already imported."""
+
+    def __init__(self, trio: Any, token: Any) -> None:
+        self._trio = trio
+        self._token = token
+        self._arrived = trio.Event()
+
+    def now(self) -> float:
+        return float(self._trio.current_time())
+
+    def arm(self) -> None:
+        # A trio Event cannot be cleared: a new one per round.
+        self._arrived = self._trio.Event()
+
+    async def woken(self, timeout: float) -> None:
+        with self._trio.move_on_after(timeout):
+            await self._arrived.wait()
+
+    def wake(self) -> None:
+        # Reads _arrived on trio's thread, so it sets the current round's.
+        # A run that has finished (trio.RunFinishedError) took its waiter with it.
+        with contextlib.suppress(RuntimeError):
+            self._token.run_sync_soon(lambda: self._arrived.set())
+
+
+def _async_wait() -> _AsyncWait:
+    """A waiter for the event loop the caller runs on: asyncio's or trio's."""
+    try:
+        return _AsyncioWait(asyncio.get_running_loop())
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return _TrioWait(trio, trio.lowlevel.current_trio_token())
+        except RuntimeError:
+            pass
+    raise RuntimeError(
+        "wait_for_async needs a running event loop: asyncio (pytest-asyncio, anyio's asyncio backend) or trio"
+    )

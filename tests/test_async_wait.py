@@ -1,6 +1,7 @@
 """``messages.wait_for_async`` and ``assert_sent_async`` in pytest-asyncio and
-anyio tests. The worker that sends is released by a callback on the test's
-own loop, so a wait that blocked the loop would never see the mail."""
+anyio tests (on asyncio and on trio), and under trio.run. The worker that
+sends is released by a task or callback on the test's own loop, so a wait
+that blocked the loop would never see the mail."""
 
 from __future__ import annotations
 
@@ -9,17 +10,24 @@ import smtplib
 import threading
 from collections.abc import Iterator
 
+import anyio
 import pytest
+import trio
 
 from conftest import TIMEOUT
+from pytest_smtpd import Message
 from pytest_smtpd.assertions import FixtureServer
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """wait_for_async is for asyncio loops (anyio's default plugin fixture
-    also runs trio where it is installed)."""
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every anyio test runs on both of anyio's backends."""
+    return str(request.param)
+
+
+async def _release_when_the_loop_is_free(worker: threading.Event) -> None:
+    # A task of the test's own loop: it runs only once the test waits.
+    worker.set()
 
 
 @pytest.fixture
@@ -48,9 +56,28 @@ async def test_wait_for_async_in_pytest_asyncio(smtpd: FixtureServer, worker: th
 
 @pytest.mark.anyio
 async def test_wait_for_async_in_anyio(smtpd: FixtureServer, worker: threading.Event) -> None:
-    asyncio.get_running_loop().call_soon(worker.set)
-    [message] = await smtpd.messages.wait_for_async(timeout=TIMEOUT, where=lambda m: m.subject == "async")
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_release_when_the_loop_is_free, worker)
+        [message] = await smtpd.messages.wait_for_async(timeout=TIMEOUT, where=lambda m: m.subject == "async")
     assert message.rcpt_tos == ["bob@example.com"]
+
+
+@pytest.mark.anyio
+async def test_assert_sent_async_in_anyio(smtpd: FixtureServer, worker: threading.Event) -> None:
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_release_when_the_loop_is_free, worker)
+        [message] = await smtpd.assert_sent_async(subject="async", timeout=TIMEOUT)
+    assert message.mail_from == "app@example.com"
+
+
+def test_wait_for_async_under_trio_run(smtpd: FixtureServer, worker: threading.Event) -> None:
+    async def main() -> list[Message]:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_release_when_the_loop_is_free, worker)
+            return await smtpd.messages.wait_for_async(count=1, timeout=TIMEOUT)
+
+    [message] = trio.run(main)
+    assert message.subject == "async"
 
 
 @pytest.mark.asyncio
@@ -68,8 +95,8 @@ async def test_wait_for_async_times_out_saying_what_arrived(smtpd: FixtureServer
         await smtpd.assert_sent_async(subject="never", timeout=0.05)
 
 
-def test_wait_for_async_without_an_asyncio_loop_is_a_clear_error(smtpd: FixtureServer) -> None:
+def test_wait_for_async_without_a_running_loop_is_a_clear_error(smtpd: FixtureServer) -> None:
     waiting = smtpd.messages.wait_for_async(timeout=0.05)
-    with pytest.raises(RuntimeError, match="wait_for_async needs a running asyncio event loop"):
-        waiting.send(None)  # driven by hand, as a loop other than asyncio's would
+    with pytest.raises(RuntimeError, match=r"wait_for_async needs a running event loop: asyncio .* or trio"):
+        waiting.send(None)  # driven by hand, as a loop other than asyncio's or trio's would
     waiting.close()
