@@ -1,0 +1,64 @@
+"""Audit of the layer tests touch for thread and lifecycle races: records
+read from several threads at once, waits woken from the loop thread, stop()
+racing sessions. Every client goes through a real socket; every wait is
+bounded; a scenario that could hang runs in a child process."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import TIMEOUT, Wire
+from pytest_smtpd import Server
+from pytest_smtpd.sessions import Session
+
+
+@pytest.fixture
+def short_switch_interval() -> Iterator[None]:
+    """Switch threads as often as the interpreter can, so that a race
+    between threads shows within a few rounds."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _read_transcript(session: Session, barrier: threading.Barrier, seen: list[list[str]]) -> None:
+    barrier.wait(TIMEOUT)
+    seen.append([str(entry) for entry in session.transcript])
+
+
+def test_a_transcript_read_from_threads_at_once_stays_whole(short_switch_interval: None) -> None:
+    """``Session.transcript`` builds its entries on first read: two threads
+    reading it at once (a handler on the loop thread and the test, or two
+    test threads) each appended the lines to the shared cache, which then
+    held them twice, interleaved, for every later read."""
+    noops = 300
+    expected_tail = ["C: NOOP", "S: 250 OK"] * 3 + ["C: QUIT", "S: 221 Bye"]
+    with Server() as server:
+        for _ in range(10):
+            with Wire(server.address) as wire:
+                wire.send(b"NOOP\r\n" * noops + b"QUIT\r\n")
+                for _ in range(noops):
+                    assert wire.reply()[0] == 250
+                assert wire.reply()[0] == 221
+    assert len(server.sessions) == 10
+    readers = 4
+    for session in server.sessions:
+        barrier = threading.Barrier(readers)
+        seen: list[list[str]] = []
+        threads = [threading.Thread(target=_read_transcript, args=(session, barrier, seen)) for _ in range(readers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+        final = [str(entry) for entry in session.transcript]
+        assert len(final) == 1 + 2 * noops + 2
+        assert final[-len(expected_tail) :] == expected_tail
+        assert seen == [final] * readers
