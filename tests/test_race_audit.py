@@ -62,3 +62,32 @@ def test_a_transcript_read_from_threads_at_once_stays_whole(short_switch_interva
         assert len(final) == 1 + 2 * noops + 2
         assert final[-len(expected_tail) :] == expected_tail
         assert seen == [final] * readers
+
+
+@pytest.mark.parametrize("how", ["quit", "fault", "refused"])
+def test_a_session_is_recorded_as_ended_once_its_client_has_the_last_reply(how: str) -> None:
+    """``ended_by`` and ``ended_at`` were set only when the loop saw the
+    socket close, a loop iteration after the last reply went out: a test
+    that checked ``ended_by == "quit"`` right after its client's QUIT (the
+    README's example) found None most of the time."""
+    with Server(max_connections=1 if how == "refused" else 0) as server:
+        if how == "fault":
+            server.faults.reply("NOOP", "421 4.3.2 Going away")
+        holder = Wire(server.address) if how == "refused" else None
+        try:
+            for _ in range(50):
+                if how == "refused":
+                    with Wire(server.address, greeting=False) as wire:
+                        assert wire.reply()[0] == 421
+                elif how == "quit":
+                    with Wire(server.address) as wire:
+                        assert wire.command("QUIT") == 221
+                else:
+                    with Wire(server.address) as wire:
+                        assert wire.command("NOOP") == 421
+                session = server.sessions[-1]
+                assert session.ended_by == ("quit" if how == "quit" else "fault")
+                assert session.ended_at is not None and not session.is_open
+        finally:
+            if holder is not None:
+                holder.close()
