@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import TIMEOUT, Wire
-from pytest_smtpd import Server
+from pytest_smtpd import Fault, Server
 from pytest_smtpd.sessions import Session
 
 
@@ -91,3 +91,15 @@ def test_a_session_is_recorded_as_ended_once_its_client_has_the_last_reply(how: 
         finally:
             if holder is not None:
                 holder.close()
+
+
+def test_connections_are_counted_from_1_again_after_a_restart() -> None:
+    """``session=N`` counts connections "from 1 since start or clear()" (the
+    README): after stop() and start() the first connection was numbered on
+    from the last run, so a rule for the first session never fired again."""
+    server = Server(faults=[Fault.reply("NOOP", "450 4.3.2 First session only", session=1)])
+    for _ in range(2):
+        with server, Wire(server.address) as first:
+            assert first.command("NOOP") == 450
+            with Wire(server.address) as second:
+                assert second.command("NOOP") == 250
