@@ -1,7 +1,8 @@
-"""Audit of the layer tests touch for thread and lifecycle races: records
-read from several threads at once, waits woken from the loop thread, stop()
-racing sessions. Every client goes through a real socket; every wait is
-bounded; a scenario that could hang runs in a child process."""
+"""Audit of the layer tests touch for thread and lifecycle races: session
+records read from several threads at once or right after the client's last
+reply, and a restart's connection count. Every client goes through a real
+socket and every wait is bounded (none of these can hang, so they run here,
+not in a child process)."""
 
 from __future__ import annotations
 
