@@ -353,6 +353,8 @@ class Server:
             raise
         with self._changed:
             self._generation += 1
+            # For a fault's session=: connections count from 1 since start.
+            self._session_numbers = itertools.count(1)
             self._lease = lease
             self._sockets = sockets
             self._port = sockets[0].getsockname()[1]

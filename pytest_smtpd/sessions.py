@@ -100,6 +100,9 @@ class Session:
         lines, marks, entries = self._lines, list(self._marks), self._entries
         count = len(lines)
         if len(entries) < count:
+            # Extend a copy and publish it whole: threads reading at once
+            # (the test's and a handler's) must not append to one list.
+            entries = list(entries)
             mark = 0
             for index in range(len(entries), count):
                 while mark < len(marks) and marks[mark][0] <= index:
@@ -109,6 +112,7 @@ class Session:
                 seconds = marks[mark][1] if mark < len(marks) else (marks[-1][1] if marks else 0.0)
                 direction, line = lines[index]
                 entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
+            self._entries = entries
         return entries[:count]
 
     def _mark(self, seconds: float) -> tuple[int, int]:

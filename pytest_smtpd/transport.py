@@ -267,13 +267,18 @@ class SessionProtocol(asyncio.Protocol):
             # A handshake is left to end by itself (it does, at the latest on
             # its timeout), so that the TLS transport it made gets closed.
             self._busy.cancel()
-        if self.record is not None and self.record.ended_by is None:
-            self._take_transcript(self.record)
-            self.record.ended_by = self._ended_by or ("quit" if self.core.last_verb == "QUIT" else "client")
-            self.record.ended_at = time.time()
+        self._record_end()
         self.owner.session_ended(self)
         if not self.closed.done():
             self.closed.set_result(None)
+
+    def _record_end(self) -> None:
+        """Note in the record, once, how and when the session ended."""
+        record = self.record
+        if record is not None and record.ended_by is None:
+            self._take_transcript(record)
+            record.ended_by = self._ended_by or ("quit" if self.core.last_verb == "QUIT" else "client")
+            record.ended_at = time.time()
 
     # -- driving the core ----------------------------------------------------
 
@@ -376,6 +381,9 @@ class SessionProtocol(asyncio.Protocol):
             elif isinstance(event, ConnectionClosed):
                 if self._ended_by is None and event.reason.startswith(("fault:", "limit:")):
                     self._ended_by = "fault"
+                # Before the last reply goes out: a client that has read it
+                # (its 221, say) finds the session ended, not still open.
+                self._record_end()
                 self._flush()
                 self._close(transport)
                 return
