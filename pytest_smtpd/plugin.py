@@ -319,9 +319,7 @@ def _normalised(options: dict[str, Any]) -> dict[str, Any]:
 def _take_over(server: FixtureServer, nodeid: str) -> None:
     """Clear the shared server for the next test, with a warning naming any
     message that arrived since the last test ended."""
-    late = list(server.messages)
-    server.clear()
-    for message in late:
+    for message in server.clear():  # taken and cleared at once: none slips between
         warnings.warn(
             SMTPDLateMessageWarning(
                 f"{message!r} reached the shared smtpd server after the test that sent it ended;"

@@ -31,6 +31,7 @@ from .connection import (
 )
 from .faults import Fault, Faults
 from .listener import Listener
+from .replies import Reply
 from .sessions import SessionStore
 from .store import Message, MessageStore
 from .tls import Certificate, TestCA, parse_tls_versions, test_ca
@@ -277,6 +278,8 @@ class Server:
         #: Loop-thread state, set up by the callback start() schedules.
         self._listeners: list[Listener] = []
         self._sessions: set[SessionProtocol] = set()
+        #: How many of ``_sessions`` were admitted (not refused), for ``max_connections``.
+        self._admitted = 0
         self._accepting = False
         _all_servers.add(self)
 
@@ -549,6 +552,7 @@ class Server:
                 os.close(devnull)
         self._listeners = []
         self._sessions = set()
+        self._admitted = 0
         self._accepting = False
         with self._changed:
             self._forget_run()
@@ -562,15 +566,16 @@ class Server:
     ) -> None:
         self.stop()
 
-    def clear(self) -> None:
+    def clear(self) -> list[Message]:
         """Forget the messages and sessions so far; remove the fault rules
         added since the server was made, leaving those given as ``faults=``
         (their counts start again); count connections from 1 again (for a
-        fault's ``session=``)."""
-        self.messages.clear()
+        fault's ``session=``). Returns the messages it forgot."""
+        forgotten = self.messages.clear()
         self.sessions.clear()
         self._faults.reset(self._configured_faults)
         self._session_numbers = itertools.count(1)
+        return forgotten
 
     @property
     def faults(self) -> Faults:
@@ -599,14 +604,23 @@ class Server:
         """Which connection to this server a new one is, counting from 1."""
         return next(self._session_numbers)
 
+    def refusal(self) -> Reply | None:
+        """The reply that refuses a new connection in place of the greeting:
+        ``421`` beyond ``max_connections`` sessions (those refused and still
+        closing do not count), else None."""
+        if self.max_connections and self._accepting and self._admitted >= self.max_connections:
+            return replies.TOO_MANY_CONNECTIONS
+        return None
+
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         """A connection was accepted (called by the transport, on the loop
-        thread): record it, or refuse it beyond ``max_connections``."""
+        thread): record it, or refuse it if ``refusal()`` said so."""
         self._sessions.add(session)
         if session.record is not None and self.keep_messages:
             self.sessions.append(session.record)
-        if self.max_connections and len(self._sessions) > self.max_connections and self._accepting:
-            raise SessionRefused(replies.TOO_MANY_CONNECTIONS)
+        if session.refused is not None:
+            raise SessionRefused(session.refused)
+        self._admitted += 1
         if not self._accepting:
             # Accepted just before stop() closed the listener: this one goes
             # too (stop() waits for it, see _finish_close).
@@ -625,7 +639,10 @@ class Server:
 
     def session_ended(self, session: SessionProtocol) -> None:
         """A session is over (called by the transport, on the loop thread)."""
-        self._sessions.discard(session)
+        if session in self._sessions:
+            self._sessions.discard(session)
+            if session.refused is None:
+                self._admitted -= 1
 
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
         """Ask the handler for its verdict; keep the message if it is accepted."""

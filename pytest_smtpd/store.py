@@ -293,6 +293,8 @@ class MessageStore(Sequence[Message]):
     def __init__(self) -> None:
         self._messages: list[Message] = []
         self._changed = threading.Condition()
+        #: Counts appends and clears, so a waiter sees that the list changed.
+        self._changes = 0
         #: Coroutines in ``wait_for_async``: each one's thread-safe wake-up.
         self._async_waiters: list[_AsyncWait] = []
 
@@ -300,15 +302,20 @@ class MessageStore(Sequence[Message]):
         """Record an accepted message and wake whoever waits for one."""
         with self._changed:
             self._messages.append(message)
+            self._changes += 1
             self._changed.notify_all()
             waiters = list(self._async_waiters)
         for waiter in waiters:
             waiter.wake()
 
-    def clear(self) -> None:
-        """Forget the messages so far."""
+    def clear(self) -> list[Message]:
+        """Forget the messages so far, and return them (taken at once: a
+        message arriving meanwhile is either returned or kept)."""
         with self._changed:
-            self._messages.clear()
+            forgotten, self._messages = self._messages, []
+            self._changes += 1
+            self._changed.notify_all()
+        return forgotten
 
     def _after_fork_in_child(self) -> None:
         """A forked child has no thread that could hold the lock, nor the
@@ -377,19 +384,27 @@ class MessageStore(Sequence[Message]):
                 "wait_for cannot wait on the servers' loop thread (from a handler): no mail could arrive while it waits"
             )
 
-        def matching() -> list[Message]:
-            return [m for m in self._messages if where is None or where(m)]
-
-        with self._changed:
-            found = self._changed.wait_for(lambda: len(matching()) >= count, timeout)
-            if found:
-                return matching()[:count]
-            got = matching()
-            raise TimeoutError(
-                f"waited {timeout}s for {count} message(s)"
-                f"{' matching the condition' if where else ''}, got {len(got)}"
-                f" (of {len(self._messages)} received: {self._messages!r})"
-            )
+        # ``where`` (for assert_sent, criteria that parse each message) runs
+        # on a snapshot, outside the lock: appending, on the loop thread that
+        # serves every session, never waits for it.
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._changed:
+                received = list(self._messages)
+                changes = self._changes
+            got = [m for m in received if where is None or where(m)]
+            if len(got) >= count:
+                return got[:count]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"waited {timeout}s for {count} message(s)"
+                    f"{' matching the condition' if where else ''}, got {len(got)}"
+                    f" (of {len(received)} received: {received!r})"
+                )
+            with self._changed:
+                if self._changes == changes:
+                    self._changed.wait(remaining)  # woken by an append or a clear
 
     async def wait_for_async(
         self,
@@ -411,8 +426,8 @@ class MessageStore(Sequence[Message]):
             while True:
                 waiter.arm()
                 with self._changed:
-                    got = [m for m in self._messages if where is None or where(m)]
                     received = list(self._messages)
+                got = [m for m in received if where is None or where(m)]
                 if len(got) >= count:
                     return got[:count]
                 remaining = deadline - waiter.now()

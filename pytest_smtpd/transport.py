@@ -87,6 +87,7 @@ class SessionOwner(Protocol):
         ...
 
     def next_session_number(self) -> int: ...
+    def refusal(self) -> Reply | None: ...
     def session_started(self, session: SessionProtocol) -> CommandHandler | None: ...
     def session_ended(self, session: SessionProtocol) -> None: ...
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]: ...
@@ -132,14 +133,11 @@ class SessionProtocol(asyncio.Protocol):
 
     def __init__(self, owner: SessionOwner) -> None:
         self.owner = owner
-        recording = owner.keep_sessions or trace.isEnabledFor(logging.DEBUG)
-        self.core = ServerConnection(
-            owner.session_config,
-            tls=owner.implicit_tls,
-            record=recording,
-            faults=owner.faults,
-            session_number=owner.next_session_number(),
-        )
+        #: The protocol core; made in ``connection_made()``.
+        self.core: ServerConnection
+        #: The reply that refuses this connection in place of the greeting
+        #: (``max_connections``), decided as it is made; None when admitted.
+        self.refused: Reply | None = None
         #: What this session did, when the core records (see ``recording``).
         self.record: Session | None = None
         self._started = 0.0
@@ -180,6 +178,17 @@ class SessionProtocol(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        owner = self.owner
+        # Refused first: a refused connection's core asks no fault rule (its
+        # greeting is not said), so it uses up no CONNECT fault's count.
+        self.refused = owner.refusal()
+        self.core = ServerConnection(
+            owner.session_config,
+            tls=owner.implicit_tls,
+            record=owner.keep_sessions or trace.isEnabledFor(logging.DEBUG),
+            faults=None if self.refused else owner.faults,
+            session_number=owner.next_session_number(),
+        )
         self.transport = cast(asyncio.Transport, transport)
         self.closed = asyncio.get_running_loop().create_future()
         peer = transport.get_extra_info("peername")
