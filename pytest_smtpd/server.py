@@ -35,7 +35,7 @@ from .replies import Reply
 from .sessions import SessionStore
 from .store import Message, MessageStore
 from .tls import Certificate, TestCA, parse_tls_versions, test_ca
-from .transport import CommandHandler, SessionProtocol, SessionRefused, Verdict, accepted
+from .transport import CommandHandler, SessionProtocol, Verdict, accepted
 
 __all__ = ["DEFAULT_TIMEOUT", "Server", "default_hostname"]
 
@@ -278,8 +278,6 @@ class Server:
         #: Loop-thread state, set up by the callback start() schedules.
         self._listeners: list[Listener] = []
         self._sessions: set[SessionProtocol] = set()
-        #: How many of ``_sessions`` were admitted (not refused), for ``max_connections``.
-        self._admitted = 0
         self._accepting = False
         _all_servers.add(self)
 
@@ -552,7 +550,6 @@ class Server:
                 os.close(devnull)
         self._listeners = []
         self._sessions = set()
-        self._admitted = 0
         self._accepting = False
         with self._changed:
             self._forget_run()
@@ -608,19 +605,19 @@ class Server:
         """The reply that refuses a new connection in place of the greeting:
         ``421`` beyond ``max_connections`` sessions (those refused and still
         closing do not count), else None."""
-        if self.max_connections and self._accepting and self._admitted >= self.max_connections:
-            return replies.TOO_MANY_CONNECTIONS
-        return None
+        if not (self.max_connections and self._accepting):
+            return None
+        admitted = sum(1 for session in self._sessions if session.refused is None)
+        return replies.TOO_MANY_CONNECTIONS if admitted >= self.max_connections else None
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         """A connection was accepted (called by the transport, on the loop
-        thread): record it, or refuse it if ``refusal()`` said so."""
+        thread): record it; one that ``refusal()`` refused gets no handler."""
         self._sessions.add(session)
         if session.record is not None and self.keep_messages:
             self.sessions.append(session.record)
         if session.refused is not None:
-            raise SessionRefused(session.refused)
-        self._admitted += 1
+            return None
         if not self._accepting:
             # Accepted just before stop() closed the listener: this one goes
             # too (stop() waits for it, see _finish_close).
@@ -639,10 +636,7 @@ class Server:
 
     def session_ended(self, session: SessionProtocol) -> None:
         """A session is over (called by the transport, on the loop thread)."""
-        if session in self._sessions:
-            self._sessions.discard(session)
-            if session.refused is None:
-                self._admitted -= 1
+        self._sessions.discard(session)
 
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
         """Ask the handler for its verdict; keep the message if it is accepted."""

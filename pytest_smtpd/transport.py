@@ -32,7 +32,7 @@ from .sessions import EndedBy, Session
 from .state import State
 from .store import Message, TLSInfo
 
-__all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "SessionRefused", "Verdict", "to_reply"]
+__all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "Verdict", "to_reply"]
 
 log = logging.getLogger("pytest_smtpd")
 #: The protocol trace (``python -m pytest_smtpd -d``): every line each way at
@@ -49,15 +49,6 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds a closing session waits for its peer to read what is left to
 #: send (its last reply, a 421) before it hangs up without it.
 CLOSE_GRACE = 2.0
-
-
-class SessionRefused(Exception):
-    """Raised by ``SessionOwner.session_started()`` to answer a new
-    connection with ``reply`` (a 421) in place of the greeting, and close it."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
 
 
 class CommandHandler(Protocol):
@@ -138,7 +129,8 @@ class SessionProtocol(asyncio.Protocol):
         #: The reply that refuses this connection in place of the greeting
         #: (``max_connections``), decided as it is made; None when admitted.
         self.refused: Reply | None = None
-        #: What this session did, when the core records (see ``recording``).
+        #: What this session did, when the core records (the owner's
+        #: ``keep_sessions``, or the trace logger at DEBUG).
         self.record: Session | None = None
         self._started = 0.0
         #: Why the server is ending the session (None: the client ends it).
@@ -202,13 +194,6 @@ class SessionProtocol(asyncio.Protocol):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.commands = self.owner.session_started(self)
-        except SessionRefused as refused:
-            # E.g. max_connections: the 421 takes the greeting's place (with
-            # implicit TLS, after the handshake, as the greeting would).
-            log.info("refusing a session from %s: %s", self.peer, refused.reply)
-            self.core.data_to_send()
-            self.core.abort(refused.reply)
-            self._ended_by = "fault"
         except Exception:
             # E.g. a failing SMTPChannel constructor: refuse the session with
             # a 421 in place of the greeting rather than leave the client hanging.
@@ -216,6 +201,13 @@ class SessionProtocol(asyncio.Protocol):
             self.core.data_to_send()
             self.abort()
             return
+        if self.refused is not None:
+            # max_connections: the 421 takes the greeting's place (with
+            # implicit TLS, after the handshake, as the greeting would).
+            log.info("refusing a session from %s: %s", self.peer, self.refused)
+            self.core.data_to_send()
+            self.core.abort(self.refused)
+            self._ended_by = "fault"
         self._touch()
         if self.owner.timeout:
             self._timer = asyncio.get_running_loop().call_later(self.owner.timeout, self._check_idle)
