@@ -384,27 +384,37 @@ class MessageStore(Sequence[Message]):
                 "wait_for cannot wait on the servers' loop thread (from a handler): no mail could arrive while it waits"
             )
 
-        # ``where`` (for assert_sent, criteria that parse each message) runs
-        # on a snapshot, outside the lock: appending, on the loop thread that
-        # serves every session, never waits for it.
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:
-                received = list(self._messages)
                 changes = self._changes
-            got = [m for m in received if where is None or where(m)]
-            if len(got) >= count:
-                return got[:count]
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"waited {timeout}s for {count} message(s)"
-                    f"{' matching the condition' if where else ''}, got {len(got)}"
-                    f" (of {len(received)} received: {received!r})"
-                )
+            found = self._found(count, timeout, where, remaining)
+            if found is not None:
+                return found
             with self._changed:
                 if self._changes == changes:
                     self._changed.wait(remaining)  # woken by an append or a clear
+
+    def _found(
+        self, count: int, timeout: float, where: Callable[[Message], bool] | None, remaining: float
+    ) -> list[Message] | None:
+        """One look for the waits: the first ``count`` messages matching
+        ``where``, or None to wait on for ``remaining`` seconds; past the
+        deadline, ``TimeoutError`` saying what did arrive. ``where`` runs on
+        a snapshot, outside the lock, so that appending never waits for it."""
+        with self._changed:
+            received = list(self._messages)
+        got = [m for m in received if where is None or where(m)]
+        if len(got) >= count:
+            return got[:count]
+        if remaining <= 0:
+            raise TimeoutError(
+                f"waited {timeout}s for {count} message(s)"
+                f"{' matching the condition' if where else ''}, got {len(got)}"
+                f" (of {len(received)} received: {received!r})"
+            )
+        return None
 
     async def wait_for_async(
         self,
@@ -425,18 +435,10 @@ class MessageStore(Sequence[Message]):
         try:
             while True:
                 waiter.arm()
-                with self._changed:
-                    received = list(self._messages)
-                got = [m for m in received if where is None or where(m)]
-                if len(got) >= count:
-                    return got[:count]
                 remaining = deadline - waiter.now()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"waited {timeout}s for {count} message(s)"
-                        f"{' matching the condition' if where else ''}, got {len(got)}"
-                        f" (of {len(received)} received: {received!r})"
-                    )
+                found = self._found(count, timeout, where, remaining)
+                if found is not None:
+                    return found
                 await waiter.woken(remaining)
         finally:
             with self._changed:
