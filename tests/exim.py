@@ -21,11 +21,10 @@ import pwd
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from peers import SBIN, TIMEOUT, missing, wait_until
+from peers import SBIN, TIMEOUT, missing, mta_base, wait_until
 
 __all__ = ["EXIM_DIR", "EXIM_USER", "ROUTES", "SENDER_DOMAIN", "UNDERSTATEMENT", "Exim", "exim_base", "exim_program"]
 
@@ -70,17 +69,7 @@ def exim_base() -> Path:
     """A new directory for a private Exim instance, once it is known that
     one can run here (the binary, root, the Debian-exim user); else skipped."""
     exim_program()
-    if os.geteuid() != 0:
-        missing("running Exim needs root")
-    try:
-        pwd.getpwnam(EXIM_USER)
-    except KeyError:
-        missing(f"the user {EXIM_USER} does not exist: .ci/install-peers.sh creates it")
-    # Not pytest's tmp_path: Exim's delivery processes run as Debian-exim and
-    # must reach the directory, and pytest makes its temporary root 0700.
-    base = Path(tempfile.mkdtemp(prefix="pytest-smtpd-exim-"))
-    base.chmod(0o755)
-    return base
+    return mta_base("pytest-smtpd-exim-", "Exim", EXIM_USER, ".ci/install-peers.sh creates it")
 
 
 class Exim:

@@ -5,6 +5,7 @@ subprocess whose output lines are read as they come, with a deadline."""
 from __future__ import annotations
 
 import os
+import pwd
 import queue
 import re
 import shutil
@@ -12,15 +13,26 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn, TypeVar
 
 import pytest
 
-__all__ = ["TIMEOUT", "Spawned", "free_port", "missing", "require_program", "wait_for_listener", "wait_until"]
+__all__ = [
+    "TIMEOUT",
+    "Spawned",
+    "free_port",
+    "missing",
+    "mta_base",
+    "require_program",
+    "wait_for_listener",
+    "wait_until",
+]
 
 #: Seconds any single wait may take before it counts as a hang.
 TIMEOUT = 10.0
@@ -44,6 +56,23 @@ def require_program(name: str, package: str) -> str:
     if path is None:
         missing(f"{name} is not installed: install the Debian package {package!r} (see .ci/install-peers.sh)")
     return path
+
+
+def mta_base(prefix: str, mta: str, user: str, user_hint: str) -> Path:
+    """A new directory for a private instance of ``mta`` (Postfix, Exim),
+    once it is known that one can run here: as root, with its ``user``
+    (``user_hint`` says where it comes from); else skipped. Not pytest's
+    tmp_path: the MTA's unprivileged processes must reach the directory, and
+    pytest makes its temporary root 0700."""
+    if os.geteuid() != 0:
+        missing(f"running {mta} needs root")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        missing(f"the user {user} does not exist: {user_hint}")
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    return base
 
 
 def free_port() -> int:

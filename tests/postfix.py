@@ -15,12 +15,11 @@ import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peers import TIMEOUT, free_port, missing, require_program, wait_until
+from peers import TIMEOUT, free_port, mta_base, require_program, wait_until
 
 from pytest_smtpd.tls import test_ca
 
@@ -229,17 +228,7 @@ def postfix_base(prefix: str) -> Path:
     """A new directory for a private Postfix instance, once it is known that
     one can run here (the package, root, the postfix user); else skipped."""
     require_program("postfix", "postfix")
-    if os.geteuid() != 0:
-        missing("starting Postfix needs root")
-    try:
-        pwd.getpwnam("postfix")
-    except KeyError:
-        missing("the postfix user does not exist: install the Debian package 'postfix'")
-    # Not pytest's tmp_path: Postfix's unprivileged processes must be able
-    # to reach the directory, and pytest makes its temporary root 0700.
-    base = Path(tempfile.mkdtemp(prefix=prefix))
-    base.chmod(0o755)
-    return base
+    return mta_base(prefix, "Postfix", "postfix", "install the Debian package 'postfix'")
 
 
 @pytest.fixture(scope="session", name="postfix")
