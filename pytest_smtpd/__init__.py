@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from .assertions import FixtureServer
 from .connection import ServerConnection, SessionConfig
 from .faults import Fault, Faults
+from .message import Attachment, Message
 from .replies import Reply
 from .server import Server
-from .store import Attachment, Message, MessageStore
+from .store import MessageStore
 
 if TYPE_CHECKING:
     from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop

@@ -9,8 +9,8 @@ from typing import Any
 
 from . import loopthread
 from .matching import Criterion, explain_miss, matcher
+from .message import Message
 from .server import Server
-from .store import Message
 
 __all__ = ["FixtureServer"]
 

@@ -30,10 +30,10 @@ from . import loopthread, replies
 from .auth import Authenticator
 from .connection import DEFAULT_DATA_SIZE_LIMIT, SERVER_VERSION
 from .faults import Faults
+from .message import Message
 from .replies import Reply
 from .server import DEFAULT_AUTH_MECHANISMS, DEFAULT_TIMEOUT, Server, TLSMode, default_hostname
 from .state import State
-from .store import Message
 from .tls import TestCA
 from .transport import CommandHandler, SessionProtocol, Verdict
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .store import Message, _same_address
+from .message import Message, same_address
 
 __all__ = ["CRITERIA", "Check", "Criterion", "check", "explain_miss", "matcher", "validate"]
 
@@ -98,7 +98,7 @@ def _one_value(name: str, expected: Criterion, actual: str | None, containing: b
 
 def _address(name: str, expected: Criterion, actual: str | None) -> Check:
     if isinstance(expected, str):
-        ok = actual is not None and _same_address(expected, actual)
+        ok = actual is not None and same_address(expected, actual)
         return Check(name, ok, f"{name}: {expected!r}" if ok else f"{name}: expected {expected!r}, got {actual!r}")
     return _one_value(name, expected, actual)
 
@@ -138,7 +138,7 @@ def check(message: Message, criteria: Mapping[str, Any]) -> list[Check]:
         expected = criteria[name]
         if name in _ADDRESS_LISTS:
             addresses = getattr(message, _ADDRESS_LISTS[name])
-            checks.append(_scored(_among(name, expected, addresses, _same_address), expected, addresses))
+            checks.append(_scored(_among(name, expected, addresses, same_address), expected, addresses))
         elif name in _ADDRESSES:
             address = getattr(message, _ADDRESSES[name])
             checks.append(_scored(_address(name, expected, address), expected, [address]))

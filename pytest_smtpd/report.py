@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .matching import describe_session_end
-from .store import Message
+from .message import Message
 
 __all__ = ["MAX_SECTION_LINES", "describe", "safe_name", "save_artifacts"]
 

@@ -31,9 +31,10 @@ from .connection import (
 )
 from .faults import Fault, Faults
 from .listener import Listener
+from .message import Message
 from .replies import Reply
 from .sessions import SessionStore
-from .store import Message, MessageStore
+from .store import MessageStore
 from .tls import Certificate, TestCA, parse_tls_versions, test_ca
 from .transport import CommandHandler, SessionProtocol, Verdict, accepted
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 if TYPE_CHECKING:
-    from .store import Message, TLSInfo
+    from .message import Message, TLSInfo
 
 __all__ = ["EndedBy", "Session", "SessionStore", "TranscriptEntry"]
 

@@ -27,10 +27,10 @@ from .events import (
     MessageReceived,
     StartTLS,
 )
+from .message import Message, TLSInfo
 from .replies import Reply
 from .sessions import EndedBy, Session
 from .state import State
-from .store import Message, TLSInfo
 
 __all__ = ["CommandHandler", "SessionOwner", "SessionProtocol", "Verdict", "to_reply"]
 

@@ -25,8 +25,8 @@ import trustme
 
 from conftest import Wire, aiosmtplib_send
 from pytest_smtpd import Server
+from pytest_smtpd.message import Message
 from pytest_smtpd.server import STOP_GRACE, TLSMode
-from pytest_smtpd.store import Message
 
 #: Seconds any single wait may take before it counts as a hang.
 TIMEOUT = 10.0
