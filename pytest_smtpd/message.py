@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
+    from .lint import LintFinding
     from .sessions import Session
 
 __all__ = ["Attachment", "Message", "Peer", "TLSInfo", "same_address"]
@@ -279,3 +280,10 @@ class Message:
         return (
             f"<Message from {self.mail_from!r} to {self.rcpt_tos!r}, {len(self.data)} bytes, subject {self.subject!r}>"
         )
+
+    def lint(self) -> list[LintFinding]:
+        """The problems in this message and how it was sent: a list of
+        ``LintFinding`` (see ``pytest_smtpd.lint.CODES``), empty if none."""
+        from .lint import lint
+
+        return lint(self)

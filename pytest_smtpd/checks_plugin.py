@@ -1,0 +1,79 @@
+"""The pytest side of the content checks: the ``smtpd_lint`` ini option and
+the marker's ``lint=`` (every message of a test linted at teardown), and the
+``smtpd_dkim`` and ``email_snapshot`` fixtures. Loaded by ``plugin.py``; the
+checks themselves (and dkimpy, syrupy) are imported only when used."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .dkim import DKIMKey
+
+__all__ = ["LINT_LEVELS", "lint_level", "smtpd_dkim"]
+
+#: ``smtpd_lint`` and ``lint=``: off (default), or the severity that fails.
+LINT_LEVELS = ("off", "error", "warning")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "smtpd_lint",
+        "lint every message of a test at teardown: off (default), error (fail on errors) or warning (on warnings too)",
+        default="",
+    )
+
+
+def lint_level(request: pytest.FixtureRequest) -> str:
+    """The test's lint level: the closest ``smtpd`` marker's ``lint=``, else
+    the ``smtpd_lint`` ini option, else ``"off"``."""
+    level: Any = None
+    source = "@pytest.mark.smtpd(lint=...)"
+    for marker in request.node.iter_markers("smtpd"):
+        if "lint" in marker.kwargs:
+            level = marker.kwargs["lint"]
+            break
+    if level is None:
+        level = str(request.config.getini("smtpd_lint") or "").strip() or "off"
+        source = "smtpd_lint"
+    if level not in LINT_LEVELS:
+        raise pytest.UsageError(f"{source} = {level!r}: expected one of {', '.join(LINT_LEVELS)}")
+    return str(level)
+
+
+@pytest.fixture(autouse=True)
+def _smtpd_lint_at_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With a lint level set, lint the messages of a test that uses ``smtpd``
+    once it has run (before the server is stopped or cleared)."""
+    if "smtpd" not in request.fixturenames:
+        yield
+        return
+    level = lint_level(request)
+    if level == "off":
+        yield
+        return
+    # Set up here, so that its teardown comes after this one's.
+    server = request.getfixturevalue("smtpd")
+    yield
+    from .lint import check_messages
+
+    problem = None
+    try:
+        check_messages(list(server.messages), level)
+    except AssertionError as exc:
+        problem = f"smtpd lint ({level}): {exc}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def smtpd_dkim() -> DKIMKey:
+    """A fresh RSA test key to sign with (``domain``, ``selector``,
+    ``private_key_pem``, ``public_key_dns``); ``message.verify_dkim()``
+    checks signatures against it without DNS."""
+    from .dkim import make_key
+
+    return make_key()
