@@ -15,7 +15,7 @@ from .server import Server
 
 __all__ = ["FixtureServer"]
 
-CriterionArg = Criterion | dict[str, Criterion]
+CriterionArg = Criterion | dict[str, Criterion] | bool  # bool: dkim_valid
 
 
 class FixtureServer(Server):

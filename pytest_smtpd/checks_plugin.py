@@ -70,10 +70,14 @@ def _smtpd_lint_at_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def smtpd_dkim() -> DKIMKey:
+def smtpd_dkim() -> Iterator[DKIMKey]:
     """A fresh RSA test key to sign with (``domain``, ``selector``,
-    ``private_key_pem``, ``public_key_dns``); ``message.verify_dkim()``
-    checks signatures against it without DNS."""
-    from .dkim import make_key
+    ``private_key_pem``, ``public_key_dns``); ``message.verify_dkim()`` and
+    ``assert_sent(dkim_valid=True)`` check signatures against it, no DNS."""
+    from .dkim import forget_key, make_key
 
-    return make_key()
+    key = make_key()
+    try:
+        yield key
+    finally:
+        forget_key(key)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
+    from .dkim import DKIMResult, KeysArg
     from .lint import LintFinding
     from .sessions import Session
 
@@ -287,3 +288,11 @@ class Message:
         from .lint import lint
 
         return lint(self)
+
+    def verify_dkim(self, keys: KeysArg = None) -> DKIMResult:
+        """Verify the DKIM signature against the ``smtpd_dkim`` keys, or
+        ``keys`` (a ``DKIMKey``, several, or ``{"sel._domainkey.domain":
+        txt}``), with no DNS look-up. Needs ``pytest-smtpd[dkim]``."""
+        from .dkim import verify
+
+        return verify(self.data, keys)
