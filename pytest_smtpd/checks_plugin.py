@@ -12,8 +12,9 @@ import pytest
 
 if TYPE_CHECKING:
     from .dkim import DKIMKey
+    from .snapshot import EmailSnapshotAssertion
 
-__all__ = ["LINT_LEVELS", "lint_level", "smtpd_dkim"]
+__all__ = ["LINT_LEVELS", "email_snapshot", "lint_level", "smtpd_dkim"]
 
 #: ``smtpd_lint`` and ``lint=``: off (default), or the severity that fails.
 LINT_LEVELS = ("off", "error", "warning")
@@ -81,3 +82,13 @@ def smtpd_dkim() -> Iterator[DKIMKey]:
         yield key
     finally:
         forget_key(key)
+
+
+@pytest.fixture
+def email_snapshot(request: pytest.FixtureRequest) -> EmailSnapshotAssertion:
+    """syrupy's ``snapshot`` for messages: ``assert message == email_snapshot``
+    compares a normalised ``.eml``; ``email_snapshot(ignore_headers=[...])``
+    normalises more headers. Needs ``pytest-smtpd[snapshot]``."""
+    from .snapshot import email_snapshot_for  # a clear error without syrupy
+
+    return email_snapshot_for(request.getfixturevalue("snapshot"))
