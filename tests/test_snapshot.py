@@ -152,4 +152,5 @@ def test_without_syrupy_a_clear_error() -> None:
         "    print(exc)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "email snapshots need syrupy, the optional extra: pip install 'pytest-smtpd[snapshot]'"
+    expected = "email snapshots need syrupy, the optional extra: pip install 'pytest-smtpd[snapshot]'"
+    assert done.stdout.strip() == expected, done
