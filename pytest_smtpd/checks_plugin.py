@@ -1,11 +1,14 @@
 """The pytest side of the content checks: the ``smtpd_lint`` ini option and
-the marker's ``lint=`` (every message of a test linted at teardown), and the
-``smtpd_dkim`` and ``email_snapshot`` fixtures. Loaded by ``plugin.py``; the
-checks themselves (and dkimpy, syrupy) are imported only when used."""
+the marker's ``lint=`` (every message of a test linted at teardown), the
+``smtpd_dkim`` and ``email_snapshot`` fixtures, and a failing test's
+messages and HTML previews in its pytest-html report. Loaded by
+``plugin.py``; the checks themselves (and dkimpy, syrupy) are imported only
+when used."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -92,3 +95,33 @@ def email_snapshot(request: pytest.FixtureRequest) -> EmailSnapshotAssertion:
     from .snapshot import email_snapshot_for  # a clear error without syrupy
 
     return email_snapshot_for(request.getfixturevalue("snapshot"))
+
+
+# Outermost (tryfirst): after plugin.py's hook has saved the previews.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.failed or call.when == "teardown" or not item.config.pluginmanager.hasplugin("html"):
+        return
+    from . import plugin
+
+    server = item.stash.get(plugin.USED_SERVER, None)
+    messages = list(server.messages) if server is not None else []
+    if not messages:
+        return
+    from pytest_html import extras  # type: ignore[import-untyped, unused-ignore]
+
+    from .preview import report_html
+    from .report import safe_name
+
+    save_dir = item.config.stash[plugin.SETTINGS].save_dir
+    stem = safe_name(item.nodeid)
+    previews = [
+        save_dir / f"{stem}-{index}.html" if save_dir is not None else None for index in range(1, len(messages) + 1)
+    ]
+    previews = [path if path is not None and path.exists() else None for path in previews]
+    html_path = getattr(item.config.option, "htmlpath", None)
+    report_dir = Path(html_path).resolve().parent if html_path else None
+    extra = extras.html(report_html(messages, previews, report_dir))
+    report.extras = [*getattr(report, "extras", []), extra]  # type: ignore[attr-defined]
