@@ -15,7 +15,6 @@ import pytest
 
 if TYPE_CHECKING:
     from .dkim import DKIMKey
-    from .snapshot import EmailSnapshotAssertion
 
 __all__ = ["LINT_LEVELS", "email_snapshot", "lint_level", "smtpd_dkim"]
 
@@ -29,6 +28,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "lint every message of a test at teardown: off (default), error (fail on errors) or warning (on warnings too)",
         default="",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = str(config.getini("smtpd_lint") or "").strip()
+    if value and value not in LINT_LEVELS:
+        raise pytest.UsageError(f"smtpd_lint = {value!r}: expected one of {', '.join(LINT_LEVELS)}")
 
 
 def lint_level(request: pytest.FixtureRequest) -> str:
@@ -88,7 +93,7 @@ def smtpd_dkim() -> Iterator[DKIMKey]:
 
 
 @pytest.fixture
-def email_snapshot(request: pytest.FixtureRequest) -> EmailSnapshotAssertion:
+def email_snapshot(request: pytest.FixtureRequest) -> Any:  # an EmailSnapshotAssertion: syrupy is optional
     """syrupy's ``snapshot`` for messages: ``assert message == email_snapshot``
     compares a normalised ``.eml``; ``email_snapshot(ignore_headers=[...])``
     normalises more headers. Needs ``pytest-smtpd[snapshot]``."""

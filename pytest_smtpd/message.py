@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
-    from .dkim import DKIMResult, KeysArg
+    from collections.abc import Iterable, Mapping
+
+    from .dkim import DKIMKey, DKIMResult
     from .lint import LintFinding
     from .sessions import Session
 
@@ -289,7 +291,7 @@ class Message:
 
         return lint(self)
 
-    def verify_dkim(self, keys: KeysArg = None) -> DKIMResult:
+    def verify_dkim(self, keys: DKIMKey | Iterable[DKIMKey] | Mapping[str, str] | None = None) -> DKIMResult:
         """Verify the DKIM signature against the ``smtpd_dkim`` keys, or
         ``keys`` (a ``DKIMKey``, several, or ``{"sel._domainkey.domain":
         txt}``), with no DNS look-up. Needs ``pytest-smtpd[dkim]``."""

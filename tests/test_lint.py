@@ -5,6 +5,7 @@ messages from smtplib, aiosmtplib, Django and Flask-Mailman."""
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import socket
 from email.message import EmailMessage
@@ -408,7 +409,7 @@ def test_smtpd_lint_bad_value(pytester: pytest.Pytester) -> None:
     strict_ini(pytester, "smtpd_lint = strict\n")
     pytester.makepyfile(LINT_TEST)
     result = pytester.runpytest_inprocess()
-    result.stdout.fnmatch_lines(["*smtpd_lint = 'strict': expected one of off, error, warning*"])
+    result.stderr.fnmatch_lines(["*smtpd_lint = 'strict': expected one of off, error, warning*"])
     assert result.ret != 0
 
 
@@ -424,3 +425,11 @@ def test_lint_marker_with_session_scope_shares_the_server(pytester: pytest.Pytes
         """
     )
     pytester.runpytest_inprocess().assert_outcomes(passed=1)
+
+
+def test_the_docs_table_lists_every_code() -> None:
+    from test_doc_examples import ROOT
+
+    text = (ROOT / "docs" / "checks.rst").read_text(encoding="utf-8")
+    rows = re.findall(r"   \* - ``([\w-]+)``\n     - (\w+)\n     - (.+)\n     - (.+)\n", text)
+    assert rows == [(code, spec.severity, spec.summary, spec.reference) for code, spec in CODES.items()]

@@ -154,3 +154,15 @@ def test_without_syrupy_a_clear_error() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     expected = "email snapshots need syrupy, the optional extra: pip install 'pytest-smtpd[snapshot]'"
     assert done.stdout.strip() == expected, done
+
+
+def test_the_docs_example(project: pytest.Pytester) -> None:
+    """docs/checks.rst's snapshot example (a fragment there: its first run
+    needs --snapshot-update), run as written: created, then compared."""
+    from test_doc_examples import ROOT, blocks_of
+
+    (block,) = [b for b in blocks_of(ROOT / "docs" / "checks.rst") if b.name == "test_snapshot_example.py"]
+    project.makepyfile(test_snapshot_example=block.code)
+    project.runpytest_inprocess("--snapshot-update", "test_snapshot_example.py").assert_outcomes(passed=1)
+    assert (project.path / "__snapshots__" / "test_snapshot_example").is_dir()
+    project.runpytest_inprocess("test_snapshot_example.py").assert_outcomes(passed=1)
