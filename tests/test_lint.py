@@ -170,6 +170,12 @@ def test_998_octets_is_not_too_long(smtpd: FixtureServer) -> None:
     assert raw_send(smtpd, CLEAN + b"x" * 998 + b"\r\n").lint() == []
 
 
+def test_8bit_without_8bitmime_offered(smtpd: FixtureServer) -> None:
+    message = raw_send(smtpd, FAULTY["8bit-without-8bitmime"][0])
+    (finding,) = message.lint()
+    assert finding.detail == "8-bit octets (the first on line 10), and MAIL FROM had no BODY=8BITMIME"
+
+
 def test_8bit_with_8bitmime_is_clean(smtpd: FixtureServer) -> None:
     data = FAULTY["8bit-without-8bitmime"][0]
     assert raw_send(smtpd, data, mail=EIGHT_BIT).lint() == []
@@ -180,7 +186,7 @@ def test_8bit_to_a_server_that_did_not_offer_8bitmime(smtpd: FixtureServer) -> N
     data = FAULTY["8bit-without-8bitmime"][0]
     message = raw_send(smtpd, data)
     (finding,) = [f for f in message.lint() if f.code == "8bit-without-8bitmime"]
-    assert "no BODY=8BITMIME" in finding.detail
+    assert finding.detail.endswith("and MAIL FROM had no BODY=8BITMIME (the server did not offer 8BITMIME)")
 
 
 @pytest.mark.smtpd(enable_SMTPUTF8=True)
@@ -216,6 +222,18 @@ def test_auth_after_starttls_is_clean(smtpd: FixtureServer) -> None:
         client.login("alice", "secret")
         client.send_message(msg)
     assert smtpd.assert_sent(count=1)[0].lint() == []
+
+
+def test_size_may_leave_out_the_last_crlf(smtpd: FixtureServer) -> None:
+    # smtplib declares SIZE= before adding the CRLF that ends the last line.
+    with smtplib.SMTP(smtpd.host, smtpd.port) as client:
+        client.sendmail("alice@example.test", ["bob@example.test"], CLEAN.rstrip(b"\r\n"))
+    (message,) = smtpd.messages
+    assert message.mail_options == [f"SIZE={len(message.data) - 2}"]
+    assert message.lint() == []
+    smtpd.clear()
+    (finding,) = raw_send(smtpd, CLEAN, mail=f"MAIL FROM:<alice@example.test> SIZE={len(CLEAN) - 3}".encode()).lint()
+    assert finding.detail == f"MAIL declared SIZE={len(CLEAN) - 3}, the message has {len(CLEAN)} octets"
 
 
 def test_subdomain_envelope_is_aligned(smtpd: FixtureServer) -> None:
@@ -302,6 +320,29 @@ def test_flask_mailman_lints_clean(smtpd: FixtureServer) -> None:
         mail.attach_alternative("<p>Thanks for your <b>order</b>.</p>", "text/html")
         assert mail.send() == 1
     smtpd.assert_well_formed(level="warning")
+
+
+def test_smtplib_and_django_send_8bit_without_8bitmime(smtpd: FixtureServer) -> None:
+    """What lint is for: both send a UTF-8 body as 8bit and never say
+    BODY=8BITMIME (send_message adds it only for non-ASCII addresses)."""
+    from django.conf import settings
+    from django.core.mail import EmailMessage as DjangoMessage
+    from django.core.mail.backends.smtp import EmailBackend
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "alice@example.test", "bob@example.test", "Grüße"
+    msg["Date"], msg["Message-ID"] = formatdate(), make_msgid(domain="example.test")
+    msg.set_content("Grüße, Bob.\n")
+    assert msg["Content-Transfer-Encoding"] == "8bit"
+    with smtplib.SMTP(smtpd.host, smtpd.port) as client:
+        client.send_message(msg)
+    if not settings.configured:
+        settings.configure()
+    mail = DjangoMessage("Grüße", "Grüße, Bob.", "alice@example.test", ["bob@example.test"])
+    mail.connection = EmailBackend(host=smtpd.host, port=smtpd.port, timeout=10)
+    assert mail.send() == 1
+    assert [codes(message) for message in smtpd.messages] == [["8bit-without-8bitmime"]] * 2
+    smtpd.assert_well_formed(ignore=["8bit-without-8bitmime"])
 
 
 # -- assert_well_formed and the teardown check ------------------------------
