@@ -31,6 +31,8 @@ _REMOTE_ATTRIBUTE = re.compile(
 )
 #: A remote ``url(...)`` in a style.
 _REMOTE_URL = re.compile(r"""\burl\(\s*(["']?)\s*(?:https?:)?//""", re.IGNORECASE)
+#: A ``<meta http-equiv="refresh">``: a navigation, which no policy stops.
+_REFRESH = re.compile(r"""<meta\b[^>]*\bhttp-equiv\s*=\s*["']?refresh\b[^>]*>""", re.IGNORECASE)
 _CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
 
 _STYLE = """
@@ -62,7 +64,8 @@ def _body(markup: str, images: dict[str, str]) -> tuple[str, int]:
     markup = _CID.sub(lambda m: images.get(unquote(m.group(1)), m.group(0)), markup)
     markup, blocked = _REMOTE_ATTRIBUTE.subn(lambda m: f"data-smtpd-blocked-{m.group(0)}", markup)
     markup, in_styles = _REMOTE_URL.subn(lambda m: f"url({m.group(1)}#smtpd-blocked:", markup)
-    blocked += in_styles
+    markup, refreshes = _REFRESH.subn("<!-- meta refresh removed by pytest-smtpd -->", markup)
+    blocked += in_styles + refreshes
     # Its own policy too, in case the frame is opened on its own.
     return f"<!DOCTYPE html><html><head>{_CSP_META}</head><body>{markup}</body></html>", blocked
 

@@ -96,7 +96,8 @@ def newsletter(base_url: str) -> EmailMessage:
     msg["Subject"], msg["Date"], msg["Message-ID"] = "Your <weekly> news", formatdate(), make_msgid()
     msg.set_content("This week: shoes.\n")
     msg.add_alternative(
-        f'<html><head><link rel="stylesheet" href="{base_url}/style.css"></head>'
+        f'<html><head><link rel="stylesheet" href="{base_url}/style.css">'
+        f'<meta http-equiv="refresh" content="0; url={base_url}/refresh"></head>'
         f'<body style="background: url({base_url}/background.png)">'
         '<p id="greeting">This week: <b>shoes</b>.</p>'
         '<img id="logo" src="cid:logo@example.test" alt="logo">'
@@ -128,7 +129,8 @@ def test_the_page(smtpd: FixtureServer, web: tuple[str, Any]) -> None:
     assert "<tr><th>Subject</th><td>Your &lt;weekly&gt; news</td></tr>" in page
     assert "data:image/png;base64," in page
     assert "cid:" not in page
-    assert "3 remote resource(s) not loaded." in page  # the img src, the srcset, the body's background
+    # The img src, the srcset, the body's background, the refresh.
+    assert "4 remote resource(s) not loaded." in page
 
 
 def test_no_preview_without_html(smtpd: FixtureServer, tmp_path: Path) -> None:
