@@ -8,8 +8,10 @@ import asyncio
 import re
 import smtplib
 import socket
+from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -293,17 +295,32 @@ def test_aiosmtplib_lints_clean(smtpd: FixtureServer) -> None:
     smtpd.assert_well_formed(level="warning")
 
 
-def test_django_lints_clean(smtpd: FixtureServer) -> None:
+@pytest.fixture
+def django_smtp(smtpd: FixtureServer) -> Iterator[None]:
+    """Django's SMTP backend pointed at ``smtpd``: ``MAILERS`` from Django
+    6.1 on, the ``EMAIL_*`` settings before."""
     from django.conf import settings  # type: ignore[import-untyped]
-    from django.core.mail import EmailMultiAlternatives  # type: ignore[import-untyped]
-    from django.core.mail.backends.smtp import EmailBackend  # type: ignore[import-untyped]
+    from django.core import mail  # type: ignore[import-untyped]
+    from django.test.utils import override_settings  # type: ignore[import-untyped]
 
     if not settings.configured:
         settings.configure()
+    backend = "django.core.mail.backends.smtp.EmailBackend"
+    if hasattr(mail, "mailers"):
+        options = {"host": smtpd.host, "port": smtpd.port, "timeout": 10}
+        chosen: dict[str, Any] = {"MAILERS": {"default": {"BACKEND": backend, "OPTIONS": options}}}
+    else:
+        chosen = {"EMAIL_BACKEND": backend, "EMAIL_HOST": smtpd.host, "EMAIL_PORT": smtpd.port, "EMAIL_TIMEOUT": 10}
+    with override_settings(**chosen):
+        yield
+
+
+def test_django_lints_clean(smtpd: FixtureServer, django_smtp: None) -> None:
+    from django.core.mail import EmailMultiAlternatives  # type: ignore[import-untyped]
+
     mail = EmailMultiAlternatives("Your order", "Thanks for your order.", "alice@example.test", ["bob@example.test"])
     mail.attach_alternative("<p>Thanks for your <b>order</b>.</p>", "text/html")
     mail.attach("invoice.pdf", b"%PDF-1.4 \x00\xff" * 50, "application/pdf")
-    mail.connection = EmailBackend(host=smtpd.host, port=smtpd.port, timeout=10)
     assert mail.send() == 1
     smtpd.assert_well_formed(level="warning")
 
@@ -322,12 +339,10 @@ def test_flask_mailman_lints_clean(smtpd: FixtureServer) -> None:
     smtpd.assert_well_formed(level="warning")
 
 
-def test_smtplib_and_django_send_8bit_without_8bitmime(smtpd: FixtureServer) -> None:
+def test_smtplib_and_django_send_8bit_without_8bitmime(smtpd: FixtureServer, django_smtp: None) -> None:
     """What lint is for: both send a UTF-8 body as 8bit and never say
     BODY=8BITMIME (send_message adds it only for non-ASCII addresses)."""
-    from django.conf import settings
     from django.core.mail import EmailMessage as DjangoMessage
-    from django.core.mail.backends.smtp import EmailBackend
 
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "alice@example.test", "bob@example.test", "Grüße"
@@ -336,11 +351,7 @@ def test_smtplib_and_django_send_8bit_without_8bitmime(smtpd: FixtureServer) -> 
     assert msg["Content-Transfer-Encoding"] == "8bit"
     with smtplib.SMTP(smtpd.host, smtpd.port) as client:
         client.send_message(msg)
-    if not settings.configured:
-        settings.configure()
-    mail = DjangoMessage("Grüße", "Grüße, Bob.", "alice@example.test", ["bob@example.test"])
-    mail.connection = EmailBackend(host=smtpd.host, port=smtpd.port, timeout=10)
-    assert mail.send() == 1
+    assert DjangoMessage("Grüße", "Grüße, Bob.", "alice@example.test", ["bob@example.test"]).send() == 1
     assert [codes(message) for message in smtpd.messages] == [["8bit-without-8bitmime"]] * 2
     smtpd.assert_well_formed(ignore=["8bit-without-8bitmime"])
 
