@@ -1,21 +1,25 @@
 """DKIM offline: the smtpd_dkim key, Message.verify_dkim() and
-assert_sent(dkim_valid=True) on messages signed by dkimpy and by OpenDKIM's
-opendkim-testmsg, sent through a real socket; tampering found with its
+assert_sent(dkim_valid=True) on messages signed by dkimpy, by OpenDKIM's
+opendkim-testmsg and by Exim's smtp transport, sent through a real socket; tampering found with its
 reason; the clear error without the extra; no extra imported by the plugin."""
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from exim import Exim, exim_base
 from peers import require_program
 
 from pytest_smtpd.assertions import FixtureServer
 from pytest_smtpd.dkim import DKIMKey, DKIMResult, make_key
 from pytest_smtpd.message import Message
+from pytest_smtpd.tls import test_ca
 
 DATA = (
     b"Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n"
@@ -74,6 +78,28 @@ def test_opendkim_signed_message_is_valid(smtpd: FixtureServer, smtpd_dkim: DKIM
     assert result.valid, result.reason
     assert (result.domain, result.selector) == ("example.test", "test")
     smtpd.assert_sent(dkim_valid=True, subject="Your receipt")
+
+
+@pytest.fixture
+def exim(smtpd: FixtureServer) -> Iterator[Exim]:
+    """A real Exim relaying to ``smtpd`` (see tests/exim.py)."""
+    base = exim_base()
+    try:
+        instance = Exim(base, smtpd.port, test_ca().ca_path)
+        instance.configure()
+        yield instance
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_exim_signed_message_is_valid(exim: Exim, smtpd: FixtureServer, smtpd_dkim: DKIMKey) -> None:
+    exim.dkim_key_file.write_bytes(smtpd_dkim.private_key_pem)
+    exim.dkim_key_file.chmod(0o644)  # read by Exim's own user
+    message_id = exim.send(DATA.replace(b"bob@example.test", b"bob@dkim.test"), "alice@example.test", ["bob@dkim.test"])
+    (message,) = smtpd.messages.wait_for(count=1, timeout=30)
+    assert message.data.startswith(b"DKIM-Signature:"), (message_id, exim.log())
+    result = message.verify_dkim()
+    assert result == DKIMResult(True, "example.test", "test", "valid")
 
 
 def test_tampered_body_is_invalid(smtpd: FixtureServer, smtpd_dkim: DKIMKey) -> None:
