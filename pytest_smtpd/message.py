@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+from .addresses import same_address
 from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
@@ -48,8 +49,16 @@ class Attachment:
     content: bytes
 
 
-#: A URL in a text body: up to whitespace or a character that cannot end one.
-_URL = re.compile(r"""https?://[^\s<>"'\]\[]+""", re.IGNORECASE)
+#: Quotes, brackets and CJK punctuation that surround or follow a URL in
+#: text and are never part of one (an IDN URL is written in Unicode too).
+_NOT_IN_URL = (
+    "\"'<>[]"
+    "\u00ab\u00bb\u201c\u201d\u2018\u2019"  # guillemets and curly quotes
+    "\u300c\u300d\u300e\u300f\uff08\uff09\u3010\u3011\u3008\u3009\u300a\u300b"  # CJK brackets
+    "\u3002\u3001\uff0c\uff01\uff1f\uff1b\uff1a"  # ideographic full stop, comma; full-width punctuation
+)
+#: A URL in a text body: up to whitespace or a character that cannot be in one.
+_URL = re.compile(f"https?://[^\\s{re.escape(_NOT_IN_URL)}]+", re.IGNORECASE)
 #: Characters that end a sentence rather than a URL (``see https://x.test/a.``).
 _URL_TRAILING = ".,;:!?)'\""
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
@@ -72,24 +81,53 @@ def _html_links(markup: str) -> list[str]:
     return [link for link in links if link.lower().startswith(("http://", "https://"))]
 
 
+def _sanitized(value: str) -> str:
+    """A header value parsed from bytes (non-ASCII bytes as surrogate
+    escapes) read as UTF-8, invalid bytes replaced."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class _UTF8HeaderPolicy(email.policy.EmailPolicy):
+    """``email.policy.SMTPUTF8`` whose parser reads 8-bit header bytes as
+    UTF-8 (RFC 6532) instead of keeping them as surrogate escapes, which the
+    address parser would hand on as they are (``jos\\udcc3\\udca9@...``)."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        """The header's name and value, 8-bit bytes decoded as UTF-8."""
+        name, value = super().header_source_parse(sourcelines)
+        if not value.isascii():
+            value = _sanitized(value)
+        if not name.isascii():
+            name = _sanitized(name)
+        return name, value
+
+
+#: The policy ``Message.email`` is parsed with.
+UTF8_HEADERS = _UTF8HeaderPolicy(utf8=True)
+
+
 def _decoded(part: EmailMessage) -> str:
     """A text part's content as str, charset and transfer encoding undone,
-    lines ending in ``\\n``; an unknown charset is read as UTF-8 with
-    replacement characters."""
-    try:
-        content = part.get_content()
-    except (LookupError, UnicodeError):
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    text = content if isinstance(content, str) else content.decode("utf-8", "replace")
-    return text.replace("\r\n", "\n")
-
-
-def same_address(one: str, other: str) -> bool:
-    """Addresses compare with the local part as written and the domain in any case."""
-    local, _, domain = one.rpartition("@")
-    other_local, _, other_domain = other.rpartition("@")
-    return local == other_local and domain.lower() == other_domain.lower()
+    lines ending in ``\\n``; a missing or unknown charset is read as UTF-8
+    (of which ASCII is a part) with replacement characters."""
+    content: object = None
+    # A declared us-ascii body with 8-bit bytes is mislabelled UTF-8 more often than not.
+    if part.get_content_charset() not in (None, "us-ascii", "ascii"):
+        try:
+            content = part.get_content()
+        except Exception:  # an unknown charset (LookupError) or a part the stdlib cannot read
+            content = None
+    if not isinstance(content, str):
+        try:
+            payload = part.get_payload(decode=True)
+        except Exception:  # a broken transfer encoding: show what is there
+            payload = None
+        if not isinstance(payload, bytes):
+            raw = part.get_payload()
+            payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+        content = payload.decode("utf-8", "replace")
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")
 
 
 class Message:
@@ -179,9 +217,11 @@ class Message:
 
     @property
     def email(self) -> EmailMessage:
-        """The message parsed with ``email.policy.default``."""
+        """The message parsed with ``email.policy.SMTPUTF8`` (``default``
+        that writes UTF-8 headers back as UTF-8), header values read as
+        UTF-8 (RFC 6532) with replacement characters for invalid bytes."""
         if self._email is None:
-            parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+            parsed = email.message_from_bytes(self.data, policy=UTF8_HEADERS)
             assert isinstance(parsed, EmailMessage)
             self._email = parsed
         return self._email
@@ -195,15 +235,25 @@ class Message:
 
     def _header_addresses(self, name: str) -> list[str]:
         addresses: list[str] = []
-        for value in self.email.get_all(name) or []:
-            addresses += [address.addr_spec for address in getattr(value, "addresses", ()) if address.addr_spec]
+        try:
+            values = self.email.get_all(name) or []
+            for value in values:
+                addresses += [address.addr_spec for address in getattr(value, "addresses", ()) if address.addr_spec]
+        except Exception:  # the stdlib's header parser has raised on odd input before
+            return addresses
         return addresses
 
     @property
     def subject(self) -> str | None:
-        """The Subject header, RFC 2047 decoded, or None."""
-        value = self.email["Subject"]
+        """The Subject header, decoded (RFC 2047 words, raw UTF-8), or None."""
+        try:
+            value = self.email["Subject"]
+        except Exception:  # as in _header_addresses
+            return _sanitized(self._raw_header("Subject") or "")
         return None if value is None else str(value)
+
+    def _raw_header(self, name: str) -> str | None:
+        return next((str(value) for key, value in self.email.raw_items() if key.lower() == name.lower()), None)
 
     @property
     def from_(self) -> str | None:
@@ -220,6 +270,11 @@ class Message:
     def cc(self) -> list[str]:
         """The addresses in the Cc header(s)."""
         return list(self._view("cc", lambda: self._header_addresses("Cc")))
+
+    @property
+    def reply_to(self) -> list[str]:
+        """The addresses in the Reply-To header(s)."""
+        return list(self._view("reply_to", lambda: self._header_addresses("Reply-To")))
 
     @property
     def bcc(self) -> list[str]:
