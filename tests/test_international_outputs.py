@@ -128,10 +128,13 @@ def test_under_w_error_the_trouble_is_a_report_section_not_an_internal_error(str
 def test_a_report_section_that_cannot_be_built_is_a_warning(strict: pytest.Pytester) -> None:
     strict.makeini(INI.replace("    error\n", "    default\n"))
     strict.makeconftest(
+        "import pytest\n"
         "import pytest_smtpd.report\n"
         "def broken(messages, sessions):\n"
         "    raise RuntimeError('cannot describe')\n"
-        "pytest_smtpd.report.describe = broken\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def broken_report(monkeypatch):\n"
+        "    monkeypatch.setattr(pytest_smtpd.report, 'describe', broken)\n"
     )
     strict.makepyfile(test_mail=BROKEN_SAVE)
     result = strict.runpytest_inprocess()
