@@ -11,6 +11,8 @@ import base64
 import quopri
 import re
 import smtplib
+import subprocess
+import sys
 import unicodedata
 from typing import Any
 
@@ -373,3 +375,16 @@ def test_size_counts_octets_in_bdat(smtpd: FixtureServer) -> None:
         wire.send(f"BDAT {len(STRADDLING)} LAST\r\n".encode() + STRADDLING)
         assert wire.reply()[0] == 552
     assert smtpd.messages == []
+
+
+def test_idna_is_imported_only_when_a_domain_needs_it() -> None:
+    check = (
+        "import sys\n"
+        "from pytest_smtpd.addresses import same_address\n"
+        "import pytest_smtpd.plugin\n"
+        "assert same_address('a@Example.com', 'a@example.COM')\n"
+        "assert 'idna' not in sys.modules\n"
+        "assert same_address('a@例え.jp', 'a@xn--r8jz45g.jp') and 'idna' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
