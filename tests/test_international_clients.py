@@ -106,16 +106,22 @@ def test_django_sends_idn_domains_as_a_labels_and_never_uses_smtputf8(smtpd: Fix
     body as 8-bit UTF-8, so its mail arrives either way, and the
     criteria find it by the Unicode form the application used."""
     from django.conf import settings  # type: ignore[import-untyped]
-    from django.core.mail import EmailMessage as DjangoEmailMessage  # type: ignore[import-untyped]
-    from django.core.mail.backends.smtp import EmailBackend  # type: ignore[import-untyped]
+    from django.core import mail  # type: ignore[import-untyped]
+    from django.test.utils import override_settings  # type: ignore[import-untyped]
 
     if not settings.configured:
         settings.configure()
-    backend = EmailBackend(host=smtpd.host, port=smtpd.port, timeout=TIMEOUT)
-    message = DjangoEmailMessage(
-        "Grüße aus 東京", "Hallo, 世界.", "José <app@例え.jp>", ["Jürgen <bob@bücher.de>"], connection=backend
-    )
-    assert message.send() == 1
+    backend = "django.core.mail.backends.smtp.EmailBackend"
+    if hasattr(mail, "mailers"):  # Django 6.1 on: MAILERS
+        options = {"host": smtpd.host, "port": smtpd.port, "timeout": TIMEOUT}
+        configured = override_settings(MAILERS={"default": {"BACKEND": backend, "OPTIONS": options}})
+    else:
+        configured = override_settings(
+            EMAIL_BACKEND=backend, EMAIL_HOST=smtpd.host, EMAIL_PORT=smtpd.port, EMAIL_TIMEOUT=TIMEOUT
+        )
+    with configured:
+        message = mail.EmailMessage("Grüße aus 東京", "Hallo, 世界.", "José <app@例え.jp>", ["Jürgen <bob@bücher.de>"])
+        assert message.send() == 1
     [received] = smtpd.assert_sent(
         from_="app@例え.jp",
         mail_from="app@例え.jp",

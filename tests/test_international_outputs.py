@@ -69,7 +69,8 @@ def test_a_failing_test_with_a_utf8_sender_is_saved_and_the_run_goes_on(strict: 
     out = result.stdout.str()
     assert "FAIL to: 'jörg@bücher.de' not in ['jürgen@bücher.de']" in out
     assert "message #1: MAIL FROM:<josé@例え.jp> RCPT TO:<jürgen@bücher.de>\n  subject 'Grüße aus 東京', " in out
-    assert f"> mail FROM:<{SENDER}> size={len(DATA)} SMTPUTF8" in out
+    # smtplib's case varies by version: "mail FROM:" before 3.13, "mail from:" since.
+    assert f"> mail from:<{SENDER}> size={len(DATA)} smtputf8" in out.lower()
     assert "\\udc" not in result.stdout.str()
     saved = strict.path / "saved"
     assert (saved / "test_mail.py__test_fails-1.eml").read_bytes() == DATA
@@ -181,8 +182,9 @@ def test_the_trace_shows_utf8_commands_as_text(caplog: pytest.LogCaptureFixture)
     caplog.set_level(logging.DEBUG, logger="pytest_smtpd.trace")
     with Server(enable_SMTPUTF8=True) as server, smtplib.SMTP(server.host, server.port, timeout=TIMEOUT) as client:
         client.sendmail(SENDER, ["jürgen@bücher.de"], DATA, mail_options=["SMTPUTF8"])
-    assert f"> mail FROM:<{SENDER}> size={len(DATA)} SMTPUTF8" in caplog.text.replace("MAIL", "mail")
-    assert "> rcpt TO:<jürgen@bücher.de>" in caplog.text.replace("RCPT", "rcpt")
+    text = caplog.text.lower()  # smtplib's case varies by version
+    assert f"> mail from:<{SENDER}> size={len(DATA)} smtputf8" in text
+    assert "> rcpt to:<jürgen@bücher.de>" in text
 
 
 def test_debugging_server_prints_utf8_mail_readably_and_never_fails_on_a_narrow_stream() -> None:
