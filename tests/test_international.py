@@ -139,7 +139,7 @@ def test_no_view_raises_on_broken_headers_and_bodies() -> None:
         )
         body = b"".join(rng.choice(NASTY) for _ in range(rng.randint(0, 6)))
         message = Message(peer=("127.0.0.1", 1), mail_from="", rcpt_tos=["a@例え.jp"], data=headers + b"\r\n" + body)
-        views = [message.from_, message.to, message.cc, message.bcc, message.reply_to, message.subject]
+        views: list[object] = [message.from_, message.to, message.cc, message.bcc, message.reply_to, message.subject]
         views += [message.text, message.html, message.attachments, message.links]
         assert not re.search(r"\\udc[89a-f]", repr(views)), views
 
