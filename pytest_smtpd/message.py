@@ -233,27 +233,44 @@ class Message:
             self._views[name] = compute()
         return self._views[name]
 
+    def _fields(self, name: str) -> list[tuple[str, Any]]:
+        """Each header field ``name``: its value as it came (unfolded) and
+        the stdlib's parsed header object, or None where the parser raised
+        (it has, on some malformed address lists)."""
+        fields: list[tuple[str, Any]] = []
+        message = self.email
+        for key, raw in message.raw_items():
+            if key.lower() != name.lower():
+                continue
+            unfolded = re.sub(r"\r?\n(?=[ \t])", "", str(raw))
+            try:
+                parsed = message.policy.header_fetch_parse(key, raw)
+                str(parsed)  # the parse is finished here: let it fail now, not in a view
+            except Exception:
+                parsed = None
+            fields.append((unfolded, parsed))
+        return fields
+
     def _header_addresses(self, name: str) -> list[str]:
         addresses: list[str] = []
-        try:
-            values = self.email.get_all(name) or []
-            for value in values:
-                addresses += [address.addr_spec for address in getattr(value, "addresses", ()) if address.addr_spec]
-        except Exception:  # the stdlib's header parser has raised on odd input before
-            return addresses
+        for _, parsed in self._fields(name):
+            try:
+                addresses += [a.addr_spec for a in getattr(parsed, "addresses", ()) if a.addr_spec]
+            except Exception:  # as in _fields
+                continue
         return addresses
 
     @property
     def subject(self) -> str | None:
         """The Subject header, decoded (RFC 2047 words, raw UTF-8), or None."""
-        try:
-            value = self.email["Subject"]
-        except Exception:  # as in _header_addresses
-            return _sanitized(self._raw_header("Subject") or "")
-        return None if value is None else str(value)
+        values = self.header_values("Subject")
+        return values[0] if values else None
 
-    def _raw_header(self, name: str) -> str | None:
-        return next((str(value) for key, value in self.email.raw_items() if key.lower() == name.lower()), None)
+    def header_values(self, name: str) -> list[str]:
+        """The decoded value of each header field ``name``, in order (what
+        the ``header`` criterion compares); a field the stdlib's parser
+        cannot read is given as it came, unfolded."""
+        return [raw if parsed is None else str(parsed) for raw, parsed in self._fields(name)]
 
     @property
     def from_(self) -> str | None:
