@@ -51,6 +51,26 @@ def _extension_needed(option: str) -> str:
     return "8BITMIME" if keyword == "BODY" else keyword
 
 
+def _options_for(
+    mail_options: Sequence[str], extensions: set[str], addresses: Sequence[str], data: bytes
+) -> tuple[list[str], tuple[int, str] | None]:
+    """The MAIL parameters of ``mail_options`` the server offers, or the
+    refusal for every recipient when the message was sent with SMTPUTF8,
+    needs it (a non-ASCII address, UTF-8 headers) and the server does not
+    offer it. Relayed without SMTPUTF8, an 8-bit body gets BODY=8BITMIME."""
+    options = [option for option in mail_options if _extension_needed(option) in extensions]
+    if "SMTPUTF8" not in (option.upper() for option in mail_options) or "SMTPUTF8" in extensions:
+        return options, None
+    if not all(address.isascii() for address in addresses):
+        return options, (553, "5.6.7 LMTP server does not offer SMTPUTF8, needed for a non-ASCII address")
+    end = data.find(b"\r\n\r\n")
+    if not data[: end if end >= 0 else len(data)].isascii():
+        return options, (550, "5.6.7 LMTP server does not offer SMTPUTF8, needed for this message's UTF-8 headers")
+    if not data.isascii() and "8BITMIME" in extensions and not any(o.upper().startswith("BODY=") for o in options):
+        options.append("BODY=8BITMIME")
+    return options, None
+
+
 def _dot_stuffed(data: bytes) -> bytes:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
@@ -119,7 +139,12 @@ async def _transaction(
         if code != 250:
             raise _LMTPError(f"LHLO refused: {code} {text}")
         extensions = {line.split(" ", 1)[0].upper() for line in text.split("\n")[1:]}
-        options = [option for option in mail_options if _extension_needed(option) in extensions]
+        options, refusal = _options_for(mail_options, extensions, [mailfrom, *rcpttos], data)
+        if refusal is not None:
+            result.refused = dict.fromkeys(rcpttos, refusal)
+            outcome.settled = True
+            await command("QUIT")
+            return
         code, text = await command(" ".join([f"MAIL FROM:<{mailfrom}>", *options]))
         if code != 250:
             result.refused = dict.fromkeys(rcpttos, (code, text))

@@ -124,7 +124,7 @@ def _among(name: str, expected: Criterion, actual: Sequence[str], compare: Calla
 def _header(message: Message, expected: Mapping[str, Criterion]) -> list[Check]:
     checks = []
     for header, wanted in expected.items():
-        values = [str(value) for value in message.email.get_all(header) or []]
+        values = message.header_values(header)
         name = f"header {header}"
         if not values:
             checks.append(Check(name, False, f"{name}: missing, expected {_describe_expected(wanted)}"))

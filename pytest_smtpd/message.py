@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+from .addresses import same_address
 from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
@@ -52,8 +53,16 @@ class Attachment:
     content: bytes
 
 
-#: A URL in a text body: up to whitespace or a character that cannot end one.
-_URL = re.compile(r"""https?://[^\s<>"'\]\[]+""", re.IGNORECASE)
+#: Quotes, brackets and CJK punctuation that surround or follow a URL in
+#: text and are never part of one (an IDN URL is written in Unicode too).
+_NOT_IN_URL = (
+    "\"'<>[]"
+    "\u00ab\u00bb\u201c\u201d\u2018\u2019"  # guillemets and curly quotes
+    "\u300c\u300d\u300e\u300f\uff08\uff09\u3010\u3011\u3008\u3009\u300a\u300b"  # CJK brackets
+    "\u3002\u3001\uff0c\uff01\uff1f\uff1b\uff1a"  # ideographic full stop, comma; full-width punctuation
+)
+#: A URL in a text body: up to whitespace or a character that cannot be in one.
+_URL = re.compile(f"https?://[^\\s{re.escape(_NOT_IN_URL)}]+", re.IGNORECASE)
 #: Characters that end a sentence rather than a URL (``see https://x.test/a.``).
 _URL_TRAILING = ".,;:!?)'\""
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
@@ -76,24 +85,53 @@ def _html_links(markup: str) -> list[str]:
     return [link for link in links if link.lower().startswith(("http://", "https://"))]
 
 
+def _sanitized(value: str) -> str:
+    """A header value parsed from bytes (non-ASCII bytes as surrogate
+    escapes) read as UTF-8, invalid bytes replaced."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class _UTF8HeaderPolicy(email.policy.EmailPolicy):
+    """``email.policy.SMTPUTF8`` whose parser reads 8-bit header bytes as
+    UTF-8 (RFC 6532) instead of keeping them as surrogate escapes, which the
+    address parser would hand on as they are (``jos\\udcc3\\udca9@...``)."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        """The header's name and value, 8-bit bytes decoded as UTF-8."""
+        name, value = super().header_source_parse(sourcelines)
+        if not value.isascii():
+            value = _sanitized(value)
+        if not name.isascii():
+            name = _sanitized(name)
+        return name, value
+
+
+#: The policy ``Message.email`` is parsed with.
+UTF8_HEADERS = _UTF8HeaderPolicy(utf8=True)
+
+
 def _decoded(part: EmailMessage) -> str:
     """A text part's content as str, charset and transfer encoding undone,
-    lines ending in ``\\n``; an unknown charset is read as UTF-8 with
-    replacement characters."""
-    try:
-        content = part.get_content()
-    except (LookupError, UnicodeError):
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    text = content if isinstance(content, str) else content.decode("utf-8", "replace")
-    return text.replace("\r\n", "\n")
-
-
-def same_address(one: str, other: str) -> bool:
-    """Addresses compare with the local part as written and the domain in any case."""
-    local, _, domain = one.rpartition("@")
-    other_local, _, other_domain = other.rpartition("@")
-    return local == other_local and domain.lower() == other_domain.lower()
+    lines ending in ``\\n``; a missing or unknown charset is read as UTF-8
+    (of which ASCII is a part) with replacement characters."""
+    content: object = None
+    # A declared us-ascii body with 8-bit bytes is mislabelled UTF-8 more often than not.
+    if part.get_content_charset() not in (None, "us-ascii", "ascii"):
+        try:
+            content = part.get_content()
+        except Exception:  # an unknown charset (LookupError) or a part the stdlib cannot read
+            content = None
+    if not isinstance(content, str):
+        try:
+            payload = part.get_payload(decode=True)
+        except Exception:  # a broken transfer encoding: show what is there
+            payload = None
+        if not isinstance(payload, bytes):
+            raw = part.get_payload()
+            payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+        content = payload.decode("utf-8", "replace")
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")
 
 
 class Message:
@@ -183,9 +221,11 @@ class Message:
 
     @property
     def email(self) -> EmailMessage:
-        """The message parsed with ``email.policy.default``."""
+        """The message parsed with ``email.policy.SMTPUTF8`` (``default``
+        that writes UTF-8 headers back as UTF-8), header values read as
+        UTF-8 (RFC 6532) with replacement characters for invalid bytes."""
         if self._email is None:
-            parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+            parsed = email.message_from_bytes(self.data, policy=UTF8_HEADERS)
             assert isinstance(parsed, EmailMessage)
             self._email = parsed
         return self._email
@@ -197,17 +237,44 @@ class Message:
             self._views[name] = compute()
         return self._views[name]
 
+    def _fields(self, name: str) -> list[tuple[str, Any]]:
+        """Each header field ``name``: its value as it came (unfolded) and
+        the stdlib's parsed header object, or None where the parser raised
+        (it has, on some malformed address lists)."""
+        fields: list[tuple[str, Any]] = []
+        message = self.email
+        for key, raw in message.raw_items():
+            if key.lower() != name.lower():
+                continue
+            unfolded = re.sub(r"\r?\n(?=[ \t])", "", str(raw))
+            try:
+                parsed = message.policy.header_fetch_parse(key, raw)
+                str(parsed)  # the parse is finished here: let it fail now, not in a view
+            except Exception:
+                parsed = None
+            fields.append((unfolded, parsed))
+        return fields
+
     def _header_addresses(self, name: str) -> list[str]:
         addresses: list[str] = []
-        for value in self.email.get_all(name) or []:
-            addresses += [address.addr_spec for address in getattr(value, "addresses", ()) if address.addr_spec]
+        for _, parsed in self._fields(name):
+            try:
+                addresses += [a.addr_spec for a in getattr(parsed, "addresses", ()) if a.addr_spec]
+            except Exception:  # as in _fields
+                continue
         return addresses
 
     @property
     def subject(self) -> str | None:
-        """The Subject header, RFC 2047 decoded, or None."""
-        value = self.email["Subject"]
-        return None if value is None else str(value)
+        """The Subject header, decoded (RFC 2047 words, raw UTF-8), or None."""
+        values = self.header_values("Subject")
+        return values[0] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        """The decoded value of each header field ``name``, in order (what
+        the ``header`` criterion compares); a field the stdlib's parser
+        cannot read is given as it came, unfolded."""
+        return [raw if parsed is None else str(parsed) for raw, parsed in self._fields(name)]
 
     @property
     def from_(self) -> str | None:
@@ -224,6 +291,11 @@ class Message:
     def cc(self) -> list[str]:
         """The addresses in the Cc header(s)."""
         return list(self._view("cc", lambda: self._header_addresses("Cc")))
+
+    @property
+    def reply_to(self) -> list[str]:
+        """The addresses in the Reply-To header(s)."""
+        return list(self._view("reply_to", lambda: self._header_addresses("Reply-To")))
 
     @property
     def bcc(self) -> list[str]:

@@ -20,7 +20,7 @@ from .assertions import FixtureServer
 from .matching import describe_session_end
 from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
 
-__all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
+__all__ = ["SMTPDLateMessageWarning", "SMTPDReportWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
 #: The content checks' fixtures and ini option (lint, DKIM, snapshots).
 pytest_plugins = ["pytest_smtpd.checks_plugin"]
@@ -56,6 +56,11 @@ INI_OPTIONS = {
 class SMTPDLateMessageWarning(pytest.PytestWarning):
     """A message reached the shared server between two tests (sent late by
     the previous test's background job): it is not shown to the next test."""
+
+
+class SMTPDReportWarning(pytest.PytestWarning):
+    """Building a failing test's "smtpd" report section or saving its
+    messages (``--smtpd-save-dir``) failed: the run goes on without it."""
 
 
 @dataclass
@@ -381,12 +386,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
     messages = list(server.messages)
     sessions = list(server.sessions)
-    report.sections.append(("smtpd", describe(messages, sessions)))
+    try:
+        report.sections.append(("smtpd", describe(messages, sessions)))
+    except Exception as exc:  # a report is no reason to end the run
+        _report_trouble(item, report, "building the smtpd report section", exc)
     settings = item.config.stash[SETTINGS]
     saved = item.config.stash[SAVED]
     if settings.save_dir is not None and item.nodeid not in saved:
         saved.add(item.nodeid)
-        save_artifacts(messages, settings.save_dir, item.nodeid)
+        try:
+            save_artifacts(messages, settings.save_dir, item.nodeid)
+        except Exception as exc:  # a full disk is no reason to end the run either
+            _report_trouble(item, report, f"saving its messages to {settings.save_dir}", exc)
+
+
+def _report_trouble(item: pytest.Item, report: pytest.TestReport, what: str, exc: Exception) -> None:
+    """A warning naming the test and the reason; under ``-W error`` (where
+    the warning would be raised here, ending the run) a report section."""
+    warning = SMTPDReportWarning(f"{item.nodeid}: {what} failed: {type(exc).__name__}: {exc}")
+    try:
+        item.warn(warning)
+    except Warning:
+        report.sections.append(("smtpd warning", str(warning)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

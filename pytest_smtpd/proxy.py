@@ -142,9 +142,11 @@ class PureProxy(SMTPServer):
 
     With ``enable_SMTPUTF8=True`` (which the stdlib refused) a message sent
     with SMTPUTF8 is relayed with SMTPUTF8 when the upstream offers it.
-    When it does not: a non-ASCII address gets ``553 5.6.7``, non-ASCII
-    message data ``550 5.6.7``, and an all-ASCII message is relayed without
-    the parameter, since nothing in it needs it. Likewise ``BODY=8BITMIME``
+    When it does not, the client's reply to the end of DATA (the proxy
+    connects upstream only then) is permanent: a non-ASCII address gets
+    ``553 5.6.7``, UTF-8 headers ``550 5.6.7``; a message with ASCII
+    headers is relayed without the parameter, since nothing in it needs it
+    (an 8-bit body with ``BODY=8BITMIME``, as below). Likewise ``BODY=8BITMIME``
     is passed on when the upstream offers 8BITMIME; otherwise 8-bit data
     gets ``554 5.6.3`` (the proxy does not convert to 7 bit).
 
@@ -315,15 +317,20 @@ class PureProxy(SMTPServer):
         """The MAIL parameters to send upstream and the address encoding."""
         mail_options: list[str] = []
         encoding = "ascii"
+        # An SMTPUTF8 message relayed without it: its 8-bit body (which
+        # SMTPUTF8 allows, RFC 6531 3.1) then needs BODY=8BITMIME.
+        downgraded = False
         if "SMTPUTF8" in options:
             if client.supports_extension("smtputf8"):
                 mail_options.append("SMTPUTF8")
                 encoding = "utf-8"
             elif not all(address.isascii() for address in [mailfrom, *rcpttos]):
                 raise _Refused("553 5.6.7 Upstream does not offer SMTPUTF8, needed for a non-ASCII address")
-            elif not data.isascii():
-                raise _Refused("550 5.6.7 Upstream does not offer SMTPUTF8, needed for this message")
-        if "BODY=8BITMIME" in options:
+            elif not _header_section(data).isascii():
+                raise _Refused("550 5.6.7 Upstream does not offer SMTPUTF8, needed for this message's UTF-8 headers")
+            else:
+                downgraded = True
+        if "BODY=8BITMIME" in options or (downgraded and not data.isascii()):
             if client.supports_extension("8bitmime"):
                 mail_options.append("BODY=8BITMIME")
             elif not data.isascii():
@@ -331,6 +338,12 @@ class PureProxy(SMTPServer):
         if client.supports_extension("size"):
             mail_options.insert(0, f"SIZE={len(data)}")
         return mail_options, encoding
+
+
+def _header_section(data: bytes) -> bytes:
+    """The header lines of a message in CRLF form (all of it without a body)."""
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[: end + 2]
 
 
 def _code_and_text(reply: str) -> tuple[int, str]:

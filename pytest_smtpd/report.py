@@ -3,17 +3,17 @@ and the ``.eml``/``mbox`` files ``--smtpd-save-dir`` keeps for CI."""
 
 from __future__ import annotations
 
-import mailbox
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .addresses import ascii_address
 from .matching import describe_session_end
 from .message import Message
 
-__all__ = ["MAX_SECTION_LINES", "describe", "safe_name", "save_artifacts"]
+__all__ = ["MAX_SECTION_LINES", "describe", "mbox_entry", "safe_name", "save_artifacts"]
 
 #: The section is cut after this many lines (a test that sent thousands of
 #: messages should not bury its own failure).
@@ -65,10 +65,35 @@ def safe_name(nodeid: str) -> str:
     return name[:150] or "test"
 
 
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+#: Body lines an mbox reader would take for a new message's ``From_`` line
+#: (or a quoted one): quoted by one more ``>`` (the mboxrd convention).
+_FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
+
+
+def mbox_entry(message: Message) -> bytes:
+    """One message in mbox form: a ``From_`` line with the envelope sender
+    and the time received, then the data with LF line endings and
+    ``From`` lines quoted (mboxrd), then an empty line.
+
+    The line is ASCII, as mbox readers (the stdlib's ``mailbox`` among
+    them) require: an SMTPUTF8 sender's domain is written as A-labels and
+    other non-ASCII characters as ``\\x{HEX}`` (``ascii_address()``); a
+    space or a control character (a quoted local part) becomes ``_`` so that
+    the line stays one sender and one date. The message itself is as
+    received."""
+    sender = re.sub(r"[\s\x00-\x1f\x7f]", "_", ascii_address(message.mail_from)) or "MAILER-DAEMON"
+    stamp = time.asctime(time.gmtime(message.received_at))
+    body = _FROM_LINE.sub(rb">\1", _LINE_ENDING.sub(b"\n", message.data))
+    if body and not body.endswith(b"\n"):
+        body += b"\n"
+    return b"From " + sender.encode("ascii", "backslashreplace") + b" " + stamp.encode("ascii") + b"\n" + body + b"\n"
+
+
 def save_artifacts(messages: Sequence[Message], directory: Path, nodeid: str) -> list[Path]:
-    """Write each message as ``<test>-<n>.eml`` (an HTML one also as a
-    ``<test>-<n>.html`` preview) and all of them as one ``<test>.mbox`` in
-    ``directory``; return the paths written."""
+    """Write each message as ``<test>-<n>.eml`` (the bytes as received; an
+    HTML one also as a ``<test>-<n>.html`` preview) and all of them as one
+    ``<test>.mbox`` in ``directory``; return the paths written."""
     if not messages:
         return []
     directory.mkdir(parents=True, exist_ok=True)
@@ -84,15 +109,6 @@ def save_artifacts(messages: Sequence[Message], directory: Path, nodeid: str) ->
             if write_preview(message, path.with_suffix(".html")):
                 written.append(path.with_suffix(".html"))
     mbox_path = directory / f"{stem}.mbox"
-    mbox_path.unlink(missing_ok=True)
-    box = mailbox.mbox(mbox_path, create=True)
-    try:
-        for message in messages:
-            entry = mailbox.mboxMessage(message.data)
-            entry.set_from(message.mail_from or "MAILER-DAEMON", time.gmtime(message.received_at))
-            box.add(entry)
-        box.flush()
-    finally:
-        box.close()
+    mbox_path.write_bytes(b"".join(mbox_entry(message) for message in messages))
     written.append(mbox_path)
     return written

@@ -288,7 +288,7 @@ def test_deliver_lmtp_mail_refused_for_a_non_ascii_sender(lmtp: Server) -> None:
 
 
 def test_deliver_lmtp_passes_mail_options_the_server_offers() -> None:
-    data = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
+    data = "Subject: cafe\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
     with Server(lmtp=True) as plain:
         # 8BITMIME is offered, SMTPUTF8 is not: only BODY=8BITMIME goes.
         result = deliver(plain.address, ["a@example.com"], data, mail_options=["BODY=8BITMIME", "SMTPUTF8"])

@@ -74,4 +74,4 @@ def test_readme_cheat_sheet(pytester: pytest.Pytester) -> None:
     readme = python_blocks((ROOT / "README.rst").read_text(encoding="utf-8"), only_tests=True)
     pytester.makeini(INI)
     pytester.makepyfile(test_signup=readme["test_signup"])
-    pytester.runpytest_inprocess().assert_outcomes(passed=6)
+    pytester.runpytest_inprocess().assert_outcomes(passed=7)
