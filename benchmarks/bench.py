@@ -668,6 +668,8 @@ class Row:
     samples_aiosmtpd: list[float] = field(default_factory=list)
     #: Shown instead of the figures, for yes/no rows.
     text: str = ""
+    #: The target column of such a row.
+    target_text: str = "no"
 
 
 def make_row(
@@ -711,7 +713,7 @@ def print_table(rows: Sequence[Row]) -> None:
     for row in rows:
         result = {True: "PASS", False: "MISS", None: "-"}[row.passed]
         if row.text:
-            table.append((row.name, row.text, "-", "-", "no", result))
+            table.append((row.name, row.text, "-", "-", row.target_text, result))
             continue
         table.append(
             (
@@ -895,7 +897,7 @@ def run(sizes: Sizes, with_aiosmtpd: bool) -> tuple[list[Row], dict[str, Any]]:
                 None,
                 ratio <= 1.2,
             )
-            row.text = f"{ratio:.2f}x (target <= 1.2x)"
+            row.text, row.target_text = f"{ratio:.2f}x", "<= 1.2x"
             rows.append(row)
         rows.append(
             make_row(
