@@ -157,10 +157,11 @@ def hand_back(config: pytest.Config, used: TestUse, nodeid: str) -> None:
         if not server.is_running():
             server.start()
     finally:
-        for message in server.attribute(None):
-            if message.test != nodeid:
-                _warn_late(message, nodeid, config.stash.get(PREVIOUS_TEST, None))
+        late = [message for message in server.attribute(None) if message.test != nodeid]
+        previous = config.stash.get(PREVIOUS_TEST, None)
         config.stash[PREVIOUS_TEST] = nodeid
+    for message in late:  # under filterwarnings = error, the first one raises
+        _warn_late(message, nodeid, previous)
     _fail_strict(unseen)
 
 
