@@ -21,12 +21,14 @@ __all__ = [
     "PORT_ENV",
     "SMTPDLateMessageWarning",
     "TestUse",
+    "end_own",
     "export_port",
     "forget",
     "hand_back",
     "note_failed",
     "pop_strict",
     "take_over",
+    "use",
 ]
 
 #: The environment variable that gives an app the port of this pytest

@@ -25,7 +25,8 @@ __all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "s
 
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
-    "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'"
+    "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'; "
+    "and strict=True: fail at teardown for messages the test never looked at"
 )
 
 #: The name our entry point registers under: ``-p no:pytest-smtpd`` turns this
@@ -45,7 +46,7 @@ INI_OPTIONS = {
     "smtpd_enable_SMTPUTF8": "offer SMTPUTF8: true or false (default false)",
     "smtpd_tls": "starttls or implicit (default: no TLS)",
     "smtpd_auth": "offer AUTH to these users: user:password, space-separated for several",
-    "smtpd_scope": "function (default: a server per test) or session (one server, cleared before each test)",
+    "smtpd_scope": "function (default: a server per test) or session (one server, reset after each test)",
     "smtpd_save_dir": "save each failing test's messages here as .eml files and an mbox",
     "smtpd_teardown_grace": f"seconds sessions still open at teardown get to finish (default {DEFAULT_TEARDOWN_GRACE})",
     "smtpd_strict": "true: a test fails at teardown when messages arrived that it never looked at (default false)",
@@ -321,7 +322,7 @@ def smtpd_session(request: pytest.FixtureRequest, smtpd_loop: None) -> Iterator[
     """One server for the whole test session (per xdist worker), built from
     the ini options and ``smtpd_options`` as seen at session scope. With
     ``smtpd_scope = session`` the ``smtpd`` fixture hands it to each test,
-    cleared first."""
+    put back as its configuration says after each test (reset, running)."""
     options = {**request.config.stash[SETTINGS].options, **_session_visible_options(request)}
     options.pop("strict", None)  # the smtpd fixture's, per test
     server = _start(options, "smtpd_session")
@@ -342,7 +343,9 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
     ``smtpd.host`` and ``smtpd.port`` say where; ``smtpd.messages`` holds
     what it accepted. Options: ini < ``smtpd_options`` < ``@pytest.mark.smtpd``.
     With ``smtpd_scope = session``, the shared ``smtpd_session`` server,
-    cleared, unless the test asks for other options.
+    with no messages or sessions and as configured, unless the test asks
+    for other options. Each session (and its messages) carries the node id
+    of the test it began in (``session.test``).
     """
     settings = request.config.stash[SETTINGS]
     marker = _marker_options(request)
