@@ -559,7 +559,7 @@ def bench_import(sizes: Sizes) -> tuple[list[float], list[str], list[tuple[str, 
 # -- 6. a pytest suite -------------------------------------------------------------------------
 
 _SUITE = """
-import gc, json, os, smtplib, time
+import json, os, resource, smtplib, time
 import pytest
 
 TESTS = int(os.environ["BENCH_SUITE_TESTS"])
@@ -583,11 +583,12 @@ def test_one(i, request):
 
 def test_zz_figures():
     CLOCK.append((time.perf_counter(), time.process_time()))
-    gc.collect()
+    # No gc.collect() first: what the run holds, garbage waiting for the collector included.
     with open(os.environ["BENCH_SUITE_OUT"], "w") as out:
         json.dump(
             {
                 "rss_kib": rss_kib(),
+                "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "per_test_s": (CLOCK[-1][0] - CLOCK[0][0]) / TESTS,
                 "per_test_cpu_s": (CLOCK[-1][1] - CLOCK[0][1]) / TESTS,
             },
@@ -635,11 +636,15 @@ def bench_suite(sizes: Sizes) -> tuple[dict[str, float], list[float]]:
     sways less than the wall clock."""
     ratios = {}
     for scope in ("function", "session"):
-        short = run_suite(10, scope=scope)["rss_kib"]
-        long = run_suite(sizes.suite_tests, scope=scope)["rss_kib"]
-        ratios[scope] = long / short
+        short = run_suite(10, scope=scope)
+        long = run_suite(sizes.suite_tests, scope=scope)
+        ratios[scope] = long["rss_kib"] / short["rss_kib"]
+        mib = {
+            name: (run["rss_kib"] / 1024, run["max_rss_kib"] / 1024) for name, run in (("short", short), ("long", long))
+        }
         progress(
-            f"{scope} scope: RSS {short / 1024:.0f} MiB after 10 tests, {long / 1024:.0f} MiB after {sizes.suite_tests}"
+            f"{scope} scope: RSS {mib['short'][0]:.0f} MiB after 10 tests (max {mib['short'][1]:.0f}),"
+            f" {mib['long'][0]:.0f} MiB after {sizes.suite_tests} (max {mib['long'][1]:.0f})"
         )
     costs = []
     for _ in range(sizes.suite_reps):

@@ -16,6 +16,7 @@ import pytest
 
 from .assertions import FixtureServer
 from .message import Message
+from .sessions import Session
 
 __all__ = [
     "PORT_ENV",
@@ -54,6 +55,8 @@ class TestUse:
     strict: bool
     #: Whether setup or the call failed (strict mode then says nothing).
     failed: bool = False
+    #: Whether it is the shared server (``smtpd_session``).
+    shared: bool = False
 
 
 #: The server a test used, for its report (and the save dir).
@@ -77,10 +80,10 @@ def pop_strict(options: dict[str, Any], default: bool, source: str) -> bool:
     return strict
 
 
-def use(item: pytest.Item, server: FixtureServer, strict: bool) -> TestUse:
+def use(item: pytest.Item, server: FixtureServer, strict: bool, shared: bool = False) -> TestUse:
     """Note that ``item`` uses ``server`` (kept until ``forget``)."""
     item.stash[USED_SERVER] = server
-    used = item.stash[TEST_USE] = TestUse(server, strict)
+    used = item.stash[TEST_USE] = TestUse(server, strict, shared=shared)
     return used
 
 
@@ -91,13 +94,27 @@ def note_failed(item: pytest.Item) -> None:
         used.failed = True
 
 
+def _untie(messages: Sequence[Message], sessions: Sequence[Session]) -> None:
+    """A message and its session refer to each other (``message.session``,
+    ``session.messages``): let go of, such a pair is freed only by the
+    garbage collector's next full collection, which a long run may not reach
+    for many tests, and their mail piles up meanwhile. The test is over: its
+    sessions' ``messages`` lists are emptied, so that dropping the last
+    reference frees them at once."""
+    for session in {*sessions, *(m.session for m in messages if m.session is not None)}:
+        session.messages.clear()
+
+
 def forget(item: pytest.Item) -> None:
     """After the test's last report: the item (which pytest keeps for the
     whole run) no longer holds its server, messages or transcripts."""
+    used = item.stash.get(TEST_USE, None)
     if USED_SERVER in item.stash:
         del item.stash[USED_SERVER]
     if TEST_USE in item.stash:
         del item.stash[TEST_USE]
+    if used is not None and not used.shared:
+        _untie(used.server.messages._snapshot(), list(used.server.sessions))
 
 
 def _not_looked_at(used: TestUse) -> list[Message]:
@@ -143,7 +160,9 @@ def take_over(config: pytest.Config, server: FixtureServer, nodeid: str) -> None
     warning names each message that arrived since the last test ended."""
     if not server.is_running():
         server.start()
-    for message in server.attribute(nodeid):  # taken and cleared at once: none slips between
+    late = server.attribute(nodeid)  # taken and cleared at once: none slips between
+    _untie(late, ())
+    for message in late:
         _warn_late(message, nodeid, config.stash.get(PREVIOUS_TEST, None))
 
 
@@ -154,12 +173,16 @@ def hand_back(config: pytest.Config, used: TestUse, nodeid: str) -> None:
     during the test in a session begun before it."""
     server = used.server
     unseen = _not_looked_at(used)
+    held = server.messages._snapshot(), list(server.sessions)
     server.reset()
+    _untie(*held)
     try:
         if not server.is_running():
             server.start()
     finally:
-        late = [message for message in server.attribute(None) if message.test != nodeid]
+        arrived = server.attribute(None)
+        late = [message for message in arrived if message.test != nodeid]
+        _untie(arrived, ())
         previous = config.stash.get(PREVIOUS_TEST, None)
         config.stash[PREVIOUS_TEST] = nodeid
     for message in late:  # under filterwarnings = error, the first one raises

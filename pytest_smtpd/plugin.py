@@ -357,7 +357,7 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
         shared: FixtureServer = request.getfixturevalue("smtpd_session")
         if _normalised(shared.options) == _normalised(options):
             fixture_state.take_over(request.config, shared, nodeid)
-            used = fixture_state.use(request.node, shared, strict)
+            used = fixture_state.use(request.node, shared, strict, shared=True)
             try:
                 yield shared
             finally:

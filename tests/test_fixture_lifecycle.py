@@ -62,6 +62,9 @@ HELD_CHECK = """
         # pytest keeps the last failure's traceback (and with it the frame of
         # the failing test) for post-mortem debugging: not the plugin's to drop.
         sys.last_traceback = sys.last_value = sys.last_exc = None
+        # The passing tests' mail is freed as soon as let go of, not left to
+        # the garbage collector (the failing test's traceback is a cycle).
+        assert [o for o in gc.get_objects() if isinstance(o, Message) and o.subject.startswith("passes")] == []
         gc.collect()
         assert [o for o in gc.get_objects() if isinstance(o, (Message, Session))] == []
         alive = [name for name, ref in servers.items() if ref() is not None]
