@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +134,7 @@ def _fail_strict(unseen: Sequence[Message]) -> None:
     )
 
 
-def end_own(used: TestUse, stop: Any) -> None:
+def end_own(used: TestUse, stop: Callable[[], None]) -> None:
     """Teardown of a test's own server: ``stop()`` it, then strict mode."""
     unseen = _not_looked_at(used)
     stop()
