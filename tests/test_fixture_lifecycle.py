@@ -13,7 +13,7 @@ import warnings
 import pytest
 from test_plugin_config import INI, free_ports
 
-from pytest_smtpd import Server
+from pytest_smtpd import FixtureServer, Server
 
 SESSION_INI = INI + "smtpd_scope = session\n"
 
@@ -447,3 +447,18 @@ def test_a_port_0_server_whose_port_was_taken_meanwhile_warns_and_takes_a_new_on
         warnings.simplefilter("error")
         with server:  # its latest port, free again
             assert server.port == second
+
+
+def test_the_async_reads_count_as_looked_at_too(smtpd: FixtureServer) -> None:
+    import asyncio
+
+    with smtplib.SMTP(*smtpd.address, timeout=10) as client:
+        for subject in ("a", "b", "c"):
+            client.sendmail("a@example.com", ["b@example.com"], f"Subject: {subject}\r\n\r\n".encode())
+    assert len(smtpd.messages.not_looked_at()) == 3
+    asyncio.run(smtpd.messages.wait_for_async(count=1, timeout=5))
+    assert [m.subject for m in smtpd.messages.not_looked_at()] == ["b", "c"]
+    asyncio.run(smtpd.assert_sent_async(subject="b"))
+    assert [m.subject for m in smtpd.messages.not_looked_at()] == ["c"]
+    smtpd.assert_not_sent(subject="d")  # a negative assertion returns nothing: nothing looked at
+    assert [m.subject for m in smtpd.messages.not_looked_at()] == ["c"]
