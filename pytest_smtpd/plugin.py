@@ -17,7 +17,8 @@ import pytest
 
 from . import fixture_state, loopthread
 from .assertions import FixtureServer
-from .fixture_state import USED_SERVER, SMTPDLateMessageWarning
+from .fixture_state import USED_SERVER as USED_SERVER  # checks_plugin.py reads it here
+from .fixture_state import SMTPDLateMessageWarning
 from .matching import describe_session_end
 from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
 

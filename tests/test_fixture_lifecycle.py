@@ -462,3 +462,25 @@ def test_the_async_reads_count_as_looked_at_too(smtpd: FixtureServer) -> None:
     assert [m.subject for m in smtpd.messages.not_looked_at()] == ["c"]
     smtpd.assert_not_sent(subject="d")  # a negative assertion returns nothing: nothing looked at
     assert [m.subject for m in smtpd.messages.not_looked_at()] == ["c"]
+
+
+def test_linting_at_teardown_is_not_looking_for_strict_mode(strict: pytest.Pytester) -> None:
+    strict.makeini(INI + "smtpd_strict = true\nsmtpd_lint = error\n")
+    strict.makepyfile(
+        """
+        import smtplib
+        from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid
+
+        def test_sends(smtpd):
+            message = EmailMessage()
+            message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "hello"
+            message["Date"], message["Message-ID"] = formatdate(), make_msgid(domain="example.com")
+            message.set_content("hi")
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=10) as client:
+                client.send_message(message)
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["smtpd strict mode: 1 message(s) arrived that the test never looked at*"])
