@@ -16,6 +16,11 @@ Measured, in one process, every server on 127.0.0.1:
 4. bytes per held message, with tracemalloc, for 10,000 ~1 KiB messages.
 5. plugin import time, and whether importing the plugin pulls in trustme,
    cryptography or aiosmtpd (it must not).
+6. a generated pytest suite, run in a subprocess: the process's RSS after
+   1,000 tests that each receive a 1 MiB message against after 10 (target:
+   within 1.2x), with function and with session scope; and the ``smtpd``
+   fixture's cost per test (a suite of tests using it, less the same suite
+   without it).
 
 Repetitions interleave the servers, so that drift of the machine hits them
 alike; figures are medians. Options: ``--json PATH`` writes the figures and
@@ -55,7 +60,7 @@ MiB = 1024 * 1024
 #: Socket and client timeout: no single operation may wait longer.
 IO_TIMEOUT = 60.0
 #: Hard limit for the whole run; past it the script dumps its threads' stacks and exits.
-WATCHDOG_SECONDS = 240
+WATCHDOG_SECONDS = 420
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class Sizes:
     big_message_reps: int = 3
     held_messages: int = 10_000
     import_reps: int = 5
+    #: Tests in the long suite of 6 (the short one has 10).
+    suite_tests: int = 1000
+    suite_reps: int = 3
 
 
 QUICK = Sizes(
@@ -79,6 +87,8 @@ QUICK = Sizes(
     big_message_reps=1,
     held_messages=500,
     import_reps=2,
+    suite_tests=100,
+    suite_reps=1,
 )
 
 
@@ -546,6 +556,104 @@ def bench_import(sizes: Sizes) -> tuple[list[float], list[str], list[tuple[str, 
     return times, loaded, heavy[:8]
 
 
+# -- 6. a pytest suite -------------------------------------------------------------------------
+
+_SUITE = """
+import json, os, resource, smtplib, time
+import pytest
+
+TESTS = int(os.environ["BENCH_SUITE_TESTS"])
+MAIL = os.environ["BENCH_SUITE_MAIL"] == "1"
+BODY = b"Subject: suite\\r\\n\\r\\n" + (b"x" * 1022 + b"\\r\\n") * 1024 if MAIL else b""
+CLOCK = []
+
+def rss_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+@pytest.mark.parametrize("i", range(TESTS))
+def test_one(i, request):
+    CLOCK.append((time.perf_counter(), time.process_time()))
+    if os.environ["BENCH_SUITE_FIXTURE"] == "1":
+        smtpd = request.getfixturevalue("smtpd")
+        if BODY:
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=60) as client:
+                client.sendmail("a@example.com", ["b@example.com"], BODY)
+            smtpd.assert_sent(count=1)
+
+def test_zz_figures():
+    CLOCK.append((time.perf_counter(), time.process_time()))
+    # No gc.collect() first: what the run holds, garbage waiting for the collector included.
+    with open(os.environ["BENCH_SUITE_OUT"], "w") as out:
+        json.dump(
+            {
+                "rss_kib": rss_kib(),
+                "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "per_test_s": (CLOCK[-1][0] - CLOCK[0][0]) / TESTS,
+                "per_test_cpu_s": (CLOCK[-1][1] - CLOCK[0][1]) / TESTS,
+            },
+            out,
+        )
+"""
+
+
+def run_suite(tests: int, *, scope: str = "function", mail: bool = True, fixture: bool = True) -> dict[str, float]:
+    """Run the generated suite in a subprocess (only this plugin loaded) and
+    return its figures: RSS (KiB) after the tests, seconds per test."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-suite-") as directory:
+        with open(os.path.join(directory, "test_suite.py"), "w", encoding="utf-8") as file:
+            file.write(_SUITE)
+        with open(os.path.join(directory, "pytest.ini"), "w", encoding="utf-8") as file:
+            file.write(f"[pytest]\nsmtpd_scope = {scope}\n")
+        out = os.path.join(directory, "figures.json")
+        env = {
+            **os.environ,
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "BENCH_SUITE_TESTS": str(tests),
+            "BENCH_SUITE_MAIL": "1" if mail else "0",
+            "BENCH_SUITE_FIXTURE": "1" if fixture else "0",
+            "BENCH_SUITE_OUT": out,
+        }
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "pytest_smtpd.plugin", "-p", "no:cacheprovider"],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            timeout=WATCHDOG_SECONDS,
+            check=True,
+        )
+        with open(out, encoding="utf-8") as file:
+            figures: dict[str, float] = json.load(file)
+        return figures
+
+
+def bench_suite(sizes: Sizes) -> tuple[dict[str, float], list[float]]:
+    """RSS after ``suite_tests`` tests over RSS after 10, per scope; and
+    microseconds the smtpd fixture adds per test, one per repetition: the
+    process's CPU time (all its threads), which other load on the machine
+    sways less than the wall clock."""
+    ratios = {}
+    for scope in ("function", "session"):
+        short = run_suite(10, scope=scope)
+        long = run_suite(sizes.suite_tests, scope=scope)
+        ratios[scope] = long["rss_kib"] / short["rss_kib"]
+        mib = {
+            name: (run["rss_kib"] / 1024, run["max_rss_kib"] / 1024) for name, run in (("short", short), ("long", long))
+        }
+        progress(
+            f"{scope} scope: RSS {mib['short'][0]:.0f} MiB after 10 tests (max {mib['short'][1]:.0f}),"
+            f" {mib['long'][0]:.0f} MiB after {sizes.suite_tests} (max {mib['long'][1]:.0f})"
+        )
+    costs = []
+    for _ in range(sizes.suite_reps):
+        with_fixture = run_suite(sizes.suite_tests, mail=False)["per_test_cpu_s"]
+        without = run_suite(sizes.suite_tests, mail=False, fixture=False)["per_test_cpu_s"]
+        costs.append((with_fixture - without) * 1e6)
+    return ratios, costs
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -565,6 +673,8 @@ class Row:
     samples_aiosmtpd: list[float] = field(default_factory=list)
     #: Shown instead of the figures, for yes/no rows.
     text: str = ""
+    #: The target column of such a row.
+    target_text: str = "no"
 
 
 def make_row(
@@ -608,7 +718,7 @@ def print_table(rows: Sequence[Row]) -> None:
     for row in rows:
         result = {True: "PASS", False: "MISS", None: "-"}[row.passed]
         if row.text:
-            table.append((row.name, row.text, "-", "-", "no", result))
+            table.append((row.name, row.text, "-", "-", row.target_text, result))
             continue
         table.append(
             (
@@ -778,6 +888,32 @@ def run(sizes: Sizes, with_aiosmtpd: bool) -> tuple[list[Row], dict[str, Any]]:
     )
     extra["plugin_import_loaded_modules"] = loaded
     extra["plugin_import_heaviest_self_ms"] = heavy
+
+    if sys.platform.startswith("linux"):  # RSS from /proc
+        progress(f"a pytest suite: {sizes.suite_tests} tests each receiving 1 MiB, against 10")
+        ratios, costs = bench_suite(sizes)
+        for scope, ratio in ratios.items():
+            row = Row(
+                f"RSS after {sizes.suite_tests} 1 MiB tests / after 10, {scope} scope",
+                "x",
+                ratio,
+                None,
+                None,
+                None,
+                ratio <= 1.2,
+            )
+            row.text, row.target_text = f"{ratio:.2f}x", "<= 1.2x"
+            rows.append(row)
+        rows.append(
+            make_row(
+                f"smtpd fixture CPU per test, pytest suite (median of {sizes.suite_reps})",
+                "us",
+                costs,
+                None,
+                lower_is_better=True,
+            )
+        )
+        extra["suite_rss_ratio"] = ratios
     return rows, extra
 
 

@@ -45,7 +45,7 @@ class FixtureServer(Server):
             return found
         raise AssertionError(
             explain_miss(
-                list(self.messages),
+                self.messages._snapshot(),
                 criteria,
                 sessions=list(self.sessions),
                 expected_count=count,
@@ -72,8 +72,8 @@ class FixtureServer(Server):
                 )
             with contextlib.suppress(TimeoutError):
                 self.messages.wait_for(count=count or 1, timeout=timeout, where=matches)
-        found = [message for message in self.messages if matches(message)]
-        return self._verdict(found, criteria, count, timeout)
+        found = [message for message in self.messages._snapshot() if matches(message)]
+        return self.messages._looked_at(self._verdict(found, criteria, count, timeout))
 
     async def assert_sent_async(
         self, *, count: int | None = None, timeout: float = 0.0, **criteria: CriterionArg
@@ -87,14 +87,14 @@ class FixtureServer(Server):
         if timeout > 0 and count != 0:
             with contextlib.suppress(TimeoutError):
                 await self.messages.wait_for_async(count=count or 1, timeout=timeout, where=matches)
-        found = [message for message in self.messages if matches(message)]
-        return self._verdict(found, criteria, count, timeout)
+        found = [message for message in self.messages._snapshot() if matches(message)]
+        return self.messages._looked_at(self._verdict(found, criteria, count, timeout))
 
     def assert_not_sent(self, **criteria: CriterionArg) -> None:
         """Assert that no message matching every criterion arrived."""
         __tracebackhide__ = True
         matches = matcher(criteria)
-        found = [message for message in self.messages if matches(message)]
+        found = [message for message in self.messages._snapshot() if matches(message)]
         if found:
             listed = "\n".join(f"  {message!r}" for message in found)
             raise AssertionError(f"expected no message matching {criteria!r}, found {len(found)}:\n{listed}")

@@ -201,6 +201,12 @@ class Message:
         #: The views below, computed on first use.
         self._views: dict[str, Any] | None = None
 
+    @property
+    def test(self) -> str | None:
+        """Its session's ``test``: the node id of the test running when the
+        session began (under pytest), or None."""
+        return self.session.test if self.session is not None else None
+
     # The stdlib ``smtpd`` names for the envelope.
     @property
     def mailfrom(self) -> str:

@@ -4,10 +4,10 @@ report section and ``--smtpd-save-dir``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import types
-import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from . import loopthread
+from . import fixture_state, loopthread
 from .assertions import FixtureServer
+from .fixture_state import USED_SERVER as USED_SERVER  # checks_plugin.py reads it here
+from .fixture_state import SMTPDLateMessageWarning
 from .matching import describe_session_end
 from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
 
@@ -27,7 +29,8 @@ pytest_plugins = ["pytest_smtpd.checks_plugin"]
 
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
-    "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'"
+    "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'; "
+    "and strict=True: fail at teardown for messages the test never looked at"
 )
 
 #: The name our entry point registers under: ``-p no:pytest-smtpd`` turns this
@@ -47,15 +50,11 @@ INI_OPTIONS = {
     "smtpd_enable_SMTPUTF8": "offer SMTPUTF8: true or false (default false)",
     "smtpd_tls": "starttls or implicit (default: no TLS)",
     "smtpd_auth": "offer AUTH to these users: user:password, space-separated for several",
-    "smtpd_scope": "function (default: a server per test) or session (one server, cleared before each test)",
+    "smtpd_scope": "function (default: a server per test) or session (one server, reset after each test)",
     "smtpd_save_dir": "save each failing test's messages here as .eml files and an mbox",
     "smtpd_teardown_grace": f"seconds sessions still open at teardown get to finish (default {DEFAULT_TEARDOWN_GRACE})",
+    "smtpd_strict": "true: a test fails at teardown when messages arrived that it never looked at (default false)",
 }
-
-
-class SMTPDLateMessageWarning(pytest.PytestWarning):
-    """A message reached the shared server between two tests (sent late by
-    the previous test's background job): it is not shown to the next test."""
 
 
 class SMTPDReportWarning(pytest.PytestWarning):
@@ -72,6 +71,8 @@ class Settings:
     scope: str = "function"
     save_dir: Path | None = None
     teardown_grace: float = DEFAULT_TEARDOWN_GRACE
+    #: ``smtpd_strict``: the default of the marker's ``strict``.
+    strict: bool = False
 
 
 def _bad(name: str, value: str, expected: str) -> pytest.UsageError:
@@ -88,11 +89,14 @@ def _int(name: str, value: str, low: int, high: int | None = None) -> int:
     return number
 
 
-def xdist_worker_number(config: pytest.Config) -> int:
+def xdist_worker_number(config: pytest.Config, early: bool = False) -> int:
     """N for pytest-xdist's worker ``gwN``; 0 outside xdist. Read from the
     worker's config, not the environment: a pytest run inside a worker's
-    test (pytester) is no worker."""
+    test (pytester) is no worker. ``early``, before xdist has set the
+    config (at ``pytest_load_initial_conftests``): from the environment."""
     worker = str(getattr(config, "workerinput", {}).get("workerid", ""))
+    if early and not worker:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
@@ -160,12 +164,14 @@ def read_settings(config: pytest.Config) -> Settings:
         if not grace >= 0:
             raise _bad("smtpd_teardown_grace", value, "a number of seconds, 0 or more")
         settings.teardown_grace = grace
+    if value := ini("smtpd_strict"):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise _bad("smtpd_strict", value, "true or false")
+        settings.strict = value.lower() in ("true", "1", "yes")
     return settings
 
 
 SETTINGS = pytest.StashKey[Settings]()
-#: The server a test used, for its report.
-USED_SERVER = pytest.StashKey[FixtureServer]()
 #: Sessions cut off at teardown: (test node id, description).
 CUT_OFF = pytest.StashKey[list[tuple[str, str]]]()
 #: Tests whose messages were saved already.
@@ -185,9 +191,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(name, help_text, default="")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """``SMTPD_PORT`` for an app whose settings load with the first
+    conftest.py (or pytest-django's settings): the worker is known from the
+    environment this early. ``pytest_configure`` sets it again from the
+    worker's config."""
+    value = str(early_config.getini("smtpd_port") or "").strip()
+    if value.isdigit() and int(value):  # a bad value is reported by pytest_configure
+        port = int(value) + xdist_worker_number(early_config, early=True)
+        fixture_state.export_port(early_config, port if port <= 65535 else None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS] = read_settings(config)
+    fixture_state.export_port(config, config.stash[SETTINGS].options.get("port"))
     config.stash[CUT_OFF] = []
     config.stash[SAVED] = set()
 
@@ -261,11 +280,12 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return options
 
 
-def _start(options: dict[str, Any], source: str) -> FixtureServer:
+def _start(options: dict[str, Any], source: str, nodeid: str | None = None) -> FixtureServer:
     try:
         server = FixtureServer(**options)
     except (TypeError, ValueError) as exc:
         raise pytest.UsageError(f"{source}: {exc}") from exc
+    server.current_test = nodeid  # its sessions are this test's
     server.start()
     return server
 
@@ -312,8 +332,9 @@ def smtpd_session(request: pytest.FixtureRequest, smtpd_loop: None) -> Iterator[
     """One server for the whole test session (per xdist worker), built from
     the ini options and ``smtpd_options`` as seen at session scope. With
     ``smtpd_scope = session`` the ``smtpd`` fixture hands it to each test,
-    cleared first."""
+    put back as its configuration says after each test (reset, running)."""
     options = {**request.config.stash[SETTINGS].options, **_session_visible_options(request)}
+    options.pop("strict", None)  # the smtpd fixture's, per test
     server = _start(options, "smtpd_session")
     try:
         yield server
@@ -325,19 +346,6 @@ def _normalised(options: dict[str, Any]) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": 0, **options}
 
 
-def _take_over(server: FixtureServer, nodeid: str) -> None:
-    """Clear the shared server for the next test, with a warning naming any
-    message that arrived since the last test ended."""
-    for message in server.clear():  # taken and cleared at once: none slips between
-        warnings.warn(
-            SMTPDLateMessageWarning(
-                f"{message!r} reached the shared smtpd server after the test that sent it ended;"
-                f" {nodeid} does not see it"
-            ),
-            stacklevel=2,
-        )
-
-
 @pytest.fixture
 def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_loop: None) -> Iterator[FixtureServer]:
     """A running SMTP server on 127.0.0.1 and a free port.
@@ -345,31 +353,35 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
     ``smtpd.host`` and ``smtpd.port`` say where; ``smtpd.messages`` holds
     what it accepted. Options: ini < ``smtpd_options`` < ``@pytest.mark.smtpd``.
     With ``smtpd_scope = session``, the shared ``smtpd_session`` server,
-    cleared, unless the test asks for other options.
+    with no messages or sessions and as configured, unless the test asks
+    for other options. Each session (and its messages) carries the node id
+    of the test it began in (``session.test``).
     """
     settings = request.config.stash[SETTINGS]
     marker = _marker_options(request)
     options = {**settings.options, **dict(smtpd_options), **marker}
     source = "@pytest.mark.smtpd" if marker else "smtpd_options"
+    strict = fixture_state.pop_strict(options, settings.strict, source)
+    nodeid = request.node.nodeid
     if settings.scope == "session":
         shared: FixtureServer = request.getfixturevalue("smtpd_session")
         if _normalised(shared.options) == _normalised(options):
-            _take_over(shared, request.node.nodeid)
-            request.node.stash[USED_SERVER] = shared
+            fixture_state.take_over(request.config, shared, nodeid)
+            used = fixture_state.use(request.node, shared, strict, shared=True)
             try:
                 yield shared
             finally:
-                shared.clear()
+                fixture_state.hand_back(request.config, used, nodeid)
             return
         if options.get("port") == shared.port:
             # The fixed port is the shared server's: this one takes a free port.
             options["port"] = 0
-    server = _start(options, source)
-    request.node.stash[USED_SERVER] = server
+    server = _start(options, source, nodeid)
+    used = fixture_state.use(request.node, server, strict)
     try:
         yield server
     finally:
-        _stop(server, request.config, request.node.nodeid)
+        fixture_state.end_own(used, lambda: _stop(server, request.config, nodeid))
 
 
 # -- reports --------------------------------------------------------------------
@@ -379,9 +391,13 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    server = item.stash.get(USED_SERVER, None)
-    if server is None or not report.failed or call.when == "teardown":
+    if call.when == "teardown":
+        fixture_state.forget(item)  # the last report: let go of the server
         return
+    server = item.stash.get(USED_SERVER, None)
+    if server is None or not report.failed:
+        return
+    fixture_state.note_failed(item)
     from .report import describe, save_artifacts
 
     messages = list(server.messages)

@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import threading
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -280,6 +281,19 @@ class Server:
         self._listeners: list[Listener] = []
         self._sessions: set[SessionProtocol] = set()
         self._accepting = False
+        #: The node id of the test using this server now (the pytest plugin
+        #: sets it): each new session's ``test``. A message whose session
+        #: began under another test goes to ``_late`` instead of ``messages``.
+        self.current_test: str | None = None
+        self._late: list[Message] = []
+        #: Held to switch tests (``attribute()``) and to keep a message.
+        self._attribution = threading.Lock()
+        #: The public attributes as made, for reset().
+        self._configured = {
+            name: value
+            for name, value in vars(self).items()
+            if not name.startswith("_") and name not in ("current_test", "messages", "sessions")
+        }
         _all_servers.add(self)
 
     # -- lifecycle -----------------------------------------------------------
@@ -371,16 +385,32 @@ class Server:
             self._changed.notify_all()
 
     def _bind(self) -> list[socket.socket]:
-        """A listening socket for each address ``host`` resolves to, all on
-        one port (with port 0, the one the first socket got)."""
-        where = f"{self.host}:{self._requested_port}"
-        try:
-            infos = socket.getaddrinfo(
-                self.host or None, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        """The listening sockets. A port-0 server started again binds the
+        port it had before, so that clients find it where it went down; if
+        that port is taken now, a free one, with a ``RuntimeWarning``."""
+        previous = self._port if self._requested_port == 0 else None
+        if previous:
+            try:
+                return self._bind_on(previous)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+            warnings.warn(
+                f"{self.host}:{previous}, this server's port before it stopped, is in use now:"
+                " it listens on a new free port (read server.port)",
+                RuntimeWarning,
+                stacklevel=3,
             )
+        return self._bind_on(self._requested_port)
+
+    def _bind_on(self, port: int) -> list[socket.socket]:
+        """A listening socket for each address ``host`` resolves to, all on
+        ``port`` (with 0, the one the first socket got)."""
+        where = f"{self.host}:{port}"
+        try:
+            infos = socket.getaddrinfo(self.host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
             raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from exc
-        port = self._requested_port
         sockets: list[socket.socket] = []
         try:
             for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
@@ -537,6 +567,7 @@ class Server:
         file can take their numbers while their objects live), or the child
         would hold the parent's port and clients' connections open."""
         self._changed = threading.Condition()
+        self._attribution = threading.Lock()
         self.messages._after_fork_in_child()
         self._faults._after_fork_in_child()
         self.sessions._after_fork_in_child()
@@ -574,6 +605,27 @@ class Server:
         self._faults.reset(self._configured_faults)
         self._session_numbers = itertools.count(1)
         return forgotten
+
+    def reset(self) -> list[Message]:
+        """``clear()``, and every public attribute a test may have changed
+        (``handler``, ``timeout``, ``max_connections``, ``keep_messages``,
+        ``session_config``...) back to what the server was made with. It
+        does not start or stop the server. Returns the messages it forgot."""
+        for name, value in self._configured.items():
+            setattr(self, name, value)
+        return self.clear()
+
+    def attribute(self, test: str | None) -> list[Message]:
+        """Make ``test`` (a node id, None between tests) the one whose
+        sessions begin from now on, and return the messages that arrived
+        before the switch or in a session begun under another test: messages
+        kept so far are cleared. From then on, a message whose session began
+        under another test is kept aside, not in ``messages``, until the
+        next call returns it (the pytest plugin warns about them)."""
+        with self._attribution:
+            self.current_test = test
+            late, self._late = self._late, []
+            return late + self.clear()
 
     @property
     def faults(self) -> Faults:
@@ -615,6 +667,8 @@ class Server:
         """A connection was accepted (called by the transport, on the loop
         thread): record it; one that ``refusal()`` refused gets no handler."""
         self._sessions.add(session)
+        if session.record is not None:
+            session.record.test = self.current_test
         if session.record is not None and self.keep_messages:
             self.sessions.append(session.record)
         if session.refused is not None:
@@ -659,7 +713,11 @@ class Server:
         if self.keep_messages and accepted(verdict):
             if message.session is not None:
                 message.session.messages.append(message)
-            self.messages.append(message)
+            with self._attribution:
+                if message.session is not None and message.session.test != self.current_test:
+                    self._late.append(message)
+                else:
+                    self.messages.append(message)
 
     def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]:
         """Check AUTH credentials with the ``auth``/``authenticator`` option."""

@@ -54,6 +54,7 @@ class Session:
         "peer",
         "pipelined",
         "started_at",
+        "test",
         "tls",
     )
 
@@ -88,6 +89,9 @@ class Session:
         self.faults_fired: list[str] = []
         #: Whether the client sent a command before the previous reply.
         self.pipelined = False
+        #: Under pytest, the node id of the test running when the session
+        #: began (None outside pytest, or between tests).
+        self.test: str | None = None
 
     @property
     def is_open(self) -> bool:

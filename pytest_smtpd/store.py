@@ -31,6 +31,27 @@ class MessageStore(Sequence[Message]):
         self._changes = 0
         #: Coroutines in ``wait_for_async``: each one's thread-safe wake-up.
         self._async_waiters: list[_AsyncWait] = []
+        #: ids of the messages reads handed out (indexing, iteration,
+        #: ``last``, ``filter``, the waits): strict mode's "looked at".
+        self._seen: set[int] = set()
+
+    def _snapshot(self) -> list[Message]:
+        """The messages now, without counting them as looked at."""
+        with self._changed:
+            return list(self._messages)
+
+    def _looked_at(self, messages: list[Message]) -> list[Message]:
+        """Note ``messages`` as looked at by the test; returns them."""
+        with self._changed:
+            self._seen.update(map(id, messages))
+        return messages
+
+    def not_looked_at(self) -> list[Message]:
+        """The messages no read has returned so far (no indexing, iteration,
+        ``last``, ``filter``, ``wait_for``, ``assert_sent``): what strict
+        mode fails a test for."""
+        with self._changed:
+            return [message for message in self._messages if id(message) not in self._seen]
 
     def append(self, message: Message) -> None:
         """Record an accepted message and wake whoever waits for one."""
@@ -47,6 +68,7 @@ class MessageStore(Sequence[Message]):
         message arriving meanwhile is either returned or kept)."""
         with self._changed:
             forgotten, self._messages = self._messages, []
+            self._seen = set()
             self._changes += 1
             self._changed.notify_all()
         return forgotten
@@ -63,7 +85,9 @@ class MessageStore(Sequence[Message]):
     def __getitem__(self, index: slice) -> list[Message]: ...
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
         with self._changed:
-            return self._messages[index]
+            found = self._messages[index]
+            self._seen.update(map(id, found if isinstance(found, list) else [found]))
+            return found
 
     def __len__(self) -> int:
         with self._changed:
@@ -72,6 +96,7 @@ class MessageStore(Sequence[Message]):
     def __iter__(self) -> Iterator[Message]:
         with self._changed:
             snapshot = list(self._messages)
+            self._seen.update(map(id, snapshot))
         return iter(snapshot)
 
     def __eq__(self, other: object) -> bool:
@@ -84,7 +109,7 @@ class MessageStore(Sequence[Message]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"MessageStore({list(self)!r})"
+        return f"MessageStore({self._snapshot()!r})"
 
     @property
     def last(self) -> Message:
@@ -92,6 +117,7 @@ class MessageStore(Sequence[Message]):
         with self._changed:
             if not self._messages:
                 raise IndexError("no message has arrived yet")
+            self._seen.add(id(self._messages[-1]))
             return self._messages[-1]
 
     def filter(self, **criteria: Criterion | dict[str, Criterion]) -> list[Message]:
@@ -100,7 +126,7 @@ class MessageStore(Sequence[Message]):
         from .matching import matcher
 
         matches = matcher(criteria)
-        return [message for message in self if matches(message)]
+        return self._looked_at([message for message in self._snapshot() if matches(message)])
 
     def wait_for(
         self,
@@ -141,7 +167,7 @@ class MessageStore(Sequence[Message]):
             received = list(self._messages)
         got = [m for m in received if where is None or where(m)]
         if len(got) >= count:
-            return got[:count]
+            return self._looked_at(got[:count])
         if remaining <= 0:
             raise TimeoutError(
                 f"waited {timeout}s for {count} message(s)"
