@@ -9,6 +9,7 @@ events it has to decide on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,6 +34,7 @@ from .events import (
     NeedData,
     StartTLS,
 )
+from .recorder import Recorder, Tracer, Transcript
 from .replies import Reply
 from .state import COMMAND_STATES, State, gate_error, sequence_error
 
@@ -85,8 +87,10 @@ SYNTAX: dict[str, str] = {
     "VRFY": "VRFY <address>",
 }
 _PARAMS_SUFFIX = " [SP <mail-parameters>]"
-#: max_transcript_lines=0: no limit.
-_NO_LIMIT = 2**63
+#: What a hostname and a greeting may not contain: it would break the reply
+#: line they are said in (a hostname is one word).
+_UNSAYABLE = re.compile(r"[\x00-\x20\x7f]")
+_UNSAYABLE_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,13 @@ class SessionConfig:
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
+        # Said in every greeting and EHLO reply: a CR or LF would break the
+        # reply into lines of the client's making (or crash the greeting).
+        # (Empty is allowed: the stdlib's tests make getfqdn() return "".)
+        if _UNSAYABLE.search(self.hostname):
+            raise ValueError(f"hostname must be a name without spaces or control characters, got {self.hostname!r}")
+        if self.greeting is not None and _UNSAYABLE_TEXT.search(self.greeting):
+            raise ValueError(f"greeting must be one line without control characters, got {self.greeting!r}")
         if self.decode_data and self.enable_SMTPUTF8:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
         if self.max_recipients < 0:
@@ -265,6 +276,8 @@ class ServerConnection:
     _cut_after: int | None = None
     #: The refusal of the chunk being read is a fault's: the transaction ends with it.
     _chunk_fault = False
+    #: Why the session closes if the reply fault being applied is a 421.
+    _fault_reason = ""
 
     def __init__(
         self,
@@ -274,23 +287,22 @@ class ServerConnection:
         record: bool = False,
         faults: FaultSource | None = None,
         session_number: int = 1,
+        peer: str = "",
+        tracer: Tracer | None = None,
     ) -> None:
         """``tls``: encrypted from the first byte (implicit TLS). ``record``:
-        keep ``transcript`` and ``commands``. ``faults``: the rules asked at
+        keep ``transcript`` and ``commands``; ``tracer`` is given every line
+        as it is recorded, kept or not. ``faults``: the rules asked at
         every step; ``session_number`` is this connection's number for their
-        ``session=``."""
+        ``session=``; ``peer`` the client's ``host:port``, which a CONNECT
+        rule's ``match=`` sees."""
         self.config = config or SessionConfig()
-        #: With ``record``: what was said, as ``(direction, line)`` pairs
-        #: ("client" or "server"), message data as a size and SASL secrets
-        #: masked, for the caller to read as it grows. This is the one source
-        #: of the protocol trace and the session transcripts.
-        #: Once ``config.max_transcript_lines`` are recorded the last one
-        #: says so, and nothing more is recorded (nor added to ``commands``).
-        self.transcript: list[tuple[str, str]] | None = [] if record else None
-        self._recording = record
-        self._transcript_limit = self.config.max_transcript_lines or _NO_LIMIT
-        #: The verbs of the command lines received, in order (with ``record``).
-        self.commands: list[str] = []
+        #: The record of what was said (see ``recorder.py``), None when
+        #: nothing is kept or traced. This is the one source of the protocol
+        #: trace and the session transcripts.
+        self.recorder: Recorder | None = None
+        if record or tracer is not None:
+            self.recorder = Recorder(self.config.max_transcript_lines, keep=record, tracer=tracer)
         #: The verb of the last command line, ``""`` before one.
         self.last_verb = ""
         #: Whether the client sent a command before the reply to the previous one.
@@ -354,11 +366,11 @@ class ServerConnection:
         self._chunk_refusal: Reply | None = None
         self._chunk_return_state = State.CONNECTED
         greeting = Reply(220, self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}")
-        fault = self._fault("CONNECT", "") if faults is not None and faults.rules else None
+        fault = self._fault("CONNECT", peer) if faults is not None and faults.rules else None
         if fault is None:
             self.reply(greeting)
         else:
-            self._fired = self._fire("CONNECT", fault, lambda: self.reply(greeting))
+            self._fired = self._fire("CONNECT", fault, lambda: self.reply(greeting), self._refuse_greeting)
             self._fault_work = True
 
     # -- the driving API ----------------------------------------------------
@@ -384,9 +396,8 @@ class ServerConnection:
         if waiting_for is not None:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
         if self._delivered_at is not None:
-            transcript = self.transcript
-            if self._recording and transcript is not None and len(transcript) + 1 < self._transcript_limit:
-                transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
+            assert self.recorder is not None
+            self.recorder.insert(self._delivered_at, "client", "<a line the application read itself>")
             self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA or self.state is State.CHUNK:
@@ -404,7 +415,7 @@ class ServerConnection:
             # and never reaches the application.
             deliver = self.deliver_lines and not returned and self.state in COMMAND_STATES
             if deliver and isinstance(line, bytes) and len(line) + 2 <= self.config.longest_line:
-                self._delivered_at = len(self.transcript) if self.transcript is not None else None
+                self._delivered_at = self.recorder.position() if self.recorder is not None else None
                 return LineReceived(line)
             # In a SASL exchange a line is a response, not a command.
             event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
@@ -430,33 +441,32 @@ class ServerConnection:
         if self.enhanced_status_codes:
             reply = replies.with_enhanced_code(reply, self._verb)
         self._outbox.append(reply.to_bytes())
-        if self._recording:
-            self._record(reply.transcript_lines())
+        if self.recorder is not None:
+            self.recorder.lines(reply.transcript_lines())
 
     def push(self, line: str) -> None:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
         self._outbox.append(line.encode("utf-8") + b"\r\n")
-        if self._recording:
-            self._record((("server", line),))
+        if self.recorder is not None:
+            self.recorder.line("server", line)
+
+    @property
+    def transcript(self) -> Transcript | None:
+        """With ``record``: what was said, as ``(direction, line)`` pairs
+        ("client" or "server"), message data as a size and SASL secrets
+        masked, growing as the session goes on. Once
+        ``config.max_transcript_lines`` are recorded the last one says so,
+        and nothing more is kept (nor added to ``commands``)."""
+        return self.recorder.transcript if self.recorder is not None else None
+
+    @property
+    def commands(self) -> list[str]:
+        """The verbs of the command lines received, in order (with ``record``)."""
+        return self.recorder.commands if self.recorder is not None else []
 
     def _record_client(self, line: str) -> None:
-        if self._recording:
-            self._record((("client", line),))
-
-    def _record(self, lines: Sequence[tuple[str, str]]) -> None:
-        """Add to the transcript, up to its limit: a client that sends bad
-        commands for ever must not make it grow for ever."""
-        transcript = self.transcript
-        assert transcript is not None
-        room = self._transcript_limit - len(transcript)
-        if len(lines) < room:
-            transcript.extend(lines)
-            return
-        transcript.extend(lines[: room - 1])
-        transcript.append(
-            ("server", f"<transcript limit of {self._transcript_limit} lines reached: the rest is not recorded>")
-        )
-        self._recording = False
+        if self.recorder is not None:
+            self.recorder.line("client", line)
 
     def process_line(self, line: bytes) -> None:
         """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
@@ -471,15 +481,15 @@ class ServerConnection:
         a single reply is repeated for each."""
         if self.state is not State.MESSAGE_PENDING:
             raise LocalProtocolError(f"no message waits for an answer (state {self.state.name})")
-        recipients = len(self.envelope.rcpt_tos)
+        count = self._replies_per_message()
         if isinstance(reply, Sequence):
             if not self.config.lmtp:
                 raise LocalProtocolError("one reply per recipient is for LMTP sessions only")
-            if len(reply) != recipients:
-                raise LocalProtocolError(f"{len(reply)} replies for {recipients} recipients")
+            if len(reply) != count:
+                raise LocalProtocolError(f"{len(reply)} replies for {count} recipients")
             verdicts = list(reply)
         else:
-            verdicts = [reply or replies.OK] * (recipients if self.config.lmtp else 1)
+            verdicts = [reply or replies.OK] * count
         for verdict in verdicts:
             self.reply(verdict)
         self.reset_transaction()
@@ -615,6 +625,24 @@ class ServerConnection:
         self._fault_work = False
         return None
 
+    def _fault_reply(self, reply: Reply, count: int = 1) -> None:
+        """The one place a reply fault's reply is queued (``count`` times:
+        LMTP's one per recipient), when its step would have answered: at
+        once, or for BDAT once the chunk is read. A 421 closes the session
+        right after it (RFC 5321 3.8)."""
+        for _ in range(count):
+            self.reply(reply)
+        if reply.code == 421:
+            self._close(self._fault_reason)
+
+    def _refuse_greeting(self, reply: Reply) -> None:
+        """A reply fault in place of the greeting. After a 554 (any 5xx) the
+        session serves nothing: every command but QUIT gets a 503 (RFC 5321
+        3.1)."""
+        self._fault_reply(reply)
+        if reply.code >= 500:
+            self.state = State.REJECTED
+
     def _fault(self, step: str, argument: str) -> FaultRule | None:
         assert self.faults is not None
         return self.faults.decide(step, argument, self.session_number)
@@ -633,12 +661,8 @@ class ServerConnection:
         action = fault.action
         if action == "reply":
             assert fault.response is not None
-            if refuse is None:
-                self.reply(fault.response)
-            else:
-                refuse(fault.response)
-            if fault.response.code == 421:  # RFC 5321 3.8: 421 closes
-                self._close(f"fault: {fault.describe()}")
+            self._fault_reason = f"fault: {fault.describe()}"
+            (refuse or self._fault_reply)(fault.response)
         elif action == "disconnect":
             if fault.after_bytes is None:
                 self._close(f"fault: {fault.describe()}")
@@ -706,23 +730,8 @@ class ServerConnection:
             self.reply(replies.LINE_TOO_LONG)
             return None
         self.last_verb = verb
-        if self._recording:
-            if verb == "AUTH" and argument:
-                # The mechanism is shown, an initial response never is; nor
-                # is a word that is no mechanism (``AUTH <secret>``, or a
-                # secret after a tab, both refused with 504).
-                mechanism, _, initial = argument.partition(" ")
-                shown = mechanism if mechanism.upper() in MECHANISMS else "****"
-                self.commands.append(verb)
-                self._record_client(f"{text[:4]} {shown}" + (" ****" if initial.strip(" ") else ""))
-            elif verb[:4] == "AUTH" and verb != "AUTH":
-                # ``AUTH<tab>PLAIN <secret>``: not a command (500), but what
-                # follows AUTH may still be a secret.
-                self.commands.append("AUTH")
-                self._record_client(f"{text[:4]} ****")
-            else:
-                self.commands.append(verb)
-                self._record_client(text)
+        if self.recorder is not None:
+            self.recorder.command(verb, text, argument)
         if not line:
             self.reply(replies.BAD_SYNTAX)
             return None
@@ -750,6 +759,11 @@ class ServerConnection:
         return self._dispatch(verb, argument)
 
     def _dispatch(self, verb: str, argument: str | None) -> Event | None:
+        if self.state is State.REJECTED and verb != "QUIT":
+            # Refused at the greeting: no command, built-in, delegated or
+            # unknown, is served (RFC 5321 3.1).
+            self.reply(replies.NO_SERVICE)
+            return None
         if verb not in self.delegated_verbs:
             return self.handle_command(verb, argument)
         # A subclass's own command (or its override of a built-in one) owns
@@ -807,21 +821,23 @@ class ServerConnection:
         else:
             message = bytes(data[:body_end]).replace(_LINE_START_DOT, b"\r\n")[2:]
         if self._data_too_big or (limit and len(message) > limit):
-            # LMTP clients read one reply per recipient (RFC 2033 4.2).
-            for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
-                self.reply(replies.TOO_MUCH_DATA)
-            self.reset_transaction()
+            self._refuse_message(replies.TOO_MUCH_DATA)
             return None
+        return self._message_complete(message, "DATA")
+
+    def _message_complete(self, message: bytes, transfer: str) -> Event | None:
+        """A whole message, after the final dot or ``BDAT ... LAST``: the
+        MESSAGE step, which a fault may decide, else the event."""
         self._data = bytearray()
         identity = None
         if self.authenticated is not None:
             identity = self.authenticated.authzid or self.authenticated.username
-        event = MessageReceived(envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity)
-
+        event = MessageReceived(
+            envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity, transfer=transfer
+        )
         # The message is whole: whatever a fault makes of it, it is no longer
         # being read (an abort must not count it as cut off).
         self.state = State.MESSAGE_PENDING
-
         faults = self.faults
         if faults is not None and faults.rules:
             fault = self._fault("MESSAGE", message.decode("utf-8", "replace"))
@@ -836,18 +852,27 @@ class ServerConnection:
         self.messages_received += 1
         return event
 
+    def _replies_per_message(self) -> int:
+        """How many replies a message's verdict takes: LMTP gives one per
+        recipient, in RCPT order (RFC 2033 4.2), SMTP one. The only place
+        this rule is written."""
+        return len(self.envelope.rcpt_tos) if self.config.lmtp else 1
+
     def _refuse_message(self, reply: Reply) -> None:
-        """A reply fault after the dot: the message is not handed over."""
-        for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
-            self.reply(reply)
+        """Refuse the message (too big, or a reply fault after the dot): it
+        is not handed over, and the transaction ends."""
+        count = self._replies_per_message()
         self.reset_transaction()
+        self._fault_reply(reply, count)
 
     def _cut_off(self, data: bytearray) -> Event | None:
         """``disconnect(after_bytes=N)``: hang up once N octets of the message
         (as sent, after the 354) are in, or at its end if it is shorter. The
         message is dropped, never handed over."""
         assert self._cut_after is not None
-        received = len(data) - 2  # the virtual CRLF in front is not the client's
+        # Octets received, not kept: past data_size_limit nothing is kept,
+        # and the cut must still come at N.
+        received = self._data_octets
         if received < self._cut_after and data.find(_DATA_END, self._data_search_from) < 0:
             return None
         self._close(f"fault: disconnect after {self._cut_after} bytes of the message")
@@ -1089,29 +1114,20 @@ class ServerConnection:
         self._record_client(f"<{self._chunk_size} bytes of message data>")
         if self._chunk_refusal is not None:
             self.state = self._chunk_return_state
-            self.reply(self._chunk_refusal)
             if self._chunk_fault:
                 self.reset_transaction()
+                self._fault_reply(self._chunk_refusal)
+            else:
+                self.reply(self._chunk_refusal)
             return None
         if self._data_too_big:
-            for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
-                self.reply(replies.TOO_MUCH_DATA)
-            self.reset_transaction()
+            self._refuse_message(replies.TOO_MUCH_DATA)
             return None
         if not self._chunk_last:
             self.state = State.BDAT
             self.reply(Reply(250, f"{self._chunk_size} octets received"))
             return None
-        message = bytes(self._data)
-        self._data = bytearray()
-        self.state = State.MESSAGE_PENDING
-        identity = None
-        if self.authenticated is not None:
-            identity = self.authenticated.authzid or self.authenticated.username
-        self.messages_received += 1
-        return MessageReceived(
-            envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity, transfer="BDAT"
-        )
+        return self._message_complete(bytes(self._data), "BDAT")
 
     def _smtp_help(self, argument: str | None) -> None:
         commands = self._supported_commands()
@@ -1185,7 +1201,8 @@ class ServerConnection:
         return self._sasl_step(lambda mechanism: mechanism.start(initial.strip(" ") or None))
 
     def _handle_auth_line(self, line: bytes | _LineTooLong) -> Event | None:
-        self._record_client("*" if line == b"*" else "****")
+        if self.recorder is not None:
+            self.recorder.sasl_response(line == b"*")
         if isinstance(line, _LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
             self._end_sasl()
             self.reply(replies.LINE_TOO_LONG)

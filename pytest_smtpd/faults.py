@@ -89,7 +89,10 @@ class Fault:
     ``match`` limits the rule to steps whose argument contains the string (or
     where the compiled regex ``search``-es it): for MAIL and RCPT the text
     after the verb (``"TO:<ghost@example.com>"``), for MESSAGE the message
-    (decoded as UTF-8, errors replaced), for CONNECT the client's address.
+    (decoded as UTF-8, errors replaced; MESSAGE is the step after the final
+    dot of DATA and after ``BDAT ... LAST``), for CONNECT the client's
+    ``host:port`` (``"127.0.0.1:50312"``). A 5xx reply at CONNECT refuses
+    the session: every command but QUIT then gets ``503`` (RFC 5321 3.1).
     ``times`` lets the rule fire that many times, then stand aside; ``after``
     lets the first N matching steps pass first; ``session`` limits it to the
     Nth connection to the server (counting from 1, since it started or was

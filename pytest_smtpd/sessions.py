@@ -8,6 +8,7 @@ open, so a reader sees a consistent prefix."""
 from __future__ import annotations
 
 import threading
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
@@ -43,7 +44,8 @@ class Session:
     __slots__ = (
         "_entries",
         "_lines",
-        "_marks",
+        "_mark_counts",
+        "_mark_times",
         "auth_identity",
         "commands",
         "ended_at",
@@ -57,7 +59,9 @@ class Session:
         "tls",
     )
 
-    def __init__(self, peer: tuple[str, int], started_at: float, lines: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, peer: tuple[str, int], started_at: float, lines: Sequence[tuple[str, str]] | None = None
+    ) -> None:
         #: The client's ``(host, port)``.
         self.peer = peer
         #: The name given in the last HELO/EHLO/LHLO, ``""`` if none.
@@ -74,13 +78,15 @@ class Session:
         #: The verbs of the command lines, in order, e.g.
         #: ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``.
         self.commands: list[str] = []
-        # The lines as the protocol core records them, ``(direction, line)``,
-        # and when they were seen: ``(count, seconds)`` marks, each saying
-        # that the first ``count`` lines had been said ``seconds`` after the
-        # start. The entries are made from them only when asked for, so that
-        # recording costs a session next to nothing.
-        self._lines: list[tuple[str, str]] = [] if lines is None else lines
-        self._marks: list[tuple[int, float]] = []
+        # The lines as the protocol core records them, ``(direction, line)``
+        # (compactly, see recorder.Transcript), and when they were seen:
+        # marks, each saying that the first ``count`` lines had been said
+        # ``seconds`` after the start, in two arrays. The entries are made
+        # from them only when asked for, so that recording costs a session
+        # next to nothing.
+        self._lines: Sequence[tuple[str, str]] = [] if lines is None else lines
+        self._mark_counts = array("I")
+        self._mark_times = array("d")
         self._entries: list[TranscriptEntry] = []
         #: The messages accepted in this session.
         self.messages: list[Message] = []
@@ -97,7 +103,10 @@ class Session:
     @property
     def transcript(self) -> list[TranscriptEntry]:
         """Every line each way, in order (a new list each time)."""
-        lines, marks, entries = self._lines, list(self._marks), self._entries
+        lines, entries = self._lines, self._entries
+        # Times first: a mark never covers more lines than were recorded.
+        marks = len(self._mark_times)
+        counts, times = self._mark_counts[:marks], self._mark_times[:marks]
         count = len(lines)
         if len(entries) < count:
             # Extend a copy and publish it whole: threads reading at once
@@ -105,11 +114,11 @@ class Session:
             entries = list(entries)
             mark = 0
             for index in range(len(entries), count):
-                while mark < len(marks) and marks[mark][0] <= index:
+                while mark < marks and counts[mark] <= index:
                     mark += 1
                 # The first mark that covers the line; a line not yet marked
                 # (recorded, not yet sent) gets the latest time known.
-                seconds = marks[mark][1] if mark < len(marks) else (marks[-1][1] if marks else 0.0)
+                seconds = times[mark] if mark < marks else (times[-1] if marks else 0.0)
                 direction, line = lines[index]
                 entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
             self._entries = entries
@@ -118,11 +127,22 @@ class Session:
     def _mark(self, seconds: float) -> tuple[int, int]:
         """Note that the lines recorded so far were said by ``seconds``; the
         range of lines new since the last mark."""
-        done = self._marks[-1][0] if self._marks else 0
+        done = self._mark_counts[-1] if self._mark_counts else 0
         count = len(self._lines)
         if count > done:
-            self._marks.append((count, seconds))
+            self._mark_counts.append(count)
+            self._mark_times.append(seconds)
         return done, count
+
+    def _fault_fired(self, description: str, limit: int) -> None:
+        """Note a fault that fired, up to ``limit`` entries (the transcript's
+        limit; 0: none), the last saying so: a session of endless faults
+        must not make the record grow for ever."""
+        fired = self.faults_fired
+        if not limit or len(fired) < limit - 1:
+            fired.append(description)
+        elif len(fired) == limit - 1:
+            fired.append(f"<limit of {limit} faults fired reached: the rest is not recorded>")
 
     def last_error(self) -> str | None:
         """The last 4xx or 5xx reply line the client got, or None."""

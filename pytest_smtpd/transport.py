@@ -87,25 +87,32 @@ class SessionOwner(Protocol):
 
 def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     """A message handler's answer as a reply: None is ``250 OK``, a string
-    like ``"550 No such user"`` is parsed, a list (LMTP) gives one per recipient."""
-    if verdict is None or isinstance(verdict, Reply):
+    like ``"550 No such user"`` is parsed, a list (LMTP) gives one per
+    recipient. A verdict must be 2xx, 4xx or 5xx: a 3xx (or any other
+    code) would leave the client waiting for more, so it raises ValueError."""
+    if verdict is None:
         return verdict
-    if isinstance(verdict, str):
-        return Reply.parse(verdict)
+    if isinstance(verdict, Reply | str):
+        return _verdict_reply(verdict)
     if isinstance(verdict, Sequence):
         return [_recipient_reply(item) for item in verdict]
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
 
 
+def _verdict_reply(item: Reply | str) -> Reply:
+    reply = Reply.parse(item) if isinstance(item, str) else item
+    if reply.code // 100 not in (2, 4, 5):
+        raise ValueError(f"a message verdict must be a 2xx, 4xx or 5xx reply, not {reply.code} ({reply})")
+    return reply
+
+
 def _recipient_reply(item: Reply | str | None) -> Reply:
-    if item is None:
-        return replies.OK
-    return Reply.parse(item) if isinstance(item, str) else item
+    return replies.OK if item is None else _verdict_reply(item)
 
 
-def accepted(verdict: Verdict) -> bool:
-    """Whether the verdict accepts the message (for LMTP: for anyone)."""
-    reply = to_reply(verdict)
+def accepted(reply: Reply | list[Reply] | None) -> bool:
+    """Whether a verdict, as ``to_reply`` gives it, accepts the message (for
+    LMTP: for anyone)."""
     if isinstance(reply, list):
         return any(item.is_success for item in reply)
     return reply is None or reply.is_success
@@ -146,6 +153,9 @@ class SessionProtocol(asyncio.Protocol):
         self._busy: asyncio.Task[None] | None = None
         #: Whether ``_busy`` is a TLS handshake.
         self._handshaking = False
+        #: The 421 to say once the handler under way has answered (it
+        #: stopped its own server).
+        self._abort_after: Reply | None = None
         #: abort() cut a TLS handshake off: its failure is no news.
         self._hanging_up = False
         #: During a handshake: what the client sent in TLS right after it,
@@ -162,6 +172,8 @@ class SessionProtocol(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         #: Under TLS: the TCP transport beneath ``transport``.
         self._raw_transport: asyncio.Transport | None = None
+        #: ``_close()`` has run: the session is closing.
+        self._closing = False
         #: Hangs up on a closing session whose peer does not drain it.
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
@@ -174,17 +186,19 @@ class SessionProtocol(asyncio.Protocol):
         # Refused first: a refused connection's core asks no fault rule (its
         # greeting is not said), so it uses up no CONNECT fault's count.
         self.refused = owner.refusal()
-        self.core = ServerConnection(
-            owner.session_config,
-            tls=owner.implicit_tls,
-            record=owner.keep_sessions or trace.isEnabledFor(logging.DEBUG),
-            faults=None if self.refused else owner.faults,
-            session_number=owner.next_session_number(),
-        )
         self.transport = cast(asyncio.Transport, transport)
         self.closed = asyncio.get_running_loop().create_future()
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        self.core = ServerConnection(
+            owner.session_config,
+            tls=owner.implicit_tls,
+            record=owner.keep_sessions,
+            faults=None if self.refused else owner.faults,
+            session_number=owner.next_session_number(),
+            peer=f"{self.peer[0]}:{self.peer[1]}",
+            tracer=self._trace if trace.isEnabledFor(logging.DEBUG) else None,
+        )
         if self.core.transcript is not None:
             self._started = time.monotonic()
             self.record = Session(self.peer, time.time(), self.core.transcript)
@@ -283,11 +297,20 @@ class SessionProtocol(asyncio.Protocol):
 
     # -- driving the core ----------------------------------------------------
 
-    def abort(self, reply: Reply = replies.SHUTTING_DOWN, ended_by: EndedBy = "stop") -> None:
+    def abort(
+        self,
+        reply: Reply = replies.SHUTTING_DOWN,
+        ended_by: EndedBy = "stop",
+        *,
+        spare: asyncio.Task[object] | None = None,
+    ) -> asyncio.Task[None] | None:
         """Say ``reply`` (a 421) and close, e.g. when the server stops. A
-        message handler still deciding is cancelled: its answer could no
-        longer be sent, and waiting for it would hold up the close. A TLS
-        handshake under way is cut off without a word."""
+        message handler still deciding is cancelled, and its task returned
+        (the server waits for it to end): its answer could no longer be
+        sent, and waiting for it would hold up the close. The handler whose
+        task is ``spare`` (the one stopping its own server) is not: its
+        client hears its verdict, then ``reply``. A TLS handshake under way
+        is cut off without a word."""
         if self._ended_by is None and self.core.state is not State.CLOSED:
             self._ended_by = ended_by
         if self._handshaking:
@@ -298,12 +321,16 @@ class SessionProtocol(asyncio.Protocol):
             self._hanging_up = True
             if self.transport is not None:
                 self.transport.abort()
-            return
+            return None
+        if spare is not None and self._busy is spare:
+            self._abort_after = reply
+            return None
         busy, self._busy = self._busy, None
         if busy is not None:
             busy.cancel()
         self.core.abort(reply)
         self._process()
+        return busy
 
     def _touch(self) -> None:
         self._last_activity = time.monotonic()
@@ -312,11 +339,18 @@ class SessionProtocol(asyncio.Protocol):
         timeout = self.owner.timeout
         assert timeout
         idle = time.monotonic() - self._last_activity
-        if idle >= timeout and self._busy is None:
+        if self._busy is not None:
+            # Waiting for a handler, a delay fault or a handshake is not the
+            # client's silence: look again a whole timeout later (the session
+            # is touched when the wait ends), not in a tight loop.
+            wait = timeout
+        elif idle >= timeout:
             log.info("closing idle session from %s after %.0fs", self.peer, idle)
             self.abort(replies.IDLE_TIMEOUT, "timeout")
+            return
         else:
-            self._timer = asyncio.get_running_loop().call_later(max(timeout - idle, 0.01), self._check_idle)
+            wait = timeout - idle
+        self._timer = asyncio.get_running_loop().call_later(wait, self._check_idle)
 
     def _process(self) -> None:
         """Run the core until it needs more bytes, then write the replies."""
@@ -367,7 +401,7 @@ class SessionProtocol(asyncio.Protocol):
                 return
             elif isinstance(event, FaultFired):
                 if self.record is not None:
-                    self.record.faults_fired.append(event.fault.describe())
+                    self.record._fault_fired(event.fault.describe(), self.core.config.max_transcript_lines)
                 log.info("fault for %s: %s", self.peer, event.fault.describe())
                 if event.fault.action == "delay":
                     self._flush()
@@ -417,11 +451,17 @@ class SessionProtocol(asyncio.Protocol):
             verdict = replies.PROCESSING_ERROR
         self._busy = None
         self._answer(verdict)
+        if self._abort_after is not None:
+            # This handler stopped its own server: its verdict, then the 421.
+            self.abort(self._abort_after)
+            return
         self._resume()
 
     def _resume(self) -> None:
         """After an async handler or authenticator answered: read again
-        (unless the peer is not reading) and go on with what it sent meanwhile."""
+        (unless the peer is not reading) and go on with what it sent meanwhile.
+        The wait was not the client's idleness: the idle clock starts again."""
+        self._touch()
         if self.transport is not None and not self.transport.is_closing():
             if not self._writing_paused:
                 self.transport.resume_reading()
@@ -429,7 +469,15 @@ class SessionProtocol(asyncio.Protocol):
 
     def _close(self, transport: asyncio.Transport) -> None:
         """Close once what is left to send is sent, or after CLOSE_GRACE if the
-        peer does not read it: a session that is over holds no memory."""
+        peer does not read it: a session that is over holds no memory.
+
+        Once only: under TLS, ``close()`` reads what the TLS layer still
+        holds, and a client's close_notify that came with its QUIT re-enters
+        here through ``eof_received()`` before the TLS layer has written its
+        own close_notify; hanging up then would never send it."""
+        if self._closing:
+            return
+        self._closing = True
         transport.close()
         raw = self._raw_transport
         if raw is not None and not raw.is_closing() and raw.get_write_buffer_size() == 0:
@@ -598,15 +646,16 @@ class SessionProtocol(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
 
+    def _trace(self, direction: str, line: str) -> None:
+        """The ``-d`` trace of every line, kept in the record or not."""
+        trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
+
     def _take_transcript(self, record: Session) -> None:
         """Time what the core recorded since the last call (it records into
-        the session's own list), bring the record up to date, and trace it."""
+        the session's own transcript), and bring the record up to date."""
         done, count = record._mark(time.monotonic() - self._started)
         if done == count:
             return
-        if trace.isEnabledFor(logging.DEBUG):
-            for direction, line in self.core.transcript[done:count]:  # type: ignore[index]
-                trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
         core = self.core
         record.helo = core.helo
         record.pipelined = core.pipelined

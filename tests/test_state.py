@@ -67,7 +67,7 @@ NOT_READING_COMMANDS = [
 
 
 def test_command_states() -> None:
-    assert frozenset({CONNECTED, GREETED, MAIL, RCPT, BDAT}) == COMMAND_STATES
+    assert frozenset({CONNECTED, GREETED, MAIL, RCPT, BDAT, State.REJECTED}) == COMMAND_STATES
     assert set(State) == COMMAND_STATES | set(NOT_READING_COMMANDS)
 
 
@@ -91,6 +91,13 @@ def test_no_command_is_in_sequence_outside_command_states(verb: str, state: Stat
 def test_unknown_verb_is_not_the_tables_business(state: State) -> None:
     # Unknown verbs get their 500 from the connection, not a 503 from here.
     assert sequence_error("XYZZY", state) is None
+
+
+@pytest.mark.parametrize("verb", [*sorted(EXPECTED), "BDAT", "XYZZY"])
+def test_a_session_refused_at_its_greeting_serves_only_quit(verb: str) -> None:
+    """RFC 5321 3.1: after a 554 greeting, 503 to every command but QUIT."""
+    expected = None if verb == "QUIT" else replies.NO_SERVICE
+    assert sequence_error(verb, State.REJECTED) == expected
 
 
 def test_every_sequence_reply_is_a_503() -> None:
