@@ -492,6 +492,36 @@ def bench_held_memory(subject: Subject, sizes: Sizes) -> tuple[float, int]:
     return held / sizes.held_messages, len(body)
 
 
+def bench_idle_memory(subject: Subject, connections: int) -> float:
+    """Traced bytes per idle connection: ``connections`` clients connect and
+    read the greeting, then wait. The client sockets are made before tracing
+    starts, so what is measured is the server's side (and the kernel's
+    buffers, which tracemalloc does not see, are left out alike)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(connections)]
+    for sock in socks:
+        sock.settimeout(IO_TIMEOUT)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for sock in socks:
+            sock.connect((HOST, subject.port))
+        for sock in socks:
+            greeting = b""
+            while not greeting.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError(f"{subject.name} closed an idle connection")
+                greeting += chunk
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+        for sock in socks:
+            sock.close()
+    return held / connections
+
+
 # -- 5. plugin import --------------------------------------------------------------------
 
 _IMPORT_PROBE = """

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
 from . import replies
 from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
+from ._readers import ChunkReader, DataReader, LineReader, LineTooLong
 from .auth import MECHANISMS, AuthError, Credentials, Mechanism
 from .dsn import DSNError, check_envid, check_notify, check_orcpt
 from .errors import LocalProtocolError
@@ -70,8 +70,6 @@ DEFAULT_MAX_TRANSCRIPT_LINES = 100_000
 DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 
-_DATA_END = b"\r\n.\r\n"
-_LINE_START_DOT = b"\r\n."
 
 #: Command syntax, shown by HELP and in 501 replies.
 SYNTAX: dict[str, str] = {
@@ -154,6 +152,7 @@ class SessionConfig:
     #: one last line says so and nothing more is recorded. 0: no limit.
     max_transcript_lines: int = DEFAULT_MAX_TRANSCRIPT_LINES
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
+    _greeting_reply: Reply = field(init=False, repr=False, compare=False, default=replies.OK)
 
     def __post_init__(self) -> None:
         # Said in every greeting and EHLO reply: a CR or LF would break the
@@ -188,6 +187,9 @@ class SessionConfig:
         # Read on every partial line: computed once.
         longest = max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
         object.__setattr__(self, "_longest_line", longest)
+        # Said to every connection: made once.
+        greeting = Reply(220, self.greeting or f"{self.hostname} {SERVER_VERSION}")
+        object.__setattr__(self, "_greeting_reply", greeting)
 
     def line_limit(self, verb: str, extended: bool) -> int:
         """The longest line allowed for ``verb``, CRLF included. Computed, not
@@ -215,6 +217,11 @@ class SessionConfig:
         return self.enable_ENHANCEDSTATUSCODES
 
     @property
+    def greeting_reply(self) -> Reply:
+        """The ``220`` greeting every connection gets."""
+        return self._greeting_reply
+
+    @property
     def longest_line(self) -> int:
         """The longest line any command may have, CRLF included."""
         return self._longest_line
@@ -230,10 +237,6 @@ _ANSWER_AWAITED = {
     State.AUTH_PENDING: "answer_auth",
     State.TLS_PENDING: "tls_started",
 }
-
-
-class _LineTooLong(Enum):
-    LINE_TOO_LONG = "LINE_TOO_LONG"
 
 
 _Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
@@ -255,29 +258,50 @@ class ServerConnection:
     (``MessageReceived``, ``AuthRequested``, ``CommandReceived``), and send
     what :meth:`data_to_send` returns. The greeting is queued at creation."""
 
-    # Fault state, as class-level defaults: a session no fault touches never
-    # stores them (they are set per instance when a fault fires).
-    #: Messages handed to the application in this session.
-    messages_received = 0
-    #: A stall fault fired: nothing more is read until abort() (what
-    #: arrives is dropped).
-    stalled = False
-    #: A step a delay fault holds back: run by the next next_event().
-    _deferred: Callable[[], Event | None] | None = None
-    #: A fault fired outside next_event() (at CONNECT), reported by it.
-    _fired: FaultFired | None = None
-    #: Whether any of the three above may be set: the one test
-    #: next_event() makes for faults in the common case.
-    _fault_work = False
-    #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of the
-    #: message the DATA command under way starts (``_cut_pending``), or of
-    #: the one being read (``_cut_after``).
-    _cut_pending: int | None = None
-    _cut_after: int | None = None
-    #: The refusal of the chunk being read is a fault's: the transaction ends with it.
-    _chunk_fault = False
-    #: Why the session closes if the reply fault being applied is a 421.
-    _fault_reason = ""
+    # Slots: a session holds only its fields (an instance dict of this
+    # many keys would cost over 1 KiB per idle connection).
+    __slots__ = (
+        "_chunk_fault",
+        "_chunk_refusal",
+        "_chunk_return_state",
+        "_closed_reason",
+        "_credentials",
+        "_cut_after",
+        "_cut_pending",
+        "_data",
+        "_data_too_big",
+        "_deferred",
+        "_delivered_at",
+        "_envelope",
+        "_eof",
+        "_fault_reason",
+        "_fault_work",
+        "_fired",
+        "_inbox",
+        "_lines",
+        "_mechanism",
+        "_outbox",
+        "_reader",
+        "_returned",
+        "_verb",
+        "authenticated",
+        "config",
+        "delegated_verbs",
+        "deliver_lines",
+        "enhanced_status_codes",
+        "extended",
+        "faults",
+        "helo",
+        "last_line",
+        "last_verb",
+        "messages_received",
+        "pipelined",
+        "recorder",
+        "session_number",
+        "stalled",
+        "state",
+        "tls",
+    )
 
     def __init__(
         self,
@@ -311,6 +335,28 @@ class ServerConnection:
         #: server this is (counting from 1), for their ``session=``.
         self.faults = faults
         self.session_number = session_number
+        #: Messages handed to the application in this session.
+        self.messages_received = 0
+        # Fault state, untouched in a session no fault decides.
+        #: A stall fault fired: nothing more is read until abort() (what
+        #: arrives is dropped).
+        self.stalled = False
+        #: A step a delay fault holds back: run by the next next_event().
+        self._deferred: Callable[[], Event | None] | None = None
+        #: A fault fired outside next_event() (at CONNECT), reported by it.
+        self._fired: FaultFired | None = None
+        #: Whether any of the three above may be set: the one test
+        #: next_event() makes for faults in the common case.
+        self._fault_work = False
+        #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of the
+        #: message the DATA command under way starts (``_cut_pending``), or of
+        #: the one being read (``_cut_after``).
+        self._cut_pending: int | None = None
+        self._cut_after: int | None = None
+        #: The refusal of the chunk being read is a fault's: the transaction ends with it.
+        self._chunk_fault = False
+        #: Why the session closes if the reply fault being applied is a 421.
+        self._fault_reason = ""
         self.state = State.CONNECTED
         #: Whether the session is encrypted (implicit TLS, or after STARTTLS).
         self.tls = tls
@@ -318,7 +364,9 @@ class ServerConnection:
         self.authenticated: Credentials | None = None
         self._mechanism: Mechanism | None = None
         self._credentials: Credentials | None = None
-        self.envelope = Envelope()
+        #: The transaction's envelope, made when first asked for (an idle
+        #: session holds none).
+        self._envelope: Envelope | None = None
         #: The name given in the last HELO/EHLO, ``""`` before one.
         self.helo = ""
         #: Whether the client greeted with EHLO.
@@ -339,33 +387,29 @@ class ServerConnection:
         #: first (the stdlib's ``found_terminator()``); it hands lines back
         #: with ``process_line()``.
         self.deliver_lines = False
-        self._returned_lines: list[bytes] = []
+        #: Lines handed back with process_line(), run before further input
+        #: (None until there is one).
+        self._returned: list[bytes] | None = None
         #: Where in the transcript a delivered line goes if the application
         #: keeps it (not handed back): masked, before the replies to it.
         self._delivered_at: int | None = None
+        #: What was received and not yet framed; the framing readers take
+        #: from its front (see ``_readers.py``): ``_lines`` in the command
+        #: states, ``_reader`` for a message after DATA or a BDAT chunk.
         self._inbox = bytearray()
-        self._line_search_from = 0
-        self._discarding_line = False
+        self._lines = LineReader()
+        self._reader: DataReader | ChunkReader | None = None
         self._outbox: list[bytes] = []
         self._eof = False
         self._closed_reason = ""
-        # DATA phase: the message so far, after a virtual CRLF so that the
-        # first line is a line start like every other.
-        self._data = bytearray()
-        self._data_search_from = 0
-        self._data_dots = 0
-        self._data_dots_from = 0
+        # BDAT (RFC 3030): the message so far over its chunks, and whether it
+        # went past the size limit; the reply the chunk being read gets
+        # instead if it is refused, and the state it returns to then.
+        self._data: bytearray | None = None
         self._data_too_big = False
-        #: Octets of message data read in this DATA phase, for the transcript.
-        self._data_octets = 0
-        # BDAT (RFC 3030): the chunk being read, what is left of it, whether
-        # it is the last, and the reply it gets instead if it is refused.
-        self._chunk_size = 0
-        self._chunk_left = 0
-        self._chunk_last = False
         self._chunk_refusal: Reply | None = None
         self._chunk_return_state = State.CONNECTED
-        greeting = Reply(220, self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}")
+        greeting = self.config.greeting_reply
         fault = self._fault("CONNECT", peer) if faults is not None and faults.rules else None
         if fault is None:
             self.reply(greeting)
@@ -407,8 +451,8 @@ class ServerConnection:
                 if event is not None:
                     return event
                 continue
-            returned = bool(self._returned_lines) and self.state in COMMAND_STATES
-            line = self._returned_lines.pop(0) if returned else self._read_line()
+            returned = bool(self._returned) and self.state in COMMAND_STATES
+            line = self._returned.pop(0) if returned and self._returned else self._read_line()
             if line is None:
                 break
             # A line longer than any command may be is answered below (500)
@@ -451,6 +495,19 @@ class ServerConnection:
             self.recorder.line("server", line)
 
     @property
+    def envelope(self) -> Envelope:
+        """The envelope of the transaction in progress (an empty one outside a
+        transaction)."""
+        envelope = self._envelope
+        if envelope is None:
+            envelope = self._envelope = Envelope()
+        return envelope
+
+    @envelope.setter
+    def envelope(self, envelope: Envelope) -> None:
+        self._envelope = envelope
+
+    @property
     def transcript(self) -> Transcript | None:
         """With ``record``: what was said, as ``(direction, line)`` pairs
         ("client" or "server"), message data as a size and SASL secrets
@@ -472,7 +529,9 @@ class ServerConnection:
         """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
         a command next, before reading further input."""
         self._delivered_at = None  # recorded as it runs
-        self._returned_lines.append(line)
+        if self._returned is None:
+            self._returned = []
+        self._returned.append(line)
 
     def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:
         """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
@@ -528,8 +587,8 @@ class ServerConnection:
 
     def reset_transaction(self) -> None:
         """Forget the mail transaction but not the greeting (RSET)."""
-        self.envelope = Envelope()
-        self._data = bytearray()
+        self._envelope = None
+        self._data = None
         self.state = State.GREETED if self.helo else State.CONNECTED
 
     def handle_command(self, verb: str, argument: str | None) -> Event | None:
@@ -586,18 +645,20 @@ class ServerConnection:
 
     def _record_unfinished(self) -> None:
         """A message cut off while being read shows in the transcript as its size."""
-        if self.state is State.DATA:
-            self._record_client(f"<{self._data_octets + len(self._inbox)} bytes of message data, unfinished>")
-        elif self.state is State.CHUNK:
-            read = self._chunk_size - self._chunk_left + min(len(self._inbox), self._chunk_left)
-            self._record_client(f"<{read} of {self._chunk_size} bytes of a chunk, unfinished>")
+        reader = self._reader
+        if self.state is State.DATA and isinstance(reader, DataReader):
+            self._record_client(f"<{reader.octets + len(self._inbox)} bytes of message data, unfinished>")
+        elif self.state is State.CHUNK and isinstance(reader, ChunkReader):
+            read = reader.received + min(len(self._inbox), reader.left)
+            self._record_client(f"<{read} of {reader.size} bytes of a chunk, unfinished>")
 
     def _close(self, reason: str) -> None:
         self._record_unfinished()
         self.state = State.CLOSED
         self._closed_reason = reason
         self._inbox.clear()
-        self._data = bytearray()
+        self._data = None
+        self._reader = None
         self._deferred = None
         self._fired = None
         self.stalled = False
@@ -684,36 +745,16 @@ class ServerConnection:
             raise LocalProtocolError(f"unknown fault action {action!r}")
         return FaultFired(step, fault)
 
-    def _read_line(self) -> bytes | _LineTooLong | None:
+    def _read_line(self) -> bytes | LineTooLong | None:
         """The next complete command line without its CRLF, ``LINE_TOO_LONG``
-        for one that was dropped, or None until one is complete.
+        for one that was dropped (longer than any command may be), or None
+        until one is complete."""
+        return self._lines.read(self._inbox, self.config.longest_line)
 
-        Only CRLF ends a line: a bare CR or LF is part of the line (SMTP
-        smuggling). An unfinished line longer than any command may be is
-        dropped as it arrives, so memory stays bounded."""
-        inbox = self._inbox
-        end = inbox.find(b"\r\n", self._line_search_from)
-        if end < 0:
-            if len(inbox) > self.config.longest_line:
-                self._discarding_line = True
-                keep_cr = inbox.endswith(b"\r")
-                inbox.clear()
-                if keep_cr:
-                    inbox += b"\r"
-            self._line_search_from = max(len(inbox) - 1, 0)
-            return None
-        line = bytes(inbox[:end])
-        del inbox[: end + 2]
-        self._line_search_from = 0
-        if self._discarding_line:
-            self._discarding_line = False
-            return _LineTooLong.LINE_TOO_LONG
-        return line
-
-    def _handle_line(self, line: bytes | _LineTooLong) -> Event | None:
+    def _handle_line(self, line: bytes | LineTooLong) -> Event | None:
         if self._inbox and not (isinstance(line, bytes) and line[:5].upper() == b"BDAT "):
             self.pipelined = True  # the next command came before this reply
-        if isinstance(line, _LineTooLong):
+        if isinstance(line, LineTooLong):
             self._record_client("<a line too long, dropped>")
             self.reply(replies.LINE_TOO_LONG)
             return None
@@ -783,44 +824,23 @@ class ServerConnection:
         )
 
     def _read_data(self) -> Event | NeedData | None:
-        """Collect the message up to CRLF.CRLF, keeping memory bounded once it
-        is known to be too big."""
-        data = self._data
-        data += self._inbox
-        self._data_octets += len(self._inbox)
-        self._inbox.clear()
+        """Collect the message up to CRLF.CRLF (see ``DataReader``)."""
+        reader = self._reader
+        assert isinstance(reader, DataReader)
         if self._cut_after is not None:
-            cut = self._cut_off(data)
-            if cut is not None:
-                return cut
-        end = data.find(_DATA_END, self._data_search_from)
-        limit = self.config.data_size_limit
-        if end < 0:
-            self._data_search_from = max(len(data) - len(_DATA_END) + 1, 0)
-            if limit and not self._data_too_big and len(data) - 2 > limit:
-                # Stuffed dots do not count; count them only once the raw
-                # size passes the limit, and only once per byte.
-                self._data_dots += data.count(_LINE_START_DOT, self._data_dots_from)
-                self._data_dots_from = max(len(data) - len(_LINE_START_DOT) + 1, 0)
-                # A trailing "\r\n.\r" may be the start of the terminator: its
-                # dot is already counted above, its CR must not be counted either,
-                # or a message of exactly the limit arriving in pieces is refused.
-                pending = 1 if data.endswith(_DATA_END[:-1]) else 0
-                self._data_too_big = len(data) - 2 - self._data_dots - pending > limit
-            if self._data_too_big:
-                # Keep only what may be the start of CRLF.CRLF.
-                del data[: -(len(_DATA_END) - 1)]
-                self._data_search_from = 0
+            reader.feed(self._inbox)
+            if reader.octets >= self._cut_after or reader.end_seen():
+                # disconnect(after_bytes=N): N octets received (kept or not:
+                # past the size limit none are), or all of a shorter message.
+                # The message is dropped, never handed over.
+                self._close(f"fault: disconnect after {self._cut_after} bytes of the message")
+                return ConnectionClosed(self._closed_reason)
+        message = reader.read(self._inbox)
+        if message is None:
             return NEED_DATA
-        self._inbox += data[end + len(_DATA_END) :]
-        self._data_octets -= len(data) - end - len(_DATA_END)
-        self._record_client(f"<{self._data_octets} bytes of message data>")
-        body_end = end + 2
-        if data.find(_LINE_START_DOT, 0, body_end) < 0:
-            message = bytes(data[2:body_end])
-        else:
-            message = bytes(data[:body_end]).replace(_LINE_START_DOT, b"\r\n")[2:]
-        if self._data_too_big or (limit and len(message) > limit):
+        self._reader = None
+        self._record_client(f"<{reader.octets} bytes of message data>")
+        if reader.too_big:
             self._refuse_message(replies.TOO_MUCH_DATA)
             return None
         return self._message_complete(message, "DATA")
@@ -828,7 +848,7 @@ class ServerConnection:
     def _message_complete(self, message: bytes, transfer: str) -> Event | None:
         """A whole message, after the final dot or ``BDAT ... LAST``: the
         MESSAGE step, which a fault may decide, else the event."""
-        self._data = bytearray()
+        self._data = None
         identity = None
         if self.authenticated is not None:
             identity = self.authenticated.authzid or self.authenticated.username
@@ -864,19 +884,6 @@ class ServerConnection:
         count = self._replies_per_message()
         self.reset_transaction()
         self._fault_reply(reply, count)
-
-    def _cut_off(self, data: bytearray) -> Event | None:
-        """``disconnect(after_bytes=N)``: hang up once N octets of the message
-        (as sent, after the 354) are in, or at its end if it is shorter. The
-        message is dropped, never handed over."""
-        assert self._cut_after is not None
-        # Octets received, not kept: past data_size_limit nothing is kept,
-        # and the cut must still come at N.
-        received = self._data_octets
-        if received < self._cut_after and data.find(_DATA_END, self._data_search_from) < 0:
-            return None
-        self._close(f"fault: disconnect after {self._cut_after} bytes of the message")
-        return ConnectionClosed(self._closed_reason)
 
     # -- commands -----------------------------------------------------------
 
@@ -1041,12 +1048,7 @@ class ServerConnection:
         if "BODY=BINARYMIME" in self.envelope.mail_options:
             self.reply(replies.BINARYMIME_NEEDS_BDAT)  # RFC 3030 3
             return
-        self._data = bytearray(b"\r\n")
-        self._data_search_from = 0
-        self._data_dots = 0
-        self._data_dots_from = 0
-        self._data_too_big = False
-        self._data_octets = 0
+        self._reader = DataReader(self.config.data_size_limit)
         self._cut_after, self._cut_pending = self._cut_pending, None
         self.state = State.DATA
         self.reply(replies.START_DATA)
@@ -1071,8 +1073,10 @@ class ServerConnection:
         if self._chunk_refusal is None and self.state is State.RCPT:
             self._data = bytearray()  # the first chunk of the message
             self._data_too_big = False
-        self._chunk_size = self._chunk_left = size
-        self._chunk_last = bool(last_text)
+        keep = self._chunk_refusal is None
+        self._reader = ChunkReader(
+            size, bool(last_text), self._data if keep else None, self.config.data_size_limit, self._data_too_big
+        )
         self._chunk_return_state = self.state
         self._chunk_fault = False
         self._cut_after, self._cut_pending = self._cut_pending, None
@@ -1091,27 +1095,19 @@ class ServerConnection:
     def _read_chunk(self) -> Event | NeedData | None:
         """Take the chunk's octets as they are (no dot-stuffing, no lines);
         once it is whole, answer it, or hand over the message after LAST."""
-        inbox = self._inbox
-        take = min(len(inbox), self._chunk_left)
-        if take:
-            if self._chunk_refusal is None and not self._data_too_big:
-                self._data += inbox[:take]
-                limit = self.config.data_size_limit
-                if limit and len(self._data) > limit:
-                    self._data_too_big = True  # read on, keep nothing
-                    self._data = bytearray()
-            del inbox[:take]
-            self._chunk_left -= take
-        if self._cut_after is not None and (
-            self._chunk_size - self._chunk_left >= self._cut_after or not self._chunk_left
-        ):
+        reader = self._reader
+        assert isinstance(reader, ChunkReader)
+        complete = reader.read(self._inbox)
+        self._data_too_big = reader.too_big
+        if self._cut_after is not None and (reader.received >= self._cut_after or complete):
             # disconnect(after_bytes=N): N octets of this chunk, or all of a shorter one.
             cut_after = self._cut_after
             self._close(f"fault: disconnect after {cut_after} bytes of the chunk")
             return ConnectionClosed(self._closed_reason)
-        if self._chunk_left:
+        if not complete:
             return NEED_DATA
-        self._record_client(f"<{self._chunk_size} bytes of message data>")
+        self._reader = None
+        self._record_client(f"<{reader.size} bytes of message data>")
         if self._chunk_refusal is not None:
             self.state = self._chunk_return_state
             if self._chunk_fault:
@@ -1123,11 +1119,11 @@ class ServerConnection:
         if self._data_too_big:
             self._refuse_message(replies.TOO_MUCH_DATA)
             return None
-        if not self._chunk_last:
+        if not reader.last:
             self.state = State.BDAT
-            self.reply(Reply(250, f"{self._chunk_size} octets received"))
+            self.reply(Reply(250, f"{reader.size} octets received"))
             return None
-        return self._message_complete(bytes(self._data), "BDAT")
+        return self._message_complete(bytes(self._data or b""), "BDAT")
 
     def _smtp_help(self, argument: str | None) -> None:
         commands = self._supported_commands()
@@ -1165,12 +1161,12 @@ class ServerConnection:
         # Whatever the client pipelined after STARTTLS was sent in plaintext
         # and must not run inside the TLS session (RFC 3207 4.2, CVE-2011-0411).
         self._inbox.clear()
-        self._line_search_from = 0
+        self._lines.reset()
         self.helo = ""
         self.extended = False
         self.enhanced_status_codes = False
         self.authenticated = None
-        self.envelope = Envelope()
+        self._envelope = None
         self.state = State.TLS_PENDING
         return StartTLS()
 
@@ -1200,10 +1196,10 @@ class ServerConnection:
         self._mechanism = MECHANISMS[name](config.hostname)
         return self._sasl_step(lambda mechanism: mechanism.start(initial.strip(" ") or None))
 
-    def _handle_auth_line(self, line: bytes | _LineTooLong) -> Event | None:
+    def _handle_auth_line(self, line: bytes | LineTooLong) -> Event | None:
         if self.recorder is not None:
             self.recorder.sasl_response(line == b"*")
-        if isinstance(line, _LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
+        if isinstance(line, LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
             self._end_sasl()
             self.reply(replies.LINE_TOO_LONG)
             return None

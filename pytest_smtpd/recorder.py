@@ -8,11 +8,14 @@ No I/O: the tracer is a callable the transport gives.
 
 from __future__ import annotations
 
-from array import array
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import overload
 
+from . import replies
+from ._parse import split_command
 from .auth import MECHANISMS
+from .replies import Reply
 
 __all__ = ["Recorder", "Tracer", "Transcript"]
 
@@ -22,46 +25,75 @@ Tracer = Callable[[str, str], None]
 _NO_LIMIT = 2**63
 #: The offsets are 32-bit: a transcript stops there (4 GiB of text).
 _TEXT_LIMIT = 2**32 - 1
-_DIRECTIONS = ("client", "server")
-#: The verbs a session's ``commands`` list shares, one string each.
-_VERBS = {
-    verb: verb
-    for verb in (
-        *("HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP"),
-        *("QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", ""),
+#: Per line: where its text ends, its kind (and common-line code), and
+#: when it was said (seconds after the start, a float32: ample for a log).
+_META = struct.Struct("<IBf")
+_SERVER, _COMMAND, _CLIENT = 0, 1, 2
+_DIRECTIONS = ("server", "client", "client")
+#: Lines said in nearly every session, stored as a code instead of their
+#: text (up to 63: the code shares the kind byte).
+_COMMON_LINES = tuple(
+    dict.fromkeys(
+        [
+            *(
+                line
+                for reply in vars(replies).values()
+                if isinstance(reply, Reply) and reply.code in (250, 354, 221, 235, 220)
+                for variant in (reply, replies.with_enhanced_code(reply))
+                for _, line in variant.transcript_lines()
+            ),
+            *("DATA", "QUIT", "RSET", "NOOP", "STARTTLS", "250 2.0.0 OK", "250 2.1.0 OK", "250 2.1.5 OK", "****"),
+            *("221 2.0.0 Bye", "HELP", "*"),
+        ]
     )
-}
+)[:63]
+_CODES = {line: code for code, line in enumerate(_COMMON_LINES, 1)}
 
 
 class Transcript(Sequence[tuple[str, str]]):
     """A session's lines as ``(direction, line)`` pairs, stored compactly:
-    the text in one buffer, an offset and a direction byte per line; a pair
-    is made when it is read. Appended to on the loop thread while tests read
-    it: a reader sees a consistent prefix (the offset is stored last)."""
+    the text in one buffer, nine octets of metadata per line in another (a
+    common line such as ``250 OK`` has a code there and no text); a pair is
+    made when it is read. Appended to on the loop thread while tests read
+    it: a reader sees a consistent prefix (the metadata is stored last)."""
 
-    __slots__ = ("_directions", "_ends", "_text")
+    __slots__ = ("_marked", "_meta", "_text")
 
     def __init__(self) -> None:
         self._text = bytearray()
-        self._ends = array("I")
-        self._directions = bytearray()
+        self._meta = bytearray()
+        #: Lines that have their time (see ``mark``).
+        self._marked = 0
 
-    def append(self, direction: str, line: str) -> None:
-        """Add a line at the end."""
-        self._text += line.encode("utf-8", "surrogatepass")
-        self._directions.append(direction == "server")
-        self._ends.append(len(self._text))
+    def append(self, direction: str, line: str, command: bool = False) -> None:
+        """Add a line at the end; ``command``: a client's command line."""
+        kind = (_COMMAND if command else _CLIENT) if direction == "client" else _SERVER
+        code = _CODES.get(line, 0)
+        if not code:
+            self._text += line.encode("utf-8", "surrogatepass")
+        self._meta += _META.pack(len(self._text), kind | code << 2, 0.0)
 
     def insert(self, index: int, direction: str, line: str) -> None:
-        """Put a line in before line ``index`` (rare: a line an application
-        read itself, recorded once it has kept it)."""
+        """Put a client line in before line ``index`` (rare: a line an
+        application read itself, recorded once it has kept it)."""
         encoded = line.encode("utf-8", "surrogatepass")
-        start = self._ends[index - 1] if index else 0
+        start = _META.unpack_from(self._meta, (index - 1) * _META.size)[0] if index else 0
         self._text[start:start] = encoded
-        for later in range(index, len(self._ends)):
-            self._ends[later] += len(encoded)
-        self._ends.insert(index, start + len(encoded))
-        self._directions.insert(index, direction == "server")
+        for later in range(index, len(self)):
+            end, kind, seconds = _META.unpack_from(self._meta, later * _META.size)
+            _META.pack_into(self._meta, later * _META.size, end + len(encoded), kind, seconds)
+        self._meta[index * _META.size : index * _META.size] = _META.pack(start + len(encoded), _CLIENT, 0.0)
+        self._marked += index < self._marked
+
+    def mark(self, seconds: float) -> tuple[int, int]:
+        """Note that the lines so far were said by ``seconds``; the range of
+        lines new since the last mark."""
+        done, count = self._marked, len(self)
+        for index in range(done, count):
+            end, kind, _ = _META.unpack_from(self._meta, index * _META.size)
+            _META.pack_into(self._meta, index * _META.size, end, kind, seconds)
+        self._marked = count
+        return done, count
 
     @property
     def size(self) -> int:
@@ -69,29 +101,51 @@ class Transcript(Sequence[tuple[str, str]]):
         return len(self._text)
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return len(self._meta) // _META.size
 
-    def _line(self, index: int) -> tuple[str, str]:
-        end = self._ends[index]
-        start = self._ends[index - 1] if index else 0
-        return _DIRECTIONS[self._directions[index]], self._text[start:end].decode("utf-8", "surrogatepass")
+    def entry(self, index: int) -> tuple[str, str, float, bool]:
+        """Line ``index`` as ``(direction, line, seconds, is_command)``; a
+        line not yet marked gets the latest time known."""
+        meta = self._meta
+        end, kind, seconds = _META.unpack_from(meta, index * _META.size)
+        code = kind >> 2
+        if code:
+            line = _COMMON_LINES[code - 1]
+        else:
+            start = _META.unpack_from(meta, (index - 1) * _META.size)[0] if index else 0
+            line = self._text[start:end].decode("utf-8", "surrogatepass")
+        if index >= self._marked:
+            seconds = _META.unpack_from(meta, (self._marked - 1) * _META.size)[2] if self._marked else 0.0
+        return _DIRECTIONS[kind & 3], line, seconds, kind & 3 == _COMMAND
+
+    def commands(self) -> list[str]:
+        """The verbs of the command lines, in order (``AUTH`` for a masked one)."""
+        verbs = []
+        for index in range(len(self)):
+            _, line, _, command = self.entry(index)
+            if command:
+                verbs.append(_VERBS.get(verb := split_command(line)[0]) or verb)
+        return verbs
 
     @overload
     def __getitem__(self, index: int) -> tuple[str, str]: ...
     @overload
     def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...
     def __getitem__(self, index: int | slice) -> tuple[str, str] | list[tuple[str, str]]:
+        count = len(self)
         if isinstance(index, slice):
-            return [self._line(i) for i in range(*index.indices(len(self._ends)))]
+            return [self.entry(i)[:2] for i in range(*index.indices(count))]
         if index < 0:
-            index += len(self._ends)
-        if not 0 <= index < len(self._ends):
+            index += count
+        if not 0 <= index < count:
             raise IndexError("transcript index out of range")
-        return self._line(index)
+        direction, line, _, _ = self.entry(index)
+        return direction, line
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        for index in range(len(self._ends)):
-            yield self._line(index)
+        for index in range(len(self)):
+            direction, line, _, _ = self.entry(index)
+            yield direction, line
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence):
@@ -104,20 +158,28 @@ class Transcript(Sequence[tuple[str, str]]):
         return f"Transcript({list(self)!r})"
 
 
+#: The verbs the command lists share, one string each.
+_VERBS = {
+    verb: verb
+    for verb in (
+        *("HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP"),
+        *("QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", ""),
+    )
+}
+
+
 class Recorder:
     """What the core reports, as a session's record: ``transcript`` and
     ``commands`` (kept with ``keep``, up to ``limit`` lines, then one line
     saying so) and every line to ``tracer`` (with no limit)."""
 
-    __slots__ = ("_keeping", "commands", "limit", "tracer", "transcript")
+    __slots__ = ("_keeping", "limit", "tracer", "transcript")
 
     def __init__(self, limit: int = 0, *, keep: bool = True, tracer: Tracer | None = None) -> None:
         #: Lines kept before the record stops (0: no limit).
         self.limit = limit or _NO_LIMIT
         #: The kept lines, or None without ``keep``.
         self.transcript: Transcript | None = Transcript() if keep else None
-        #: The verbs of the command lines kept, in order.
-        self.commands: list[str] = []
         self.tracer = tracer
         self._keeping = keep
 
@@ -126,23 +188,28 @@ class Recorder:
         """Whether anything still listens: the record or the tracer."""
         return self._keeping or self.tracer is not None
 
-    def line(self, direction: str, line: str) -> None:
-        """Record one line as given."""
+    @property
+    def commands(self) -> list[str]:
+        """The verbs of the command lines kept, in order."""
+        return self.transcript.commands() if self.transcript is not None else []
+
+    def line(self, direction: str, line: str, command: bool = False) -> None:
+        """Record one line as given (``command``: a client's command line)."""
         if self.tracer is not None:
             self.tracer(direction, line)
         if self._keeping:
-            self._keep(direction, line)
+            self._keep(direction, line, command)
 
     def lines(self, lines: Sequence[tuple[str, str]]) -> None:
         """Record several lines (a multi-line reply)."""
         for direction, line in lines:
             self.line(direction, line)
 
-    def _keep(self, direction: str, line: str) -> None:
+    def _keep(self, direction: str, line: str, command: bool) -> None:
         transcript = self.transcript
         assert transcript is not None
         if len(transcript) + 1 < self.limit and transcript.size + len(line) * 4 < _TEXT_LIMIT:
-            transcript.append(direction, line)
+            transcript.append(direction, line, command)
             return
         transcript.append("server", f"<transcript limit of {self.limit} lines reached: the rest is not recorded>")
         self._keeping = False
@@ -170,10 +237,8 @@ class Recorder:
         elif verb[:4] == "AUTH" and verb != "AUTH":
             # ``AUTH<tab>PLAIN <secret>``: not a command (500), but what
             # follows AUTH may still be a secret.
-            verb, text = "AUTH", f"{text[:4]} ****"
-        if self._keeping:
-            self.commands.append(_VERBS.get(verb) or verb)
-        self.line("client", text)
+            text = f"{text[:4]} ****"
+        self.line("client", text, command=True)
 
     def sasl_response(self, cancelled: bool) -> None:
         """A SASL response line: never shown (``*`` cancels the exchange)."""

@@ -8,9 +8,10 @@ open, so a reader sees a consistent prefix."""
 from __future__ import annotations
 
 import threading
-from array import array
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple, overload
+
+from .recorder import Transcript
 
 if TYPE_CHECKING:
     from .message import Message, TLSInfo
@@ -42,17 +43,14 @@ class Session:
     delivered a message."""
 
     __slots__ = (
-        "_entries",
+        "_commands",
+        "_faults_fired",
         "_lines",
-        "_mark_counts",
-        "_mark_times",
+        "_messages",
         "auth_identity",
-        "commands",
         "ended_at",
         "ended_by",
-        "faults_fired",
         "helo",
-        "messages",
         "peer",
         "pipelined",
         "started_at",
@@ -75,25 +73,56 @@ class Session:
         self.ended_at: float | None = None
         #: None while open, then how it ended (see ``EndedBy``).
         self.ended_by: EndedBy | None = None
-        #: The verbs of the command lines, in order, e.g.
-        #: ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``.
-        self.commands: list[str] = []
-        # The lines as the protocol core records them, ``(direction, line)``
-        # (compactly, see recorder.Transcript), and when they were seen:
-        # marks, each saying that the first ``count`` lines had been said
-        # ``seconds`` after the start, in two arrays. The entries are made
+        #: Set by assigning ``commands``; None: the verbs are read off the transcript.
+        self._commands: list[str] | None = None
+        # The lines as the protocol core records them, compactly, with the
+        # time each was said (see recorder.Transcript). The entries are made
         # from them only when asked for, so that recording costs a session
-        # next to nothing.
-        self._lines: Sequence[tuple[str, str]] = [] if lines is None else lines
-        self._mark_counts = array("I")
-        self._mark_times = array("d")
-        self._entries: list[TranscriptEntry] = []
-        #: The messages accepted in this session.
-        self.messages: list[Message] = []
-        #: A description of each fault rule that decided a step here.
-        self.faults_fired: list[str] = []
+        # next to nothing; so are the lists below, made when first used.
+        if lines is None or isinstance(lines, Transcript):
+            self._lines = Transcript() if lines is None else lines
+        else:
+            self._lines = Transcript()
+            for direction, line in lines:
+                self._lines.append(direction, line)
+        self._messages: list[Message] | None = None
+        self._faults_fired: list[str] | None = None
         #: Whether the client sent a command before the previous reply.
         self.pipelined = False
+
+    @property
+    def commands(self) -> list[str]:
+        """The verbs of the command lines, in order, e.g.
+        ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``
+        (bounded like the transcript)."""
+        return self._lines.commands() if self._commands is None else self._commands
+
+    @commands.setter
+    def commands(self, commands: list[str]) -> None:
+        self._commands = commands
+
+    @property
+    def messages(self) -> list[Message]:
+        """The messages accepted in this session."""
+        if self._messages is None:
+            self._messages = []
+        return self._messages
+
+    @messages.setter
+    def messages(self, messages: list[Message]) -> None:
+        self._messages = messages
+
+    @property
+    def faults_fired(self) -> list[str]:
+        """A description of each fault rule that decided a step here (at most
+        ``max_transcript_lines``, the last saying so)."""
+        if self._faults_fired is None:
+            self._faults_fired = []
+        return self._faults_fired
+
+    @faults_fired.setter
+    def faults_fired(self, faults_fired: list[str]) -> None:
+        self._faults_fired = faults_fired
 
     @property
     def is_open(self) -> bool:
@@ -103,36 +132,17 @@ class Session:
     @property
     def transcript(self) -> list[TranscriptEntry]:
         """Every line each way, in order (a new list each time)."""
-        lines, entries = self._lines, self._entries
-        # Times first: a mark never covers more lines than were recorded.
-        marks = len(self._mark_times)
-        counts, times = self._mark_counts[:marks], self._mark_times[:marks]
-        count = len(lines)
-        if len(entries) < count:
-            # Extend a copy and publish it whole: threads reading at once
-            # (the test's and a handler's) must not append to one list.
-            entries = list(entries)
-            mark = 0
-            for index in range(len(entries), count):
-                while mark < marks and counts[mark] <= index:
-                    mark += 1
-                # The first mark that covers the line; a line not yet marked
-                # (recorded, not yet sent) gets the latest time known.
-                seconds = times[mark] if mark < marks else (times[-1] if marks else 0.0)
-                direction, line = lines[index]
-                entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
-            self._entries = entries
-        return entries[:count]
+        lines = self._lines
+        entries = []
+        for index in range(len(lines)):
+            direction, line, seconds, _ = lines.entry(index)
+            entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
+        return entries
 
     def _mark(self, seconds: float) -> tuple[int, int]:
         """Note that the lines recorded so far were said by ``seconds``; the
         range of lines new since the last mark."""
-        done = self._mark_counts[-1] if self._mark_counts else 0
-        count = len(self._lines)
-        if count > done:
-            self._mark_counts.append(count)
-            self._mark_times.append(seconds)
-        return done, count
+        return self._lines.mark(seconds)
 
     def _fault_fired(self, description: str, limit: int) -> None:
         """Note a fault that fired, up to ``limit`` entries (the transcript's

@@ -129,6 +129,35 @@ def _tls_info(transport: asyncio.BaseTransport, mode: str) -> TLSInfo | None:
 class SessionProtocol(asyncio.Protocol):
     """One client connection."""
 
+    # Slots: an idle connection holds only its fields.
+    __slots__ = (
+        "_abort_after",
+        "_busy",
+        "_close_deadline",
+        "_closing",
+        "_drained",
+        "_ended_by",
+        "_handshaking",
+        "_hanging_up",
+        "_last_activity",
+        "_raw_transport",
+        "_started",
+        "_timer",
+        "_tls_early",
+        "_tls_transport_py310",
+        "_writing_paused",
+        "closed",
+        "commands",
+        "core",
+        "owner",
+        "peer",
+        "record",
+        "refused",
+        "socket",
+        "tls",
+        "transport",
+    )
+
     def __init__(self, owner: SessionOwner) -> None:
         self.owner = owner
         #: The protocol core; made in ``connection_made()``.
@@ -202,7 +231,6 @@ class SessionProtocol(asyncio.Protocol):
         if self.core.transcript is not None:
             self._started = time.monotonic()
             self.record = Session(self.peer, time.time(), self.core.transcript)
-            self.record.commands = self.core.commands
         self.socket = transport.get_extra_info("socket")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
