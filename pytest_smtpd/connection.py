@@ -10,6 +10,7 @@ events it has to decide on.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -1004,7 +1005,9 @@ class ServerConnection:
         if not address.isascii() and not smtputf8:
             self.reply(replies.NEEDS_SMTPUTF8)
             return
-        self.envelope = Envelope(mail_from=address, mail_options=options, smtputf8=smtputf8)
+        # Interned: a test run sees the same few addresses again and again,
+        # and every held message keeps them (one string each, not one per message).
+        self.envelope = Envelope(mail_from=sys.intern(address), mail_options=options, smtputf8=smtputf8)
         self.state = State.MAIL
         self.reply(replies.OK)
 
@@ -1035,7 +1038,7 @@ class ServerConnection:
         if self.config.max_recipients and len(self.envelope.rcpt_tos) >= self.config.max_recipients:
             self.reply(replies.TOO_MANY_RECIPIENTS)
             return
-        self.envelope.rcpt_tos.append(address)
+        self.envelope.rcpt_tos.append(sys.intern(address))
         self.envelope.rcpt_options.extend(options)
         self.envelope.options_per_rcpt.append(options)
         self.state = State.RCPT

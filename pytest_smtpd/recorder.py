@@ -25,13 +25,16 @@ Tracer = Callable[[str, str], None]
 _NO_LIMIT = 2**63
 #: The offsets are 32-bit: a transcript stops there (4 GiB of text).
 _TEXT_LIMIT = 2**32 - 1
-#: Per line: where its text ends, its kind (and common-line code), and
-#: when it was said (seconds after the start, a float32: ample for a log).
-_META = struct.Struct("<IBf")
+#: Per line: where its text ends, and its kind with its code (a common
+#: line or a template, see below) in the upper six bits.
+_META = struct.Struct("<IB")
+#: Per mark: the lines said so far, and when (seconds after the start, a
+#: float32: ample for a log).
+_MARK = struct.Struct("<If")
 _SERVER, _COMMAND, _CLIENT = 0, 1, 2
 _DIRECTIONS = ("server", "client", "client")
 #: Lines said in nearly every session, stored as a code instead of their
-#: text (up to 63: the code shares the kind byte).
+#: text.
 _COMMON_LINES = tuple(
     dict.fromkeys(
         [
@@ -46,53 +49,87 @@ _COMMON_LINES = tuple(
             *("221 2.0.0 Bye", "HELP", "*"),
         ]
     )
-)[:63]
+)[:48]
 _CODES = {line: code for code, line in enumerate(_COMMON_LINES, 1)}
+#: Lines of a common shape, stored as a code and the part that varies.
+_TEMPLATES = {
+    61: ("MAIL FROM:<", ""),
+    62: ("RCPT TO:<", ""),
+    63: ("<", " bytes of message data>"),
+}
+
+
+def _encode(line: str) -> tuple[int, str]:
+    """A line as (code, the text to store)."""
+    code = _CODES.get(line, 0)
+    if code:
+        return code, ""
+    for code, (prefix, suffix) in _TEMPLATES.items():
+        if line.startswith(prefix) and line.endswith(suffix) and len(line) >= len(prefix) + len(suffix):
+            return code, line[len(prefix) : len(line) - len(suffix)]
+    return 0, line
+
+
+def _decode(code: int, text: str) -> str:
+    if not code:
+        return text
+    template = _TEMPLATES.get(code)
+    if template is None:
+        return _COMMON_LINES[code - 1]
+    return template[0] + text + template[1]
 
 
 class Transcript(Sequence[tuple[str, str]]):
     """A session's lines as ``(direction, line)`` pairs, stored compactly:
-    the text in one buffer, nine octets of metadata per line in another (a
-    common line such as ``250 OK`` has a code there and no text); a pair is
-    made when it is read. Appended to on the loop thread while tests read
-    it: a reader sees a consistent prefix (the metadata is stored last)."""
+    the text in one buffer, five octets of metadata per line in another (a
+    common line such as ``250 OK`` is a code there and no text, a line of a
+    common shape a code and what varies), and when lines were said as marks
+    in a third; a pair is made when it is read. Appended to on the loop
+    thread while tests read it: a reader sees a consistent prefix (the
+    metadata is stored last)."""
 
-    __slots__ = ("_marked", "_meta", "_text")
+    __slots__ = ("_marks", "_meta", "_text")
 
     def __init__(self) -> None:
         self._text = bytearray()
         self._meta = bytearray()
-        #: Lines that have their time (see ``mark``).
-        self._marked = 0
+        self._marks = bytearray()
 
     def append(self, direction: str, line: str, command: bool = False) -> None:
         """Add a line at the end; ``command``: a client's command line."""
         kind = (_COMMAND if command else _CLIENT) if direction == "client" else _SERVER
-        code = _CODES.get(line, 0)
-        if not code:
-            self._text += line.encode("utf-8", "surrogatepass")
-        self._meta += _META.pack(len(self._text), kind | code << 2, 0.0)
+        code, text = _encode(line)
+        if text:
+            self._text += text.encode("utf-8", "surrogatepass")
+        self._meta += _META.pack(len(self._text), kind | code << 2)
 
     def insert(self, index: int, direction: str, line: str) -> None:
         """Put a client line in before line ``index`` (rare: a line an
         application read itself, recorded once it has kept it)."""
         encoded = line.encode("utf-8", "surrogatepass")
-        start = _META.unpack_from(self._meta, (index - 1) * _META.size)[0] if index else 0
+        start = self._end(index - 1)
         self._text[start:start] = encoded
         for later in range(index, len(self)):
-            end, kind, seconds = _META.unpack_from(self._meta, later * _META.size)
-            _META.pack_into(self._meta, later * _META.size, end + len(encoded), kind, seconds)
-        self._meta[index * _META.size : index * _META.size] = _META.pack(start + len(encoded), _CLIENT, 0.0)
-        self._marked += index < self._marked
+            end, kind = _META.unpack_from(self._meta, later * _META.size)
+            _META.pack_into(self._meta, later * _META.size, end + len(encoded), kind)
+        self._meta[index * _META.size : index * _META.size] = _META.pack(start + len(encoded), _CLIENT)
+        marks = self._marks
+        for mark in range(len(marks) // _MARK.size):
+            count, seconds = _MARK.unpack_from(marks, mark * _MARK.size)
+            if count > index:
+                _MARK.pack_into(marks, mark * _MARK.size, count + 1, seconds)
+
+    def _end(self, index: int) -> int:
+        return _META.unpack_from(self._meta, index * _META.size)[0] if index >= 0 else 0
 
     def mark(self, seconds: float) -> tuple[int, int]:
         """Note that the lines so far were said by ``seconds``; the range of
         lines new since the last mark."""
-        done, count = self._marked, len(self)
-        for index in range(done, count):
-            end, kind, _ = _META.unpack_from(self._meta, index * _META.size)
-            _META.pack_into(self._meta, index * _META.size, end, kind, seconds)
-        self._marked = count
+        marks = self._marks
+        done = _MARK.unpack_from(marks, len(marks) - _MARK.size)[0] if marks else 0
+        count = len(self)
+        if count > done:
+            self._marks += _MARK.pack(count, seconds)
         return done, count
 
     @property
@@ -103,29 +140,33 @@ class Transcript(Sequence[tuple[str, str]]):
     def __len__(self) -> int:
         return len(self._meta) // _META.size
 
-    def entry(self, index: int) -> tuple[str, str, float, bool]:
-        """Line ``index`` as ``(direction, line, seconds, is_command)``; a
-        line not yet marked gets the latest time known."""
-        meta = self._meta
-        end, kind, seconds = _META.unpack_from(meta, index * _META.size)
-        code = kind >> 2
-        if code:
-            line = _COMMON_LINES[code - 1]
-        else:
-            start = _META.unpack_from(meta, (index - 1) * _META.size)[0] if index else 0
-            line = self._text[start:end].decode("utf-8", "surrogatepass")
-        if index >= self._marked:
-            seconds = _META.unpack_from(meta, (self._marked - 1) * _META.size)[2] if self._marked else 0.0
-        return _DIRECTIONS[kind & 3], line, seconds, kind & 3 == _COMMAND
+    def entries(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[str, str, float, bool]]:
+        """Lines ``start`` to ``stop`` as ``(direction, line, seconds,
+        is_command)``: each line has the time of the first mark covering it;
+        one not yet marked gets the latest time known."""
+        meta, text, marks = self._meta, self._text, self._marks
+        count = len(meta) // _META.size if stop is None else min(stop, len(meta) // _META.size)
+        mark_count = len(marks) // _MARK.size
+        mark = 0
+        covered, seconds = _MARK.unpack_from(marks, 0) if mark_count else (0, 0.0)
+        begin = self._end(start - 1)
+        for index in range(start, count):
+            while index >= covered and mark + 1 < mark_count:
+                mark += 1
+                covered, seconds = _MARK.unpack_from(marks, mark * _MARK.size)
+            end, kind = _META.unpack_from(meta, index * _META.size)
+            line = _decode(kind >> 2, text[begin:end].decode("utf-8", "surrogatepass"))
+            begin = end
+            yield _DIRECTIONS[kind & 3], line, seconds, kind & 3 == _COMMAND
 
     def commands(self) -> list[str]:
         """The verbs of the command lines, in order (``AUTH`` for a masked one)."""
-        verbs = []
-        for index in range(len(self)):
-            _, line, _, command = self.entry(index)
-            if command:
-                verbs.append(_VERBS.get(verb := split_command(line)[0]) or verb)
-        return verbs
+        return [
+            _VERBS.get(verb) or verb
+            for _, line, _, command in self.entries()
+            if command
+            for verb in (split_command(line)[0],)
+        ]
 
     @overload
     def __getitem__(self, index: int) -> tuple[str, str]: ...
@@ -134,17 +175,20 @@ class Transcript(Sequence[tuple[str, str]]):
     def __getitem__(self, index: int | slice) -> tuple[str, str] | list[tuple[str, str]]:
         count = len(self)
         if isinstance(index, slice):
-            return [self.entry(i)[:2] for i in range(*index.indices(count))]
+            start, stop, step = index.indices(count)
+            if step == 1:
+                return [(direction, line) for direction, line, _, _ in self.entries(start, stop)]
+            return [self[i] for i in range(start, stop, step)]
         if index < 0:
             index += count
         if not 0 <= index < count:
             raise IndexError("transcript index out of range")
-        direction, line, _, _ = self.entry(index)
-        return direction, line
+        for direction, line, _, _ in self.entries(index, index + 1):
+            return direction, line
+        raise IndexError(index)  # pragma: no cover - the range was checked
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        for index in range(len(self)):
-            direction, line, _, _ = self.entry(index)
+        for direction, line, _, _ in self.entries():
             yield direction, line
 
     def __eq__(self, other: object) -> bool:

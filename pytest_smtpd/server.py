@@ -494,7 +494,7 @@ class Server:
             # At once, not in the task below: no command read meanwhile may
             # be answered as if the server were not stopping.
             self._abort_sessions()
-        if not connecting and not self._cancelled and all(session.closed.done() for session in self._sessions):
+        if not connecting and not self._cancelled and all(session.is_gone for session in self._sessions):
             self._end_stop()
             return
         task = asyncio.get_running_loop().create_task(self._close_sessions(connecting, grace))
@@ -519,7 +519,7 @@ class Server:
             if pending:
                 # A peer that does not read its 421 must not hold up stop().
                 for session in sessions:
-                    if not session.closed.done() and session.transport is not None:
+                    if not session.is_gone and session.transport is not None:
                         session.transport.abort()
                 await asyncio.wait(pending, timeout=STOP_GRACE)
         cancelled, self._cancelled = self._cancelled, []

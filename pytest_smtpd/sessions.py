@@ -132,12 +132,10 @@ class Session:
     @property
     def transcript(self) -> list[TranscriptEntry]:
         """Every line each way, in order (a new list each time)."""
-        lines = self._lines
-        entries = []
-        for index in range(len(lines)):
-            direction, line, seconds, _ = lines.entry(index)
-            entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
-        return entries
+        return [
+            TranscriptEntry(direction, line, seconds)  # type: ignore[arg-type]
+            for direction, line, seconds, _ in self._lines.entries()
+        ]
 
     def _mark(self, seconds: float) -> tuple[int, int]:
         """Note that the lines recorded so far were said by ``seconds``; the

@@ -4,6 +4,7 @@ reads, writes what the core answers, and runs the application's callbacks."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import socket
@@ -46,6 +47,9 @@ Verdict: TypeAlias = Reply | str | Sequence[Reply | str | None] | None
 #: Seconds a client has to finish a TLS handshake (when the server has no
 #: ``timeout``; otherwise the server's ``timeout``).
 TLS_HANDSHAKE_TIMEOUT = 30.0
+#: The context the idle timers run in: they read no context variable, and
+#: a copy of the loop's context per connection would cost every idle one.
+_TIMER_CONTEXT = contextvars.Context()
 #: Seconds a closing session waits for its peer to read what is left to
 #: send (its last reply, a 421) before it hangs up without it.
 CLOSE_GRACE = 2.0
@@ -134,9 +138,11 @@ class SessionProtocol(asyncio.Protocol):
         "_abort_after",
         "_busy",
         "_close_deadline",
+        "_closed",
         "_closing",
         "_drained",
         "_ended_by",
+        "_gone",
         "_handshaking",
         "_hanging_up",
         "_last_activity",
@@ -146,7 +152,6 @@ class SessionProtocol(asyncio.Protocol):
         "_tls_early",
         "_tls_transport_py310",
         "_writing_paused",
-        "closed",
         "commands",
         "core",
         "owner",
@@ -206,7 +211,25 @@ class SessionProtocol(asyncio.Protocol):
         #: Hangs up on a closing session whose peer does not drain it.
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
-        self.closed: asyncio.Future[None]
+        #: Done when the connection is gone (made when first asked for:
+        #: an idle session holds no future).
+        self._closed: asyncio.Future[None] | None = None
+        #: connection_lost() has run.
+        self._gone = False
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """A future done when the connection is gone (on the loop thread)."""
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+            if self._gone:
+                self._closed.set_result(None)
+        return self._closed
+
+    @property
+    def is_gone(self) -> bool:
+        """Whether the connection is gone."""
+        return self._gone
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -216,9 +239,13 @@ class SessionProtocol(asyncio.Protocol):
         # greeting is not said), so it uses up no CONNECT fault's count.
         self.refused = owner.refusal()
         self.transport = cast(asyncio.Transport, transport)
-        self.closed = asyncio.get_running_loop().create_future()
         peer = transport.get_extra_info("peername")
-        self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        if not peer:
+            self.peer = ("", 0)
+        elif len(peer) == 2 and type(peer[0]) is str and type(peer[1]) is int:
+            self.peer = peer  # the transport's own tuple (IPv4): no copy
+        else:
+            self.peer = (str(peer[0]), int(peer[1]))
         self.core = ServerConnection(
             owner.session_config,
             tls=owner.implicit_tls,
@@ -252,7 +279,9 @@ class SessionProtocol(asyncio.Protocol):
             self._ended_by = "fault"
         self._touch()
         if self.owner.timeout:
-            self._timer = asyncio.get_running_loop().call_later(self.owner.timeout, self._check_idle)
+            self._timer = asyncio.get_running_loop().call_later(
+                self.owner.timeout, self._check_idle, context=_TIMER_CONTEXT
+            )
         if self.owner.implicit_tls:
             # Implicit TLS (RFC 8314): the handshake comes first, the greeting
             # after it. Done here rather than by the listener, so that a failed
@@ -312,8 +341,9 @@ class SessionProtocol(asyncio.Protocol):
             self._busy.cancel()
         self._record_end()
         self.owner.session_ended(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self._gone = True
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
     def _record_end(self) -> None:
         """Note in the record, once, how and when the session ended."""
@@ -378,7 +408,7 @@ class SessionProtocol(asyncio.Protocol):
             return
         else:
             wait = timeout - idle
-        self._timer = asyncio.get_running_loop().call_later(wait, self._check_idle)
+        self._timer = asyncio.get_running_loop().call_later(wait, self._check_idle, context=_TIMER_CONTEXT)
 
     def _process(self) -> None:
         """Run the core until it needs more bytes, then write the replies."""
@@ -515,7 +545,7 @@ class SessionProtocol(asyncio.Protocol):
             # (RFC 8446 6.1 does not ask a closing side to wait for it).
             raw.abort()
             return
-        if self._close_deadline is None and not self.closed.done():
+        if self._close_deadline is None and not self._gone:
             self._close_deadline = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
     def _authenticate(self, credentials: Credentials) -> Awaitable[bool] | None:
@@ -581,7 +611,7 @@ class SessionProtocol(asyncio.Protocol):
                 return
             finally:
                 self._drained = None
-            if self.closed.done():
+            if self._gone:
                 # Gone meanwhile (the peer hung up, or stop() aborted it).
                 self._handshaking = False
                 self._busy = None
@@ -616,7 +646,7 @@ class SessionProtocol(asyncio.Protocol):
         finally:
             self._handshaking = False
             early, self._tls_early = self._tls_early, None
-        if tls_transport is None or self.closed.done() or self._hanging_up:
+        if tls_transport is None or self._gone or self._hanging_up:
             # The peer went away during the handshake or right after it, or
             # the server is stopping.
             self._busy = None
@@ -657,14 +687,16 @@ class SessionProtocol(asyncio.Protocol):
             mail_from=envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
             data=event.data,
-            mail_options=list(envelope.mail_options),
-            rcpt_options=list(envelope.rcpt_options),
+            mail_options=list(envelope.mail_options) if envelope.mail_options else None,
+            rcpt_options=list(envelope.rcpt_options) if envelope.rcpt_options else None,
             helo=event.helo,
             tls=self.tls,
             auth_identity=event.auth_identity,
             session=self.record,
             transfer=event.transfer,
-            options_per_rcpt=[list(options) for options in envelope.options_per_rcpt],
+            options_per_rcpt=[list(options) for options in per_rcpt]
+            if any(per_rcpt := envelope.options_per_rcpt)
+            else None,
         )
 
     def _flush(self) -> None:
