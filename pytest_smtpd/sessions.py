@@ -7,10 +7,10 @@ open, so a reader sees a consistent prefix."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Literal, NamedTuple, overload
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from ._sequence import LockedList
 from .recorder import Transcript
 
 if TYPE_CHECKING:
@@ -177,43 +177,17 @@ class Session:
         )
 
 
-class SessionStore(Sequence[Session]):
+class SessionStore(LockedList[Session]):
     """The sessions a server served, oldest first; safe to read from any
     thread while the server appends."""
 
-    def __init__(self) -> None:
-        self._sessions: list[Session] = []
-        self._lock = threading.Lock()
-
     def append(self, session: Session) -> None:
         """Record a new session (the server does, as it accepts one)."""
-        with self._lock:
-            self._sessions.append(session)
+        super().append(session)
 
-    def clear(self) -> None:
-        """Forget the sessions so far."""
-        with self._lock:
-            self._sessions.clear()
-
-    @overload
-    def __getitem__(self, index: int) -> Session: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Session]: ...
-    def __getitem__(self, index: int | slice) -> Session | list[Session]:
-        with self._lock:
-            return self._sessions[index]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._sessions)
-
-    def __iter__(self) -> Iterator[Session]:
-        with self._lock:
-            snapshot = list(self._sessions)
-        return iter(snapshot)
+    def clear(self) -> list[Session]:
+        """Forget the sessions so far (and return them)."""
+        return super().clear()
 
     def __repr__(self) -> str:
         return f"SessionStore({list(self)!r})"
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
