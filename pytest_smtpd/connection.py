@@ -37,7 +37,7 @@ from .events import (
 )
 from .recorder import Recorder, Tracer, Transcript
 from .replies import Reply
-from .state import COMMAND_STATES, State, gate_error, sequence_error
+from .state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
 
 __all__ = [
     "DEFAULT_DATA_SIZE_LIMIT",
@@ -585,6 +585,15 @@ class ServerConnection:
         """End the session once the queued replies are sent (``close_when_done``)."""
         if self.state is not State.CLOSED:
             self._close("closed by the application")
+
+    def envelope_changed(self) -> None:
+        """The envelope was filled from outside (a stdlib-style channel set
+        its sender or recipients): the state follows, as the table in
+        ``state.py`` says, so that RCPT and DATA find them in sequence."""
+        envelope = self.envelope
+        self.state = transaction_state(
+            self.state, sender=envelope.mail_from is not None, recipients=bool(envelope.rcpt_tos)
+        )
 
     def reset_transaction(self) -> None:
         """Forget the mail transaction but not the greeting (RSET)."""

@@ -11,7 +11,7 @@ from enum import Enum
 from . import replies
 from .replies import Reply
 
-__all__ = ["COMMAND_STATES", "State", "gate_error", "sequence_error"]
+__all__ = ["COMMAND_STATES", "State", "gate_error", "sequence_error", "transaction_state"]
 
 
 class State(Enum):
@@ -113,3 +113,17 @@ def gate_error(verb: str, *, tls_missing: bool, auth_missing: bool) -> Reply | N
     if auth_missing and verb not in AUTH_EXEMPT:
         return replies.AUTH_FIRST
     return None
+
+
+def transaction_state(state: State, *, sender: bool, recipients: bool) -> State:
+    """The state an envelope filled from outside the core (a stdlib-style
+    channel setting ``mailfrom`` or ``rcpttos`` itself) puts a session in:
+    MAIL once there is a sender, RCPT once there are recipients, MAIL again
+    when they are gone. Other states are left as they are."""
+    if state is State.GREETED and sender:
+        state = State.MAIL
+    if state is State.MAIL and recipients:
+        return State.RCPT
+    if state is State.RCPT and not recipients:
+        return State.MAIL
+    return state

@@ -7,7 +7,7 @@ import pytest
 from pytest_smtpd import replies
 from pytest_smtpd.connection import ServerConnection
 from pytest_smtpd.replies import Reply
-from pytest_smtpd.state import COMMAND_STATES, State, gate_error, sequence_error
+from pytest_smtpd.state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
 
 BAD_SEQUENCE = Reply(503, "Error: bad sequence of commands")
 CONNECTED, GREETED, MAIL, RCPT, BDAT = State.CONNECTED, State.GREETED, State.MAIL, State.RCPT, State.BDAT
@@ -144,3 +144,22 @@ def test_auth_is_not_gated_by_auth() -> None:
 )
 def test_bdat_sequence(state: State, reply: Reply | None) -> None:
     assert sequence_error("BDAT", state) == reply
+
+
+@pytest.mark.parametrize(
+    ("state", "sender", "recipients", "expected"),
+    [
+        (GREETED, False, False, GREETED),
+        (GREETED, True, False, MAIL),
+        (GREETED, True, True, RCPT),
+        (MAIL, True, True, RCPT),
+        (RCPT, True, False, MAIL),
+        (RCPT, True, True, RCPT),
+        (CONNECTED, True, True, CONNECTED),
+        (BDAT, True, True, BDAT),
+    ],
+)
+def test_an_envelope_filled_from_outside_moves_the_state_by_the_table(
+    state: State, sender: bool, recipients: bool, expected: State
+) -> None:
+    assert transaction_state(state, sender=sender, recipients=recipients) is expected
