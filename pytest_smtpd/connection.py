@@ -9,21 +9,21 @@ events it has to decide on.
 
 from __future__ import annotations
 
+import functools
 import re
-import sys
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import replies
-from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
+from . import _commands, _extensions, _faulting, replies
+from ._commands import SYNTAX as SYNTAX
+from ._extensions import AUTH_LINE_LIMIT as AUTH_LINE_LIMIT
+from ._parse import split_command
 from ._readers import ChunkReader, DataReader, LineReader, LineTooLong
-from .auth import MECHANISMS, AuthError, Credentials, Mechanism
-from .dsn import DSNError, check_envid, check_notify, check_orcpt
+from .auth import MECHANISMS, Credentials, Mechanism
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
-    AuthRequested,
     CommandReceived,
     ConnectionClosed,
     Envelope,
@@ -31,9 +31,7 @@ from .events import (
     FaultFired,
     FaultRule,
     LineReceived,
-    MessageReceived,
     NeedData,
-    StartTLS,
 )
 from .recorder import Recorder, Tracer, Transcript
 from .replies import Reply
@@ -60,8 +58,6 @@ DEFAULT_COMMAND_SIZE_LIMIT = 512
 #: ENVID on MAIL; NOTIFY and a 500-octet ORCPT on RCPT).
 SIZE_ALLOWANCE = 26
 SMTPUTF8_ALLOWANCE = 10
-#: RFC 4954 4: an AUTH command or response line may be 12288 octets long.
-AUTH_LINE_LIMIT = 12288
 #: Recipients per transaction, as Postfix's smtpd_recipient_limit.
 DEFAULT_MAX_RECIPIENTS = 1000
 #: Lines a session's transcript keeps. A long session of ordinary mail
@@ -72,20 +68,6 @@ DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 
 
-#: Command syntax, shown by HELP and in 501 replies.
-SYNTAX: dict[str, str] = {
-    "EHLO": "EHLO hostname",
-    "LHLO": "LHLO hostname",
-    "HELO": "HELO hostname",
-    "MAIL": "MAIL FROM:<address>",
-    "RCPT": "RCPT TO:<address>",
-    "DATA": "DATA",
-    "RSET": "RSET",
-    "NOOP": "NOOP",
-    "QUIT": "QUIT",
-    "VRFY": "VRFY <address>",
-}
-_PARAMS_SUFFIX = " [SP <mail-parameters>]"
 #: What a hostname and a greeting may not contain: it would break the reply
 #: line they are said in (a hostname is one word).
 _UNSAYABLE = re.compile(r"[\x00-\x20\x7f]")
@@ -411,11 +393,13 @@ class ServerConnection:
         self._chunk_refusal: Reply | None = None
         self._chunk_return_state = State.CONNECTED
         greeting = self.config.greeting_reply
-        fault = self._fault("CONNECT", peer) if faults is not None and faults.rules else None
+        fault = _faulting.fault(self, "CONNECT", peer) if faults is not None and faults.rules else None
         if fault is None:
             self.reply(greeting)
         else:
-            self._fired = self._fire("CONNECT", fault, lambda: self.reply(greeting), self._refuse_greeting)
+            self._fired = _faulting.fire(
+                self, "CONNECT", fault, lambda: self.reply(greeting), functools.partial(_faulting.refuse_greeting, self)
+            )
             self._fault_work = True
 
     # -- the driving API ----------------------------------------------------
@@ -434,7 +418,7 @@ class ServerConnection:
     def next_event(self) -> Event | NeedData:
         """Process buffered input until something needs the application."""
         if self._fault_work:
-            pending = self._fault_step()
+            pending = _faulting.fault_step(self)
             if pending is not None:
                 return pending
         waiting_for = _ANSWER_AWAITED.get(self.state)
@@ -446,7 +430,7 @@ class ServerConnection:
             self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA or self.state is State.CHUNK:
-                event = self._read_data() if self.state is State.DATA else self._read_chunk()
+                event = _commands.read_data(self) if self.state is State.DATA else _extensions.read_chunk(self)
                 if event is NEED_DATA:
                     break
                 if event is not None:
@@ -463,7 +447,7 @@ class ServerConnection:
                 self._delivered_at = self.recorder.position() if self.recorder is not None else None
                 return LineReceived(line)
             # In a SASL exchange a line is a response, not a command.
-            event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
+            event = _extensions.handle_auth_line(self, line) if self.state is State.AUTH else self._handle_line(line)
             if event is not None:
                 return event
         if self.state is State.CLOSED:
@@ -541,7 +525,7 @@ class ServerConnection:
         a single reply is repeated for each."""
         if self.state is not State.MESSAGE_PENDING:
             raise LocalProtocolError(f"no message waits for an answer (state {self.state.name})")
-        count = self._replies_per_message()
+        count = _commands.replies_per_message(self)
         if isinstance(reply, Sequence):
             if not self.config.lmtp:
                 raise LocalProtocolError("one reply per recipient is for LMTP sessions only")
@@ -620,9 +604,6 @@ class ServerConnection:
     def _other_protocol_greetings(self) -> frozenset[str]:
         return _SMTP_ONLY if self.config.lmtp else _LMTP_ONLY
 
-    def _supported_commands(self) -> list[str]:
-        return [verb for verb in SYNTAX if verb not in self._other_protocol_greetings]
-
     def ehlo_keywords(self) -> list[str]:
         """The extensions the EHLO (or LHLO) reply offers now, as configured
         and as the session stands (no STARTTLS once in TLS, say)."""
@@ -677,84 +658,6 @@ class ServerConnection:
 
     # -- faults ---------------------------------------------------------------
 
-    def _fault_step(self) -> Event | NeedData | None:
-        """What a fault left to do: report one fired outside next_event(),
-        run a delayed step, or stay silent after a stall. None: nothing."""
-        if self._fired is not None:
-            fired, self._fired = self._fired, None
-            return fired
-        if self._deferred is not None:
-            run, self._deferred = self._deferred, None
-            deferred = run()
-            if deferred is not None:
-                return deferred
-        if self.stalled:
-            if self._eof:
-                self._close("peer closed the connection")
-                return ConnectionClosed(self._closed_reason)
-            return NEED_DATA
-        self._fault_work = False
-        return None
-
-    def _fault_reply(self, reply: Reply, count: int = 1) -> None:
-        """The one place a reply fault's reply is queued (``count`` times:
-        LMTP's one per recipient), when its step would have answered: at
-        once, or for BDAT once the chunk is read. A 421 closes the session
-        right after it (RFC 5321 3.8)."""
-        for _ in range(count):
-            self.reply(reply)
-        if reply.code == 421:
-            self._close(self._fault_reason)
-
-    def _refuse_greeting(self, reply: Reply) -> None:
-        """A reply fault in place of the greeting. After a 554 (any 5xx) the
-        session serves nothing: every command but QUIT gets a 503 (RFC 5321
-        3.1)."""
-        self._fault_reply(reply)
-        if reply.code >= 500:
-            self.state = State.REJECTED
-
-    def _fault(self, step: str, argument: str) -> FaultRule | None:
-        assert self.faults is not None
-        return self.faults.decide(step, argument, self.session_number)
-
-    def _fire(
-        self,
-        step: str,
-        fault: FaultRule,
-        run: Callable[[], Event | None],
-        refuse: Callable[[Reply], None] | None = None,
-    ) -> FaultFired:
-        """Do what ``fault`` says instead of ``run`` (the step's normal
-        handling): ``refuse`` queues a reply fault's reply (default: queue it
-        once)."""
-        self._fault_work = True
-        action = fault.action
-        if action == "reply":
-            assert fault.response is not None
-            self._fault_reason = f"fault: {fault.describe()}"
-            (refuse or self._fault_reply)(fault.response)
-        elif action == "disconnect":
-            if fault.after_bytes is None:
-                self._close(f"fault: {fault.describe()}")
-            else:
-                # DATA runs as usual (its 354, or its error); the message it
-                # starts is cut off. A subclass handling DATA itself gets
-                # its CommandReceived after this event.
-                self._cut_pending = fault.after_bytes
-                event = run()
-                if event is not None:
-                    self._deferred = lambda: event
-                elif self.state not in (State.DATA, State.CHUNK):
-                    self._cut_pending = None  # refused: no message to cut
-        elif action == "delay":
-            self._deferred = run
-        elif action == "stall":
-            self.stalled = True
-        else:
-            raise LocalProtocolError(f"unknown fault action {action!r}")
-        return FaultFired(step, fault)
-
     def _read_line(self) -> bytes | LineTooLong | None:
         """The next complete command line without its CRLF, ``LINE_TOO_LONG``
         for one that was dropped (longer than any command may be), or None
@@ -791,21 +694,22 @@ class ServerConnection:
         faults = self.faults
         if faults is not None and faults.rules:
             self._cut_pending = None  # a delegated DATA that started no message
-            fault = self._fault(verb, argument or "")
+            fault = _faulting.fault(self, verb, argument or "")
             if fault is not None:
                 if chunk:
                     # Its chunk follows whatever the answer: a refusal is
                     # given once the chunk is read, like the core's own.
-                    return self._fire(
+                    return _faulting.fire(
+                        self,
                         verb,
                         fault,
-                        lambda: self._smtp_bdat(argument),
-                        lambda reply: self._refuse_chunk(argument, reply),
+                        lambda: _extensions.smtp_bdat(self, argument),
+                        lambda reply: _extensions.refuse_chunk(self, argument, reply),
                     )
-                return self._fire(verb, fault, lambda: self._dispatch(verb, argument))
+                return _faulting.fire(self, verb, fault, lambda: self._dispatch(verb, argument))
         if chunk:
             # Not one a command handler could frame: its octets follow at once.
-            self._smtp_bdat(argument)
+            _extensions.smtp_bdat(self, argument)
             return None
         return self._dispatch(verb, argument)
 
@@ -833,433 +737,25 @@ class ServerConnection:
             auth_missing=self.config.auth_required and self.authenticated is None,
         )
 
-    def _read_data(self) -> Event | NeedData | None:
-        """Collect the message up to CRLF.CRLF (see ``DataReader``)."""
-        reader = self._reader
-        assert isinstance(reader, DataReader)
-        if self._cut_after is not None:
-            reader.feed(self._inbox)
-            if reader.octets >= self._cut_after or reader.end_seen():
-                # disconnect(after_bytes=N): N octets received (kept or not:
-                # past the size limit none are), or all of a shorter message.
-                # The message is dropped, never handed over.
-                self._close(f"fault: disconnect after {self._cut_after} bytes of the message")
-                return ConnectionClosed(self._closed_reason)
-        message = reader.read(self._inbox)
-        if message is None:
-            return NEED_DATA
-        self._reader = None
-        self._record_client(f"<{reader.octets} bytes of message data>")
-        if reader.too_big:
-            self._refuse_message(replies.TOO_MUCH_DATA)
-            return None
-        return self._message_complete(message, "DATA")
-
-    def _message_complete(self, message: bytes, transfer: str) -> Event | None:
-        """A whole message, after the final dot or ``BDAT ... LAST``: the
-        MESSAGE step, which a fault may decide, else the event."""
-        self._data = None
-        identity = None
-        if self.authenticated is not None:
-            identity = self.authenticated.authzid or self.authenticated.username
-        event = MessageReceived(
-            envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity, transfer=transfer
-        )
-        # The message is whole: whatever a fault makes of it, it is no longer
-        # being read (an abort must not count it as cut off).
-        self.state = State.MESSAGE_PENDING
-        faults = self.faults
-        if faults is not None and faults.rules:
-            fault = self._fault("MESSAGE", message.decode("utf-8", "replace"))
-            if fault is not None:
-                return self._fire("MESSAGE", fault, lambda: self._deliver(event), self._refuse_message)
-        self.messages_received += 1
-        return event
-
-    def _deliver(self, event: MessageReceived) -> Event:
-        """Hand the message over after a delay fault."""
-        self.state = State.MESSAGE_PENDING
-        self.messages_received += 1
-        return event
-
-    def _replies_per_message(self) -> int:
-        """How many replies a message's verdict takes: LMTP gives one per
-        recipient, in RCPT order (RFC 2033 4.2), SMTP one. The only place
-        this rule is written."""
-        return len(self.envelope.rcpt_tos) if self.config.lmtp else 1
-
-    def _refuse_message(self, reply: Reply) -> None:
-        """Refuse the message (too big, or a reply fault after the dot): it
-        is not handed over, and the transaction ends."""
-        count = self._replies_per_message()
-        self.reset_transaction()
-        self._fault_reply(reply, count)
-
     # -- commands -----------------------------------------------------------
 
-    def _syntax_error(self, verb: str) -> Reply:
-        text = SYNTAX[verb]
-        if self.extended and verb in ("MAIL", "RCPT"):
-            text += _PARAMS_SUFFIX
-        return Reply(501, f"Syntax: {text}")
-
-    def _greet(self, verb: str, argument: str | None) -> bool:
-        if not argument or any(char < " " or char == "\x7f" for char in argument):
-            self.reply(self._syntax_error(verb))
-            return False
-        # A second HELO/EHLO is legal and resets the transaction (RFC 5321 4.1.4).
-        self.enhanced_status_codes = False
-        self.helo = argument
-        self.extended = verb in ("EHLO", "LHLO")
-        self.reset_transaction()
-        return True
-
-    def _smtp_helo(self, argument: str | None) -> None:
-        if self._greet("HELO", argument):
-            self.reply(Reply(250, self.config.hostname))
-
-    def _smtp_ehlo(self, argument: str | None) -> None:
-        if self._greet("EHLO", argument):
-            # The EHLO reply itself carries no code (RFC 2034 3): agreed after it.
-            self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
-            self.enhanced_status_codes = self.config.enhanced_status_codes
-
-    def _smtp_lhlo(self, argument: str | None) -> None:
-        if self._greet("LHLO", argument):
-            self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
-            self.enhanced_status_codes = self.config.enhanced_status_codes
-
-    def _smtp_noop(self, argument: str | None) -> None:
-        # RFC 5321 4.1.1.9: a NOOP argument is allowed and ignored.
-        self.reply(replies.OK)
-
-    def _smtp_quit(self, argument: str | None) -> Event:
-        self.reply(replies.BYE)
-        self._close("QUIT")
-        return ConnectionClosed("QUIT")
-
-    def _smtp_rset(self, argument: str | None) -> None:
-        if argument:
-            self.reply(self._syntax_error("RSET"))
-            return
-        self.reset_transaction()
-        self.reply(replies.OK)
-
-    def _path_argument(
-        self, verb: str, keyword: str, argument: str | None
-    ) -> tuple[str, list[tuple[str, str | None]]] | Reply:
-        """The address and parameters of MAIL/RCPT, or the reply refusing them."""
-        rest = strip_keyword(keyword, argument) if argument else None
-        if rest is None:
-            return self._syntax_error(verb)
-        try:
-            address, params_text = parse_path(rest)
-            params = parse_params(params_text)
-        except ParseError as exc:
-            return Reply(exc.code, f"Error: {exc}")
-        if params and not self.extended:
-            return self._syntax_error(verb)
-        if len({key for key, _ in params}) != len(params):
-            return Reply(501, "Error: duplicate parameter")
-        return address, params
-
-    def _smtp_mail(self, argument: str | None) -> None:
-        limit = self.config.max_messages_per_connection
-        if limit and self.messages_received >= limit:
-            self.reply(replies.TOO_MANY_MESSAGES)
-            self._close("limit: max_messages_per_connection")
-            return
-        parsed = self._path_argument("MAIL", "FROM:", argument)
-        if isinstance(parsed, Reply):
-            self.reply(parsed)
-            return
-        address, params = parsed
-        config = self.config
-        options: list[str] = []
-        smtputf8 = False
-        for key, value in params:
-            if key == "BODY" and not config.decode_data:
-                binary = config.enable_CHUNKING and config.binarymime
-                bodies = ("7BIT", "8BITMIME", "BINARYMIME") if binary else ("7BIT", "8BITMIME")
-                if value is None or value.upper() not in bodies:
-                    self.reply(replies.BAD_BODY_CHUNKING if binary else replies.BAD_BODY)
-                    return
-                options.append(f"BODY={value.upper()}")
-            elif key == "SMTPUTF8" and config.enable_SMTPUTF8:
-                if value is not None:
-                    self.reply(replies.SMTPUTF8_NO_ARGS)
-                    return
-                smtputf8 = True
-                options.append("SMTPUTF8")
-            elif key == "SIZE":
-                if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
-                    self.reply(self._syntax_error("MAIL"))
-                    return
-                if config.data_size_limit and int(value) > config.data_size_limit:
-                    self.reply(replies.MESSAGE_TOO_BIG)
-                    return
-                options.append(f"SIZE={value}")
-            elif key == "RET" and config.enable_DSN and value and value.upper() in ("FULL", "HDRS"):
-                options.append(f"RET={value.upper()}")
-            elif key == "ENVID" and config.enable_DSN and value:
-                try:
-                    check_envid(value)
-                except DSNError as exc:
-                    self.reply(Reply(exc.code, f"Error: {exc}"))
-                    return
-                options.append(f"ENVID={value}")
-            else:
-                self.reply(replies.MAIL_PARAMS_UNKNOWN)
-                return
-        if not address.isascii() and not smtputf8:
-            self.reply(replies.NEEDS_SMTPUTF8)
-            return
-        # Interned: a test run sees the same few addresses again and again,
-        # and every held message keeps them (one string each, not one per message).
-        self.envelope = Envelope(mail_from=sys.intern(address), mail_options=options, smtputf8=smtputf8)
-        self.state = State.MAIL
-        self.reply(replies.OK)
-
-    def _smtp_rcpt(self, argument: str | None) -> None:
-        parsed = self._path_argument("RCPT", "TO:", argument)
-        if isinstance(parsed, Reply):
-            self.reply(parsed)
-            return
-        address, params = parsed
-        if not address:
-            self.reply(self._syntax_error("RCPT"))
-            return
-        options: list[str] = []
-        for key, value in params:
-            if key in ("NOTIFY", "ORCPT") and self.config.enable_DSN and value:
-                try:
-                    (check_notify if key == "NOTIFY" else check_orcpt)(value)
-                except DSNError as exc:
-                    self.reply(Reply(exc.code, f"Error: {exc}"))
-                    return
-                options.append(f"{key}={value.upper() if key == 'NOTIFY' else value}")
-            else:
-                self.reply(replies.RCPT_PARAMS_UNKNOWN)
-                return
-        if not address.isascii() and not self.envelope.smtputf8:
-            self.reply(replies.NEEDS_SMTPUTF8)
-            return
-        if self.config.max_recipients and len(self.envelope.rcpt_tos) >= self.config.max_recipients:
-            self.reply(replies.TOO_MANY_RECIPIENTS)
-            return
-        self.envelope.rcpt_tos.append(sys.intern(address))
-        self.envelope.rcpt_options.extend(options)
-        self.envelope.options_per_rcpt.append(options)
-        self.state = State.RCPT
-        self.reply(replies.OK)
-
-    def _smtp_data(self, argument: str | None) -> None:
-        if argument:
-            self.reply(self._syntax_error("DATA"))
-            return
-        if "BODY=BINARYMIME" in self.envelope.mail_options:
-            self.reply(replies.BINARYMIME_NEEDS_BDAT)  # RFC 3030 3
-            return
-        self._reader = DataReader(self.config.data_size_limit)
-        self._cut_after, self._cut_pending = self._cut_pending, None
-        self.state = State.DATA
-        self.reply(replies.START_DATA)
-
-    def _smtp_bdat(self, argument: str | None) -> None:
-        """Start reading a chunk. Its octets follow the command whatever the
-        answer, so a refusal (503, 530, or the 552 of a message that got too
-        big) is given after them; only a size that cannot be read is
-        answered at once (501), and what follows is read as commands."""
-        size_text, _, last_text = (argument or "").partition(" ")
-        last_text = last_text.strip(" ")
-        if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or last_text.upper() not in (
-            "",
-            "LAST",
-        ):
-            self.reply(Reply(501, "Syntax: BDAT chunk-size [LAST]"))
-            return
-        size = int(size_text)
-        if len(self._inbox) > size:
-            self.pipelined = True
-        self._chunk_refusal = self._gate_error("BDAT") or sequence_error("BDAT", self.state)
-        if self._chunk_refusal is None and self.state is State.RCPT:
-            self._data = bytearray()  # the first chunk of the message
-            self._data_too_big = False
-        keep = self._chunk_refusal is None
-        self._reader = ChunkReader(
-            size, bool(last_text), self._data if keep else None, self.config.data_size_limit, self._data_too_big
-        )
-        self._chunk_return_state = self.state
-        self._chunk_fault = False
-        self._cut_after, self._cut_pending = self._cut_pending, None
-        self.state = State.CHUNK
-
-    def _refuse_chunk(self, argument: str | None, reply: Reply) -> None:
-        """A fault's reply to BDAT: the chunk is read and dropped, then
-        ``reply`` is given and the transaction cleared (RFC 3030 2: the
-        client sends no further chunk of a refused message)."""
-        self._smtp_bdat(argument)
-        if self.state is State.CHUNK:
-            self._chunk_refusal = reply
-            self._chunk_fault = True
-        # else: a size that cannot be read was answered 501 at once.
-
-    def _read_chunk(self) -> Event | NeedData | None:
-        """Take the chunk's octets as they are (no dot-stuffing, no lines);
-        once it is whole, answer it, or hand over the message after LAST."""
-        reader = self._reader
-        assert isinstance(reader, ChunkReader)
-        complete = reader.read(self._inbox)
-        self._data_too_big = reader.too_big
-        if self._cut_after is not None and (reader.received >= self._cut_after or complete):
-            # disconnect(after_bytes=N): N octets of this chunk, or all of a shorter one.
-            cut_after = self._cut_after
-            self._close(f"fault: disconnect after {cut_after} bytes of the chunk")
-            return ConnectionClosed(self._closed_reason)
-        if not complete:
-            return NEED_DATA
-        self._reader = None
-        self._record_client(f"<{reader.size} bytes of message data>")
-        if self._chunk_refusal is not None:
-            self.state = self._chunk_return_state
-            if self._chunk_fault:
-                self.reset_transaction()
-                self._fault_reply(self._chunk_refusal)
-            else:
-                self.reply(self._chunk_refusal)
-            return None
-        if self._data_too_big:
-            self._refuse_message(replies.TOO_MUCH_DATA)
-            return None
-        if not reader.last:
-            self.state = State.BDAT
-            self.reply(Reply(250, f"{reader.size} octets received"))
-            return None
-        return self._message_complete(bytes(self._data or b""), "BDAT")
-
-    def _smtp_help(self, argument: str | None) -> None:
-        commands = self._supported_commands()
-        supported = "Supported commands: " + " ".join(commands)
-        if not argument:
-            self.reply(Reply(214, supported))
-            return
-        verb = argument.upper()
-        if verb not in commands:
-            self.reply(Reply(501, supported))
-            return
-        text = SYNTAX[verb] + (_PARAMS_SUFFIX if self.extended and verb in ("MAIL", "RCPT") else "")
-        self.reply(Reply(214, f"Syntax: {text}"))
-
-    def _smtp_vrfy(self, argument: str | None) -> None:
-        if not argument:
-            self.reply(self._syntax_error("VRFY"))
-            return
-        self.reply(replies.VRFY_REPLY)
-
-    def _smtp_expn(self, argument: str | None) -> None:
-        self.reply(replies.EXPN_REPLY)
-
-    def _smtp_starttls(self, argument: str | None) -> Event | None:
-        if not self.config.starttls:
-            self.reply(replies.NOT_OFFERED)
-            return None
-        if self.tls:
-            self.reply(replies.TLS_ALREADY_ACTIVE)
-            return None
-        if argument:
-            self.reply(Reply(501, "Syntax: STARTTLS"))
-            return None
-        self.reply(replies.READY_FOR_TLS)
-        # Whatever the client pipelined after STARTTLS was sent in plaintext
-        # and must not run inside the TLS session (RFC 3207 4.2, CVE-2011-0411).
-        self._inbox.clear()
-        self._lines.reset()
-        self.helo = ""
-        self.extended = False
-        self.enhanced_status_codes = False
-        self.authenticated = None
-        self._envelope = None
-        self.state = State.TLS_PENDING
-        return StartTLS()
-
-    def _smtp_auth(self, argument: str | None) -> Event | None:
-        config = self.config
-        if not config.auth_mechanisms:
-            self.reply(replies.NOT_OFFERED)
-            return None
-        if not self.extended:
-            # AUTH is an extension: a client that said HELO has not seen it.
-            self.reply(replies.SEND_EHLO_FIRST)
-            return None
-        if self.authenticated is not None:
-            self.reply(replies.AUTH_TWICE)
-            return None
-        if not argument:
-            self.reply(Reply(501, "Syntax: AUTH mechanism [initial-response]"))
-            return None
-        name, _, initial = argument.partition(" ")
-        name = name.upper()
-        if name not in config.auth_mechanisms:
-            self.reply(replies.AUTH_UNKNOWN_MECHANISM)
-            return None
-        if config.auth_requires_tls and not self.tls:
-            self.reply(replies.AUTH_NEEDS_TLS)
-            return None
-        self._mechanism = MECHANISMS[name](config.hostname)
-        return self._sasl_step(lambda mechanism: mechanism.start(initial.strip(" ") or None))
-
-    def _handle_auth_line(self, line: bytes | LineTooLong) -> Event | None:
-        if self.recorder is not None:
-            self.recorder.sasl_response(line == b"*")
-        if isinstance(line, LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
-            self._end_sasl()
-            self.reply(replies.LINE_TOO_LONG)
-            return None
-        response = line.decode("ascii", errors="replace")
-        if response == "*":
-            self._end_sasl()
-            self.reply(replies.AUTH_CANCELLED)
-            return None
-        return self._sasl_step(lambda mechanism: mechanism.step(response))
-
-    def _sasl_step(self, step: Callable[[Mechanism], str | Credentials]) -> Event | None:
-        """Run one step of the exchange: a 334 challenge, the credentials for
-        the application, or a 501 that ends the exchange."""
-        assert self._mechanism is not None
-        try:
-            outcome = step(self._mechanism)
-        except AuthError as exc:
-            self._end_sasl()
-            self.reply(Reply(exc.code, f"5.5.2 Error: {exc}"))
-            return None
-        if isinstance(outcome, str):
-            self.state = State.AUTH
-            self.reply(Reply(334, outcome))
-            return None
-        self._end_sasl()
-        self._credentials = outcome
-        self.state = State.AUTH_PENDING
-        return AuthRequested(outcome)
-
-    def _end_sasl(self) -> None:
-        self._mechanism = None
-        self.state = State.GREETED
+    # else: a size that cannot be read was answered 501 at once.
 
     _HANDLERS: dict[str, _Handler] = {
-        "HELO": _smtp_helo,
-        "EHLO": _smtp_ehlo,
-        "LHLO": _smtp_lhlo,
-        "NOOP": _smtp_noop,
-        "QUIT": _smtp_quit,
-        "MAIL": _smtp_mail,
-        "RCPT": _smtp_rcpt,
-        "RSET": _smtp_rset,
-        "DATA": _smtp_data,
-        "HELP": _smtp_help,
-        "VRFY": _smtp_vrfy,
-        "EXPN": _smtp_expn,
-        "STARTTLS": _smtp_starttls,
-        "AUTH": _smtp_auth,
+        "HELO": _commands.smtp_helo,
+        "EHLO": _commands.smtp_ehlo,
+        "LHLO": _commands.smtp_lhlo,
+        "NOOP": _commands.smtp_noop,
+        "QUIT": _commands.smtp_quit,
+        "MAIL": _commands.smtp_mail,
+        "RCPT": _commands.smtp_rcpt,
+        "RSET": _commands.smtp_rset,
+        "DATA": _commands.smtp_data,
+        "HELP": _commands.smtp_help,
+        "VRFY": _commands.smtp_vrfy,
+        "EXPN": _commands.smtp_expn,
+        "STARTTLS": _extensions.smtp_starttls,
+        "AUTH": _extensions.smtp_auth,
     }
 
     @classmethod
