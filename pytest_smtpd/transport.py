@@ -9,12 +9,12 @@ import inspect
 import logging
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Protocol, TypeAlias, cast
 
-from . import replies
+from . import _handshake, replies
+from ._handshake import TLS_HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT
 from .auth import Credentials
 from .connection import FaultSource, ServerConnection, SessionConfig
 from .errors import LocalProtocolError
@@ -44,9 +44,6 @@ trace = logging.getLogger("pytest_smtpd.trace")
 #: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
 #: (LMTP) one of those per recipient.
 Verdict: TypeAlias = Reply | str | Sequence[Reply | str | None] | None
-#: Seconds a client has to finish a TLS handshake (when the server has no
-#: ``timeout``; otherwise the server's ``timeout``).
-TLS_HANDSHAKE_TIMEOUT = 30.0
 #: The context the idle timers run in: they read no context variable, and
 #: a copy of the loop's context per connection would cost every idle one.
 _TIMER_CONTEXT = contextvars.Context()
@@ -120,14 +117,6 @@ def accepted(reply: Reply | list[Reply] | None) -> bool:
     if isinstance(reply, list):
         return any(item.is_success for item in reply)
     return reply is None or reply.is_success
-
-
-def _tls_info(transport: asyncio.BaseTransport, mode: str) -> TLSInfo | None:
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    return TLSInfo(version=ssl_object.version() or "", cipher=cipher[0] if cipher else "", mode=mode)
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -286,7 +275,7 @@ class SessionProtocol(asyncio.Protocol):
             # Implicit TLS (RFC 8314): the handshake comes first, the greeting
             # after it. Done here rather than by the listener, so that a failed
             # handshake is logged and stop() can end one that is under way.
-            self._start_handshake(self.transport, "implicit")
+            _handshake.start_handshake(self, self.transport, "implicit")
             return
         self._process()
 
@@ -455,7 +444,7 @@ class SessionProtocol(asyncio.Protocol):
                     break
             elif isinstance(event, StartTLS):
                 self._flush()
-                self._start_handshake(transport, "starttls")
+                _handshake.start_handshake(self, transport, "starttls")
                 return
             elif isinstance(event, FaultFired):
                 if self.record is not None:
@@ -580,105 +569,6 @@ class SessionProtocol(asyncio.Protocol):
             self._busy = None
             self._answer_auth(credentials, ok)
         self._resume()
-
-    def _start_handshake(self, transport: asyncio.Transport, mode: str) -> None:
-        self._handshaking = True
-        self._busy = asyncio.ensure_future(self._start_tls(transport, mode))
-
-    async def _start_tls(self, transport: asyncio.Transport, mode: str) -> None:
-        """Do the TLS handshake: at once for implicit TLS, or after ``220
-        Ready to start TLS``. A failed handshake ends this session only."""
-        context = self.owner.tls_context
-        assert context is not None, "TLS offered without a TLS context"
-        loop = asyncio.get_running_loop()
-        timeout = self.owner.timeout or TLS_HANDSHAKE_TIMEOUT
-        if self._writing_paused:
-            # The client has not read what it was sent (its 220 among it).
-            # The transport tells this protocol when its buffer drains, and
-            # start_tls() would hand that to the TLS protocol half-way: asyncio
-            # then fails an assertion, and this session stays paused for good
-            # (no command read after an async handler). Drain first.
-            drained = self._drained = loop.create_future()
-            try:
-                await asyncio.wait_for(drained, timeout)
-            except asyncio.TimeoutError:
-                log.warning("TLS handshake (%s) with %s: the client does not read its replies", mode, self.peer)
-                if self._ended_by is None:
-                    self._ended_by = "timeout"
-                self._handshaking = False
-                self._busy = None
-                transport.abort()  # this protocol's connection_lost() ends the session
-                return
-            finally:
-                self._drained = None
-            if self._gone:
-                # Gone meanwhile (the peer hung up, or stop() aborted it).
-                self._handshaking = False
-                self._busy = None
-                return
-        # start_tls() hands the socket to its TLS protocol before it first
-        # waits, so from here on data_received() gets decrypted data only.
-        # Data that came with the client's last handshake message (say, the
-        # EHLO right after its Finished) is delivered before start_tls()
-        # returns, while the core still drops everything as plaintext sent
-        # after STARTTLS: keep it for after tls_started().
-        self._tls_early = bytearray()
-        if sys.version_info < (3, 11):
-            loop.call_soon(self._hold_tls_transport_py310, transport)
-        try:
-            tls_transport = await loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=timeout,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not self._hanging_up:
-                log.warning("TLS handshake (%s) with %s failed: %s", mode, self.peer, exc)
-            self._busy = None
-            self._close_held_tls_transport_py310()
-            transport.abort()
-            self.connection_lost(exc)
-            return
-        finally:
-            self._handshaking = False
-            early, self._tls_early = self._tls_early, None
-        if tls_transport is None or self._gone or self._hanging_up:
-            # The peer went away during the handshake or right after it, or
-            # the server is stopping.
-            self._busy = None
-            if tls_transport is not None:
-                tls_transport.close()
-            self._close_held_tls_transport_py310()
-            self.connection_lost(None)
-            return
-        self._busy = None
-        self._raw_transport = transport
-        self.transport = tls_transport
-        self.tls = _tls_info(tls_transport, mode)
-        if self.record is not None:
-            self.record.tls = self.tls
-        if mode == "starttls":
-            self.core.tls_started()
-        self._touch()
-        if early:
-            self.core.receive_data(bytes(early))
-        self._process()
-
-    def _hold_tls_transport_py310(self, transport: asyncio.Transport) -> None:
-        """Python 3.10's start_tls() drops the TLS transport it made, unclosed
-        (a ResourceWarning when it is collected), when the peer hangs up just
-        as the handshake ends: it then returns None. Keep hold of it so that
-        it can be closed. Runs once start_tls() has handed the socket over."""
-        self._tls_transport_py310 = getattr(transport.get_protocol(), "_app_transport", None)
-
-    def _close_held_tls_transport_py310(self) -> None:
-        held, self._tls_transport_py310 = self._tls_transport_py310, None
-        if held is not None and not held.is_closing():
-            held.close()
 
     def _message(self, event: MessageReceived) -> Message:
         envelope = event.envelope
