@@ -45,16 +45,15 @@ def smtp_bdat(core: ServerConnection, argument: str | None) -> None:
     size = int(size_text)
     if len(core._inbox) > size:
         core.pipelined = True
-    core._chunk_refusal = core._gate_error("BDAT") or sequence_error("BDAT", core.state)
-    if core._chunk_refusal is None and core.state is State.RCPT:
+    refusal = core._gate_error("BDAT") or sequence_error("BDAT", core.state)
+    if refusal is None and core.state is State.RCPT:
         core._data = bytearray()  # the first chunk of the message
         core._data_too_big = False
-    keep = core._chunk_refusal is None
-    core._reader = ChunkReader(
-        size, bool(last_text), core._data if keep else None, core.config.data_size_limit, core._data_too_big
+    reader = ChunkReader(
+        size, bool(last_text), core._data if refusal is None else None, core.config.data_size_limit, core._data_too_big
     )
-    core._chunk_return_state = core.state
-    core._chunk_fault = False
+    reader.refusal, reader.return_state = refusal, core.state
+    core._reader = reader
     core._cut_after, core._cut_pending = core._cut_pending, None
     core.state = State.CHUNK
 
@@ -65,8 +64,9 @@ def refuse_chunk(core: ServerConnection, argument: str | None, reply: Reply) -> 
     client sends no further chunk of a refused message)."""
     smtp_bdat(core, argument)
     if core.state is State.CHUNK:
-        core._chunk_refusal = reply
-        core._chunk_fault = True
+        assert isinstance(core._reader, ChunkReader)
+        core._reader.refusal = reply
+        core._reader.by_fault = True
 
 
 def read_chunk(core: ServerConnection) -> Event | NeedData | None:
@@ -85,13 +85,14 @@ def read_chunk(core: ServerConnection) -> Event | NeedData | None:
         return NEED_DATA
     core._reader = None
     core._record_client(f"<{reader.size} bytes of message data>")
-    if core._chunk_refusal is not None:
-        core.state = core._chunk_return_state
-        if core._chunk_fault:
+    if reader.refusal is not None:
+        assert reader.return_state is not None
+        core.state = reader.return_state
+        if reader.by_fault:
             core.reset_transaction()
-            _faulting.fault_reply(core, core._chunk_refusal)
+            _faulting.fault_reply(core, reader.refusal)
         else:
-            core.reply(core._chunk_refusal)
+            core.reply(reader.refusal)
         return None
     if core._data_too_big:
         _commands.refuse_message(core, replies.TOO_MUCH_DATA)

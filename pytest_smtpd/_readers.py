@@ -13,6 +13,11 @@ decisions: what a line or a message means is the core's business.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .replies import Reply
+    from .state import State
 
 __all__ = ["LINE_TOO_LONG", "ChunkReader", "DataReader", "LineReader", "LineTooLong"]
 
@@ -149,7 +154,7 @@ class ChunkReader:
     The message (all its chunks) is bounded by ``limit`` (0: none): past it
     nothing more is kept and ``too_big`` says so."""
 
-    __slots__ = ("data", "last", "left", "limit", "size", "too_big")
+    __slots__ = ("by_fault", "data", "last", "left", "limit", "refusal", "return_state", "size", "too_big")
 
     def __init__(self, size: int, last: bool, data: bytearray | None, limit: int, too_big: bool = False) -> None:
         #: The chunk's size, what is still to come of it, whether it is the last.
@@ -160,6 +165,12 @@ class ChunkReader:
         self.limit = limit
         #: Whether the message (with the chunks before) is past the limit.
         self.too_big = too_big
+        #: Set by the core: the reply the chunk gets instead once read, if
+        #: it is refused (and whether a fault refused it: the transaction
+        #: ends then), and the state the session returns to.
+        self.refusal: Reply | None = None
+        self.by_fault = False
+        self.return_state: State | None = None
 
     @property
     def received(self) -> int:

@@ -33,7 +33,7 @@ from .events import (
     LineReceived,
     NeedData,
 )
-from .recorder import Recorder, Tracer, Transcript
+from .recorder import Recorder, Tracer, Transcript, common_line
 from .replies import Reply
 from .state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
 
@@ -170,8 +170,10 @@ class SessionConfig:
         # Read on every partial line: computed once.
         longest = max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
         object.__setattr__(self, "_longest_line", longest)
-        # Said to every connection: made once.
+        # Said to every connection: made once, and a common line of transcripts.
         greeting = Reply(220, self.greeting or f"{self.hostname} {SERVER_VERSION}")
+        for _, line in greeting.transcript_lines():
+            common_line(line)
         object.__setattr__(self, "_greeting_reply", greeting)
 
     def line_limit(self, verb: str, extended: bool) -> int:
@@ -244,9 +246,6 @@ class ServerConnection:
     # Slots: a session holds only its fields (an instance dict of this
     # many keys would cost over 1 KiB per idle connection).
     __slots__ = (
-        "_chunk_fault",
-        "_chunk_refusal",
-        "_chunk_return_state",
         "_closed_reason",
         "_credentials",
         "_cut_after",
@@ -336,8 +335,6 @@ class ServerConnection:
         #: the one being read (``_cut_after``).
         self._cut_pending: int | None = None
         self._cut_after: int | None = None
-        #: The refusal of the chunk being read is a fault's: the transaction ends with it.
-        self._chunk_fault = False
         #: Why the session closes if the reply fault being applied is a 421.
         self._fault_reason = ""
         self.state = State.CONNECTED
@@ -382,16 +379,14 @@ class ServerConnection:
         self._inbox = bytearray()
         self._lines = LineReader()
         self._reader: DataReader | ChunkReader | None = None
-        self._outbox: list[bytes] = []
+        #: Replies queued and not yet taken by data_to_send() (None: none).
+        self._outbox: list[bytes] | None = None
         self._eof = False
         self._closed_reason = ""
         # BDAT (RFC 3030): the message so far over its chunks, and whether it
-        # went past the size limit; the reply the chunk being read gets
-        # instead if it is refused, and the state it returns to then.
+        # went past the size limit (the chunk being read is ``_reader``).
         self._data: bytearray | None = None
         self._data_too_big = False
-        self._chunk_refusal: Reply | None = None
-        self._chunk_return_state = State.CONNECTED
         greeting = self.config.greeting_reply
         fault = _faulting.fault(self, "CONNECT", peer) if faults is not None and faults.rules else None
         if fault is None:
@@ -426,7 +421,7 @@ class ServerConnection:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
         if self._delivered_at is not None:
             assert self.recorder is not None
-            self.recorder.insert(self._delivered_at, "client", "<a line the application read itself>")
+            self.recorder.record_at(self._delivered_at, "client", "<a line the application read itself>")
             self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA or self.state is State.CHUNK:
@@ -459,8 +454,8 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """The replies queued since the last call, ready for the socket."""
-        out = b"".join(self._outbox)
-        self._outbox.clear()
+        outbox, self._outbox = self._outbox, None
+        out = b"".join(outbox) if outbox else b""
         return out
 
     def reply(self, reply: Reply) -> None:
@@ -469,13 +464,20 @@ class ServerConnection:
         3463 code (one the text already starts with is kept)."""
         if self.enhanced_status_codes:
             reply = replies.with_enhanced_code(reply, self._verb)
-        self._outbox.append(reply.to_bytes())
+        self._queue(reply.to_bytes())
         if self.recorder is not None:
             self.recorder.lines(reply.transcript_lines())
 
+    def _queue(self, data: bytes) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [data]
+        else:
+            outbox.append(data)
+
     def push(self, line: str) -> None:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
-        self._outbox.append(line.encode("utf-8") + b"\r\n")
+        self._queue(line.encode("utf-8") + b"\r\n")
         if self.recorder is not None:
             self.recorder.line("server", line)
 

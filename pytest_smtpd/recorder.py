@@ -35,7 +35,7 @@ _SERVER, _COMMAND, _CLIENT = 0, 1, 2
 _DIRECTIONS = ("server", "client", "client")
 #: Lines said in nearly every session, stored as a code instead of their
 #: text.
-_COMMON_LINES = tuple(
+_COMMON_LINES = list(
     dict.fromkeys(
         [
             *(
@@ -51,6 +51,19 @@ _COMMON_LINES = tuple(
     )
 )[:48]
 _CODES = {line: code for code, line in enumerate(_COMMON_LINES, 1)}
+#: Codes below the templates' that lines can be given as a server is made
+#: (its greeting, said to every connection).
+_LAST_COMMON_CODE = 60
+
+
+def common_line(line: str) -> None:
+    """Store ``line`` as a code from now on, while codes are left (a
+    server's greeting, which every one of its connections says)."""
+    if line not in _CODES and len(_COMMON_LINES) < _LAST_COMMON_CODE:
+        _COMMON_LINES.append(line)  # before the code: a reader finds the line
+        _CODES[line] = len(_COMMON_LINES)
+
+
 #: Lines of a common shape, stored as a code and the part that varies.
 _TEMPLATES = {
     61: ("MAIL FROM:<", ""),
@@ -159,7 +172,7 @@ class Transcript(Sequence[tuple[str, str]]):
             begin = end
             yield _DIRECTIONS[kind & 3], line, seconds, kind & 3 == _COMMAND
 
-    def commands(self) -> list[str]:
+    def verbs(self) -> list[str]:
         """The verbs of the command lines, in order (``AUTH`` for a masked one)."""
         return [
             _VERBS.get(verb) or verb
@@ -212,20 +225,25 @@ _VERBS = {
 }
 
 
-class Recorder:
-    """What the core reports, as a session's record: ``transcript`` and
-    ``commands`` (kept with ``keep``, up to ``limit`` lines, then one line
-    saying so) and every line to ``tracer`` (with no limit)."""
+class Recorder(Transcript):
+    """What the core reports, as a session's record: a transcript (itself:
+    kept with ``keep``, up to ``limit`` lines, then one line saying so), and
+    every line to ``tracer`` (with no limit)."""
 
-    __slots__ = ("_keeping", "limit", "tracer", "transcript")
+    __slots__ = ("_keep_record", "_keeping", "limit", "tracer")
 
     def __init__(self, limit: int = 0, *, keep: bool = True, tracer: Tracer | None = None) -> None:
+        super().__init__()
         #: Lines kept before the record stops (0: no limit).
         self.limit = limit or _NO_LIMIT
-        #: The kept lines, or None without ``keep``.
-        self.transcript: Transcript | None = Transcript() if keep else None
         self.tracer = tracer
+        self._keep_record = keep
         self._keeping = keep
+
+    @property
+    def transcript(self) -> Transcript | None:
+        """The kept lines (this recorder), or None without ``keep``."""
+        return self if self._keep_record else None
 
     @property
     def active(self) -> bool:
@@ -235,7 +253,7 @@ class Recorder:
     @property
     def commands(self) -> list[str]:
         """The verbs of the command lines kept, in order."""
-        return self.transcript.commands() if self.transcript is not None else []
+        return self.verbs() if self._keep_record else []
 
     def line(self, direction: str, line: str, command: bool = False) -> None:
         """Record one line as given (``command``: a client's command line)."""
@@ -250,24 +268,22 @@ class Recorder:
             self.line(direction, line)
 
     def _keep(self, direction: str, line: str, command: bool) -> None:
-        transcript = self.transcript
-        assert transcript is not None
-        if len(transcript) + 1 < self.limit and transcript.size + len(line) * 4 < _TEXT_LIMIT:
-            transcript.append(direction, line, command)
+        if len(self) + 1 < self.limit and self.size + len(line) * 4 < _TEXT_LIMIT:
+            self.append(direction, line, command)
             return
-        transcript.append("server", f"<transcript limit of {self.limit} lines reached: the rest is not recorded>")
+        self.append("server", f"<transcript limit of {self.limit} lines reached: the rest is not recorded>")
         self._keeping = False
 
     def position(self) -> int | None:
-        """Where the next kept line goes (for ``insert``), None if none is kept."""
-        return len(self.transcript) if self._keeping and self.transcript is not None else None
+        """Where the next kept line goes (for ``record_at``), None if none is kept."""
+        return len(self) if self._keeping else None
 
-    def insert(self, index: int, direction: str, line: str) -> None:
+    def record_at(self, index: int, direction: str, line: str) -> None:
         """Record a line in before line ``index`` of the transcript."""
         if self.tracer is not None:
             self.tracer(direction, line)
-        if self._keeping and self.transcript is not None and len(self.transcript) + 1 < self.limit:
-            self.transcript.insert(index, direction, line)
+        if self._keeping and len(self) + 1 < self.limit:
+            self.insert(index, direction, line)
 
     def command(self, verb: str, text: str, argument: str | None) -> None:
         """A command line, decoded: kept with its verb, secrets masked. The

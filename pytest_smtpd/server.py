@@ -136,7 +136,9 @@ class Server:
             or a ``Reply``; in LMTP mode also a list with one of those per
             recipient. May be ``async``. It runs on the shared loop thread,
             so a synchronous one should be quick. An exception gives the
-            client ``451`` and is logged.
+            client ``451`` and is logged; so does a verdict that is not a
+            2xx, 4xx or 5xx reply (a 3xx would leave the client waiting),
+            and the message is not kept.
         :param hostname: the name in the greeting and the EHLO reply;
             default ``socket.getfqdn()``, looked up once per process. A name
             with a space or a control character (CR, LF...) raises ValueError.

@@ -95,7 +95,7 @@ class Session:
         """The verbs of the command lines, in order, e.g.
         ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``
         (bounded like the transcript)."""
-        return self._lines.commands() if self._commands is None else self._commands
+        return self._lines.verbs() if self._commands is None else self._commands
 
     @commands.setter
     def commands(self, commands: list[str]) -> None:

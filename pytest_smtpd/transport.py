@@ -136,7 +136,6 @@ class SessionProtocol(asyncio.Protocol):
         "_hanging_up",
         "_last_activity",
         "_raw_transport",
-        "_started",
         "_timer",
         "_tls_early",
         "_tls_transport_py310",
@@ -162,7 +161,6 @@ class SessionProtocol(asyncio.Protocol):
         #: What this session did, when the core records (the owner's
         #: ``keep_sessions``, or the trace logger at DEBUG).
         self.record: Session | None = None
-        self._started = 0.0
         #: Why the server is ending the session (None: the client ends it).
         self._ended_by: EndedBy | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -245,7 +243,6 @@ class SessionProtocol(asyncio.Protocol):
             tracer=self._trace if trace.isEnabledFor(logging.DEBUG) else None,
         )
         if self.core.transcript is not None:
-            self._started = time.monotonic()
             self.record = Session(self.peer, time.time(), self.core.transcript)
         self.socket = transport.get_extra_info("socket")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
@@ -603,7 +600,8 @@ class SessionProtocol(asyncio.Protocol):
     def _take_transcript(self, record: Session) -> None:
         """Time what the core recorded since the last call (it records into
         the session's own transcript), and bring the record up to date."""
-        done, count = record._mark(time.monotonic() - self._started)
+        # Seconds since the record's start (the wall clock it was stamped with).
+        done, count = record._mark(time.time() - record.started_at)
         if done == count:
             return
         core = self.core
