@@ -22,6 +22,9 @@ from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before
 
 __all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
+#: The content checks' fixtures and ini option (lint, DKIM, snapshots).
+pytest_plugins = ["pytest_smtpd.checks_plugin"]
+
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
     "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'"
@@ -249,6 +252,7 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
                 "the smtpd marker takes keyword arguments only, e.g. @pytest.mark.smtpd(data_size_limit=100)"
             )
         options.update(marker.kwargs)
+    options.pop("lint", None)  # the content checks' (checks_plugin.py), not the server's
     return options
 
 
