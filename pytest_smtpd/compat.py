@@ -288,13 +288,7 @@ class SMTPChannel:
         """Bring the core's state in line with an envelope a subclass filled
         itself (``self.mailfrom = ...``, ``self.rcpttos.append(...)``), so
         that the built-in RCPT and DATA find them in sequence."""
-        core = self._session.core
-        if core.state is State.GREETED and core.envelope.mail_from is not None:
-            core.state = State.MAIL
-        if core.state is State.MAIL and core.envelope.rcpt_tos:
-            core.state = State.RCPT
-        elif core.state is State.RCPT and not core.envelope.rcpt_tos:
-            core.state = State.MAIL
+        self._session.core.envelope_changed()
 
     @property
     def mail_options(self) -> list[str]:

@@ -9,19 +9,21 @@ events it has to decide on.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
-from . import replies
-from ._parse import ParseError, parse_params, parse_path, split_command, strip_keyword
-from .auth import MECHANISMS, AuthError, Credentials, Mechanism
-from .dsn import DSNError, check_envid, check_notify, check_orcpt
+from . import _commands, _extensions, _faulting, replies
+from ._commands import SYNTAX as SYNTAX
+from ._extensions import AUTH_LINE_LIMIT as AUTH_LINE_LIMIT
+from ._parse import split_command
+from ._readers import ChunkReader, DataReader, LineReader, LineTooLong
+from .auth import MECHANISMS, Credentials, Mechanism
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
-    AuthRequested,
     CommandReceived,
     ConnectionClosed,
     Envelope,
@@ -29,12 +31,11 @@ from .events import (
     FaultFired,
     FaultRule,
     LineReceived,
-    MessageReceived,
     NeedData,
-    StartTLS,
 )
+from .recorder import Recorder, Tracer, Transcript, common_line
 from .replies import Reply
-from .state import COMMAND_STATES, State, gate_error, sequence_error
+from .state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
 
 __all__ = [
     "DEFAULT_DATA_SIZE_LIMIT",
@@ -57,8 +58,6 @@ DEFAULT_COMMAND_SIZE_LIMIT = 512
 #: ENVID on MAIL; NOTIFY and a 500-octet ORCPT on RCPT).
 SIZE_ALLOWANCE = 26
 SMTPUTF8_ALLOWANCE = 10
-#: RFC 4954 4: an AUTH command or response line may be 12288 octets long.
-AUTH_LINE_LIMIT = 12288
 #: Recipients per transaction, as Postfix's smtpd_recipient_limit.
 DEFAULT_MAX_RECIPIENTS = 1000
 #: Lines a session's transcript keeps. A long session of ordinary mail
@@ -68,25 +67,11 @@ DEFAULT_MAX_TRANSCRIPT_LINES = 100_000
 DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 
-_DATA_END = b"\r\n.\r\n"
-_LINE_START_DOT = b"\r\n."
 
-#: Command syntax, shown by HELP and in 501 replies.
-SYNTAX: dict[str, str] = {
-    "EHLO": "EHLO hostname",
-    "LHLO": "LHLO hostname",
-    "HELO": "HELO hostname",
-    "MAIL": "MAIL FROM:<address>",
-    "RCPT": "RCPT TO:<address>",
-    "DATA": "DATA",
-    "RSET": "RSET",
-    "NOOP": "NOOP",
-    "QUIT": "QUIT",
-    "VRFY": "VRFY <address>",
-}
-_PARAMS_SUFFIX = " [SP <mail-parameters>]"
-#: max_transcript_lines=0: no limit.
-_NO_LIMIT = 2**63
+#: What a hostname and a greeting may not contain: it would break the reply
+#: line they are said in (a hostname is one word).
+_UNSAYABLE = re.compile(r"[\x00-\x20\x7f]")
+_UNSAYABLE_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +135,16 @@ class SessionConfig:
     #: one last line says so and nothing more is recorded. 0: no limit.
     max_transcript_lines: int = DEFAULT_MAX_TRANSCRIPT_LINES
     _longest_line: int = field(init=False, repr=False, compare=False, default=0)
+    _greeting_reply: Reply = field(init=False, repr=False, compare=False, default=replies.OK)
 
     def __post_init__(self) -> None:
+        # Said in every greeting and EHLO reply: a CR or LF would break the
+        # reply into lines of the client's making (or crash the greeting).
+        # (Empty is allowed: the stdlib's tests make getfqdn() return "".)
+        if _UNSAYABLE.search(self.hostname):
+            raise ValueError(f"hostname must be a name without spaces or control characters, got {self.hostname!r}")
+        if self.greeting is not None and _UNSAYABLE_TEXT.search(self.greeting):
+            raise ValueError(f"greeting must be one line without control characters, got {self.greeting!r}")
         if self.decode_data and self.enable_SMTPUTF8:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")
         if self.max_recipients < 0:
@@ -177,6 +170,11 @@ class SessionConfig:
         # Read on every partial line: computed once.
         longest = max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
         object.__setattr__(self, "_longest_line", longest)
+        # Said to every connection: made once, and a common line of transcripts.
+        greeting = Reply(220, self.greeting or f"{self.hostname} {SERVER_VERSION}")
+        for _, line in greeting.transcript_lines():
+            common_line(line)
+        object.__setattr__(self, "_greeting_reply", greeting)
 
     def line_limit(self, verb: str, extended: bool) -> int:
         """The longest line allowed for ``verb``, CRLF included. Computed, not
@@ -204,6 +202,11 @@ class SessionConfig:
         return self.enable_ENHANCEDSTATUSCODES
 
     @property
+    def greeting_reply(self) -> Reply:
+        """The ``220`` greeting every connection gets."""
+        return self._greeting_reply
+
+    @property
     def longest_line(self) -> int:
         """The longest line any command may have, CRLF included."""
         return self._longest_line
@@ -219,10 +222,6 @@ _ANSWER_AWAITED = {
     State.AUTH_PENDING: "answer_auth",
     State.TLS_PENDING: "tls_started",
 }
-
-
-class _LineTooLong(Enum):
-    LINE_TOO_LONG = "LINE_TOO_LONG"
 
 
 _Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
@@ -244,27 +243,47 @@ class ServerConnection:
     (``MessageReceived``, ``AuthRequested``, ``CommandReceived``), and send
     what :meth:`data_to_send` returns. The greeting is queued at creation."""
 
-    # Fault state, as class-level defaults: a session no fault touches never
-    # stores them (they are set per instance when a fault fires).
-    #: Messages handed to the application in this session.
-    messages_received = 0
-    #: A stall fault fired: nothing more is read until abort() (what
-    #: arrives is dropped).
-    stalled = False
-    #: A step a delay fault holds back: run by the next next_event().
-    _deferred: Callable[[], Event | None] | None = None
-    #: A fault fired outside next_event() (at CONNECT), reported by it.
-    _fired: FaultFired | None = None
-    #: Whether any of the three above may be set: the one test
-    #: next_event() makes for faults in the common case.
-    _fault_work = False
-    #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of the
-    #: message the DATA command under way starts (``_cut_pending``), or of
-    #: the one being read (``_cut_after``).
-    _cut_pending: int | None = None
-    _cut_after: int | None = None
-    #: The refusal of the chunk being read is a fault's: the transaction ends with it.
-    _chunk_fault = False
+    # Slots: a session holds only its fields (an instance dict of this
+    # many keys would cost over 1 KiB per idle connection).
+    __slots__ = (
+        "_closed_reason",
+        "_credentials",
+        "_cut_after",
+        "_cut_pending",
+        "_data",
+        "_data_too_big",
+        "_deferred",
+        "_delivered_at",
+        "_envelope",
+        "_eof",
+        "_fault_reason",
+        "_fault_work",
+        "_fired",
+        "_inbox",
+        "_lines",
+        "_mechanism",
+        "_outbox",
+        "_reader",
+        "_returned",
+        "_verb",
+        "authenticated",
+        "config",
+        "delegated_verbs",
+        "deliver_lines",
+        "enhanced_status_codes",
+        "extended",
+        "faults",
+        "helo",
+        "last_line",
+        "last_verb",
+        "messages_received",
+        "pipelined",
+        "recorder",
+        "session_number",
+        "stalled",
+        "state",
+        "tls",
+    )
 
     def __init__(
         self,
@@ -274,23 +293,22 @@ class ServerConnection:
         record: bool = False,
         faults: FaultSource | None = None,
         session_number: int = 1,
+        peer: str = "",
+        tracer: Tracer | None = None,
     ) -> None:
         """``tls``: encrypted from the first byte (implicit TLS). ``record``:
-        keep ``transcript`` and ``commands``. ``faults``: the rules asked at
+        keep ``transcript`` and ``commands``; ``tracer`` is given every line
+        as it is recorded, kept or not. ``faults``: the rules asked at
         every step; ``session_number`` is this connection's number for their
-        ``session=``."""
+        ``session=``; ``peer`` the client's ``host:port``, which a CONNECT
+        rule's ``match=`` sees."""
         self.config = config or SessionConfig()
-        #: With ``record``: what was said, as ``(direction, line)`` pairs
-        #: ("client" or "server"), message data as a size and SASL secrets
-        #: masked, for the caller to read as it grows. This is the one source
-        #: of the protocol trace and the session transcripts.
-        #: Once ``config.max_transcript_lines`` are recorded the last one
-        #: says so, and nothing more is recorded (nor added to ``commands``).
-        self.transcript: list[tuple[str, str]] | None = [] if record else None
-        self._recording = record
-        self._transcript_limit = self.config.max_transcript_lines or _NO_LIMIT
-        #: The verbs of the command lines received, in order (with ``record``).
-        self.commands: list[str] = []
+        #: The record of what was said (see ``recorder.py``), None when
+        #: nothing is kept or traced. This is the one source of the protocol
+        #: trace and the session transcripts.
+        self.recorder: Recorder | None = None
+        if record or tracer is not None:
+            self.recorder = Recorder(self.config.max_transcript_lines, keep=record, tracer=tracer)
         #: The verb of the last command line, ``""`` before one.
         self.last_verb = ""
         #: Whether the client sent a command before the reply to the previous one.
@@ -299,6 +317,26 @@ class ServerConnection:
         #: server this is (counting from 1), for their ``session=``.
         self.faults = faults
         self.session_number = session_number
+        #: Messages handed to the application in this session.
+        self.messages_received = 0
+        # Fault state, untouched in a session no fault decides.
+        #: A stall fault fired: nothing more is read until abort() (what
+        #: arrives is dropped).
+        self.stalled = False
+        #: A step a delay fault holds back: run by the next next_event().
+        self._deferred: Callable[[], Event | None] | None = None
+        #: A fault fired outside next_event() (at CONNECT), reported by it.
+        self._fired: FaultFired | None = None
+        #: Whether any of the three above may be set: the one test
+        #: next_event() makes for faults in the common case.
+        self._fault_work = False
+        #: ``disconnect(after_bytes=N)`` on DATA: hang up after N octets of the
+        #: message the DATA command under way starts (``_cut_pending``), or of
+        #: the one being read (``_cut_after``).
+        self._cut_pending: int | None = None
+        self._cut_after: int | None = None
+        #: Why the session closes if the reply fault being applied is a 421.
+        self._fault_reason = ""
         self.state = State.CONNECTED
         #: Whether the session is encrypted (implicit TLS, or after STARTTLS).
         self.tls = tls
@@ -306,7 +344,9 @@ class ServerConnection:
         self.authenticated: Credentials | None = None
         self._mechanism: Mechanism | None = None
         self._credentials: Credentials | None = None
-        self.envelope = Envelope()
+        #: The transaction's envelope, made when first asked for (an idle
+        #: session holds none).
+        self._envelope: Envelope | None = None
         #: The name given in the last HELO/EHLO, ``""`` before one.
         self.helo = ""
         #: Whether the client greeted with EHLO.
@@ -327,38 +367,34 @@ class ServerConnection:
         #: first (the stdlib's ``found_terminator()``); it hands lines back
         #: with ``process_line()``.
         self.deliver_lines = False
-        self._returned_lines: list[bytes] = []
+        #: Lines handed back with process_line(), run before further input
+        #: (None until there is one).
+        self._returned: list[bytes] | None = None
         #: Where in the transcript a delivered line goes if the application
         #: keeps it (not handed back): masked, before the replies to it.
         self._delivered_at: int | None = None
+        #: What was received and not yet framed; the framing readers take
+        #: from its front (see ``_readers.py``): ``_lines`` in the command
+        #: states, ``_reader`` for a message after DATA or a BDAT chunk.
         self._inbox = bytearray()
-        self._line_search_from = 0
-        self._discarding_line = False
-        self._outbox: list[bytes] = []
+        self._lines = LineReader()
+        self._reader: DataReader | ChunkReader | None = None
+        #: Replies queued and not yet taken by data_to_send() (None: none).
+        self._outbox: list[bytes] | None = None
         self._eof = False
         self._closed_reason = ""
-        # DATA phase: the message so far, after a virtual CRLF so that the
-        # first line is a line start like every other.
-        self._data = bytearray()
-        self._data_search_from = 0
-        self._data_dots = 0
-        self._data_dots_from = 0
+        # BDAT (RFC 3030): the message so far over its chunks, and whether it
+        # went past the size limit (the chunk being read is ``_reader``).
+        self._data: bytearray | None = None
         self._data_too_big = False
-        #: Octets of message data read in this DATA phase, for the transcript.
-        self._data_octets = 0
-        # BDAT (RFC 3030): the chunk being read, what is left of it, whether
-        # it is the last, and the reply it gets instead if it is refused.
-        self._chunk_size = 0
-        self._chunk_left = 0
-        self._chunk_last = False
-        self._chunk_refusal: Reply | None = None
-        self._chunk_return_state = State.CONNECTED
-        greeting = Reply(220, self.config.greeting or f"{self.config.hostname} {SERVER_VERSION}")
-        fault = self._fault("CONNECT", "") if faults is not None and faults.rules else None
+        greeting = self.config.greeting_reply
+        fault = _faulting.fault(self, "CONNECT", peer) if faults is not None and faults.rules else None
         if fault is None:
             self.reply(greeting)
         else:
-            self._fired = self._fire("CONNECT", fault, lambda: self.reply(greeting))
+            self._fired = _faulting.fire(
+                self, "CONNECT", fault, lambda: self.reply(greeting), functools.partial(_faulting.refuse_greeting, self)
+            )
             self._fault_work = True
 
     # -- the driving API ----------------------------------------------------
@@ -377,37 +413,36 @@ class ServerConnection:
     def next_event(self) -> Event | NeedData:
         """Process buffered input until something needs the application."""
         if self._fault_work:
-            pending = self._fault_step()
+            pending = _faulting.fault_step(self)
             if pending is not None:
                 return pending
         waiting_for = _ANSWER_AWAITED.get(self.state)
         if waiting_for is not None:
             raise LocalProtocolError(f"{waiting_for}() must be called before next_event()")
         if self._delivered_at is not None:
-            transcript = self.transcript
-            if self._recording and transcript is not None and len(transcript) + 1 < self._transcript_limit:
-                transcript.insert(self._delivered_at, ("client", "<a line the application read itself>"))
+            assert self.recorder is not None
+            self.recorder.record_at(self._delivered_at, "client", "<a line the application read itself>")
             self._delivered_at = None
         while self.state is not State.CLOSED:
             if self.state is State.DATA or self.state is State.CHUNK:
-                event = self._read_data() if self.state is State.DATA else self._read_chunk()
+                event = _commands.read_data(self) if self.state is State.DATA else _extensions.read_chunk(self)
                 if event is NEED_DATA:
                     break
                 if event is not None:
                     return event
                 continue
-            returned = bool(self._returned_lines) and self.state in COMMAND_STATES
-            line = self._returned_lines.pop(0) if returned else self._read_line()
+            returned = bool(self._returned) and self.state in COMMAND_STATES
+            line = self._returned.pop(0) if returned and self._returned else self._read_line()
             if line is None:
                 break
             # A line longer than any command may be is answered below (500)
             # and never reaches the application.
             deliver = self.deliver_lines and not returned and self.state in COMMAND_STATES
             if deliver and isinstance(line, bytes) and len(line) + 2 <= self.config.longest_line:
-                self._delivered_at = len(self.transcript) if self.transcript is not None else None
+                self._delivered_at = self.recorder.position() if self.recorder is not None else None
                 return LineReceived(line)
             # In a SASL exchange a line is a response, not a command.
-            event = self._handle_auth_line(line) if self.state is State.AUTH else self._handle_line(line)
+            event = _extensions.handle_auth_line(self, line) if self.state is State.AUTH else self._handle_line(line)
             if event is not None:
                 return event
         if self.state is State.CLOSED:
@@ -419,8 +454,8 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """The replies queued since the last call, ready for the socket."""
-        out = b"".join(self._outbox)
-        self._outbox.clear()
+        outbox, self._outbox = self._outbox, None
+        out = b"".join(outbox) if outbox else b""
         return out
 
     def reply(self, reply: Reply) -> None:
@@ -429,40 +464,61 @@ class ServerConnection:
         3463 code (one the text already starts with is kept)."""
         if self.enhanced_status_codes:
             reply = replies.with_enhanced_code(reply, self._verb)
-        self._outbox.append(reply.to_bytes())
-        if self._recording:
-            self._record(reply.transcript_lines())
+        self._queue(reply.to_bytes())
+        if self.recorder is not None:
+            self.recorder.lines(reply.transcript_lines())
+
+    def _queue(self, data: bytes) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [data]
+        else:
+            outbox.append(data)
 
     def push(self, line: str) -> None:
         """Queue a reply line as given (``"250 OK"``), as stdlib's ``push()``."""
-        self._outbox.append(line.encode("utf-8") + b"\r\n")
-        if self._recording:
-            self._record((("server", line),))
+        self._queue(line.encode("utf-8") + b"\r\n")
+        if self.recorder is not None:
+            self.recorder.line("server", line)
+
+    @property
+    def envelope(self) -> Envelope:
+        """The envelope of the transaction in progress (an empty one outside a
+        transaction)."""
+        envelope = self._envelope
+        if envelope is None:
+            envelope = self._envelope = Envelope()
+        return envelope
+
+    @envelope.setter
+    def envelope(self, envelope: Envelope) -> None:
+        self._envelope = envelope
+
+    @property
+    def transcript(self) -> Transcript | None:
+        """With ``record``: what was said, as ``(direction, line)`` pairs
+        ("client" or "server"), message data as a size and SASL secrets
+        masked, growing as the session goes on. Once
+        ``config.max_transcript_lines`` are recorded the last one says so,
+        and nothing more is kept (nor added to ``commands``)."""
+        return self.recorder.transcript if self.recorder is not None else None
+
+    @property
+    def commands(self) -> list[str]:
+        """The verbs of the command lines received, in order (with ``record``)."""
+        return self.recorder.commands if self.recorder is not None else []
 
     def _record_client(self, line: str) -> None:
-        if self._recording:
-            self._record((("client", line),))
-
-    def _record(self, lines: Sequence[tuple[str, str]]) -> None:
-        """Add to the transcript, up to its limit: a client that sends bad
-        commands for ever must not make it grow for ever."""
-        transcript = self.transcript
-        assert transcript is not None
-        room = self._transcript_limit - len(transcript)
-        if len(lines) < room:
-            transcript.extend(lines)
-            return
-        transcript.extend(lines[: room - 1])
-        transcript.append(
-            ("server", f"<transcript limit of {self._transcript_limit} lines reached: the rest is not recorded>")
-        )
-        self._recording = False
+        if self.recorder is not None:
+            self.recorder.line("client", line)
 
     def process_line(self, line: bytes) -> None:
         """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
         a command next, before reading further input."""
         self._delivered_at = None  # recorded as it runs
-        self._returned_lines.append(line)
+        if self._returned is None:
+            self._returned = []
+        self._returned.append(line)
 
     def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:
         """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
@@ -471,15 +527,15 @@ class ServerConnection:
         a single reply is repeated for each."""
         if self.state is not State.MESSAGE_PENDING:
             raise LocalProtocolError(f"no message waits for an answer (state {self.state.name})")
-        recipients = len(self.envelope.rcpt_tos)
+        count = _commands.replies_per_message(self)
         if isinstance(reply, Sequence):
             if not self.config.lmtp:
                 raise LocalProtocolError("one reply per recipient is for LMTP sessions only")
-            if len(reply) != recipients:
-                raise LocalProtocolError(f"{len(reply)} replies for {recipients} recipients")
+            if len(reply) != count:
+                raise LocalProtocolError(f"{len(reply)} replies for {count} recipients")
             verdicts = list(reply)
         else:
-            verdicts = [reply or replies.OK] * (recipients if self.config.lmtp else 1)
+            verdicts = [reply or replies.OK] * count
         for verdict in verdicts:
             self.reply(verdict)
         self.reset_transaction()
@@ -516,10 +572,19 @@ class ServerConnection:
         if self.state is not State.CLOSED:
             self._close("closed by the application")
 
+    def envelope_changed(self) -> None:
+        """The envelope was filled from outside (a stdlib-style channel set
+        its sender or recipients): the state follows, as the table in
+        ``state.py`` says, so that RCPT and DATA find them in sequence."""
+        envelope = self.envelope
+        self.state = transaction_state(
+            self.state, sender=envelope.mail_from is not None, recipients=bool(envelope.rcpt_tos)
+        )
+
     def reset_transaction(self) -> None:
         """Forget the mail transaction but not the greeting (RSET)."""
-        self.envelope = Envelope()
-        self._data = bytearray()
+        self._envelope = None
+        self._data = None
         self.state = State.GREETED if self.helo else State.CONNECTED
 
     def handle_command(self, verb: str, argument: str | None) -> Event | None:
@@ -540,9 +605,6 @@ class ServerConnection:
     @property
     def _other_protocol_greetings(self) -> frozenset[str]:
         return _SMTP_ONLY if self.config.lmtp else _LMTP_ONLY
-
-    def _supported_commands(self) -> list[str]:
-        return [verb for verb in SYNTAX if verb not in self._other_protocol_greetings]
 
     def ehlo_keywords(self) -> list[str]:
         """The extensions the EHLO (or LHLO) reply offers now, as configured
@@ -576,18 +638,20 @@ class ServerConnection:
 
     def _record_unfinished(self) -> None:
         """A message cut off while being read shows in the transcript as its size."""
-        if self.state is State.DATA:
-            self._record_client(f"<{self._data_octets + len(self._inbox)} bytes of message data, unfinished>")
-        elif self.state is State.CHUNK:
-            read = self._chunk_size - self._chunk_left + min(len(self._inbox), self._chunk_left)
-            self._record_client(f"<{read} of {self._chunk_size} bytes of a chunk, unfinished>")
+        reader = self._reader
+        if self.state is State.DATA and isinstance(reader, DataReader):
+            self._record_client(f"<{reader.octets + len(self._inbox)} bytes of message data, unfinished>")
+        elif self.state is State.CHUNK and isinstance(reader, ChunkReader):
+            read = reader.received + min(len(self._inbox), reader.left)
+            self._record_client(f"<{read} of {reader.size} bytes of a chunk, unfinished>")
 
     def _close(self, reason: str) -> None:
         self._record_unfinished()
         self.state = State.CLOSED
         self._closed_reason = reason
         self._inbox.clear()
-        self._data = bytearray()
+        self._data = None
+        self._reader = None
         self._deferred = None
         self._fired = None
         self.stalled = False
@@ -596,100 +660,16 @@ class ServerConnection:
 
     # -- faults ---------------------------------------------------------------
 
-    def _fault_step(self) -> Event | NeedData | None:
-        """What a fault left to do: report one fired outside next_event(),
-        run a delayed step, or stay silent after a stall. None: nothing."""
-        if self._fired is not None:
-            fired, self._fired = self._fired, None
-            return fired
-        if self._deferred is not None:
-            run, self._deferred = self._deferred, None
-            deferred = run()
-            if deferred is not None:
-                return deferred
-        if self.stalled:
-            if self._eof:
-                self._close("peer closed the connection")
-                return ConnectionClosed(self._closed_reason)
-            return NEED_DATA
-        self._fault_work = False
-        return None
-
-    def _fault(self, step: str, argument: str) -> FaultRule | None:
-        assert self.faults is not None
-        return self.faults.decide(step, argument, self.session_number)
-
-    def _fire(
-        self,
-        step: str,
-        fault: FaultRule,
-        run: Callable[[], Event | None],
-        refuse: Callable[[Reply], None] | None = None,
-    ) -> FaultFired:
-        """Do what ``fault`` says instead of ``run`` (the step's normal
-        handling): ``refuse`` queues a reply fault's reply (default: queue it
-        once)."""
-        self._fault_work = True
-        action = fault.action
-        if action == "reply":
-            assert fault.response is not None
-            if refuse is None:
-                self.reply(fault.response)
-            else:
-                refuse(fault.response)
-            if fault.response.code == 421:  # RFC 5321 3.8: 421 closes
-                self._close(f"fault: {fault.describe()}")
-        elif action == "disconnect":
-            if fault.after_bytes is None:
-                self._close(f"fault: {fault.describe()}")
-            else:
-                # DATA runs as usual (its 354, or its error); the message it
-                # starts is cut off. A subclass handling DATA itself gets
-                # its CommandReceived after this event.
-                self._cut_pending = fault.after_bytes
-                event = run()
-                if event is not None:
-                    self._deferred = lambda: event
-                elif self.state not in (State.DATA, State.CHUNK):
-                    self._cut_pending = None  # refused: no message to cut
-        elif action == "delay":
-            self._deferred = run
-        elif action == "stall":
-            self.stalled = True
-        else:
-            raise LocalProtocolError(f"unknown fault action {action!r}")
-        return FaultFired(step, fault)
-
-    def _read_line(self) -> bytes | _LineTooLong | None:
+    def _read_line(self) -> bytes | LineTooLong | None:
         """The next complete command line without its CRLF, ``LINE_TOO_LONG``
-        for one that was dropped, or None until one is complete.
+        for one that was dropped (longer than any command may be), or None
+        until one is complete."""
+        return self._lines.read(self._inbox, self.config.longest_line)
 
-        Only CRLF ends a line: a bare CR or LF is part of the line (SMTP
-        smuggling). An unfinished line longer than any command may be is
-        dropped as it arrives, so memory stays bounded."""
-        inbox = self._inbox
-        end = inbox.find(b"\r\n", self._line_search_from)
-        if end < 0:
-            if len(inbox) > self.config.longest_line:
-                self._discarding_line = True
-                keep_cr = inbox.endswith(b"\r")
-                inbox.clear()
-                if keep_cr:
-                    inbox += b"\r"
-            self._line_search_from = max(len(inbox) - 1, 0)
-            return None
-        line = bytes(inbox[:end])
-        del inbox[: end + 2]
-        self._line_search_from = 0
-        if self._discarding_line:
-            self._discarding_line = False
-            return _LineTooLong.LINE_TOO_LONG
-        return line
-
-    def _handle_line(self, line: bytes | _LineTooLong) -> Event | None:
+    def _handle_line(self, line: bytes | LineTooLong) -> Event | None:
         if self._inbox and not (isinstance(line, bytes) and line[:5].upper() == b"BDAT "):
             self.pipelined = True  # the next command came before this reply
-        if isinstance(line, _LineTooLong):
+        if isinstance(line, LineTooLong):
             self._record_client("<a line too long, dropped>")
             self.reply(replies.LINE_TOO_LONG)
             return None
@@ -706,23 +686,8 @@ class ServerConnection:
             self.reply(replies.LINE_TOO_LONG)
             return None
         self.last_verb = verb
-        if self._recording:
-            if verb == "AUTH" and argument:
-                # The mechanism is shown, an initial response never is; nor
-                # is a word that is no mechanism (``AUTH <secret>``, or a
-                # secret after a tab, both refused with 504).
-                mechanism, _, initial = argument.partition(" ")
-                shown = mechanism if mechanism.upper() in MECHANISMS else "****"
-                self.commands.append(verb)
-                self._record_client(f"{text[:4]} {shown}" + (" ****" if initial.strip(" ") else ""))
-            elif verb[:4] == "AUTH" and verb != "AUTH":
-                # ``AUTH<tab>PLAIN <secret>``: not a command (500), but what
-                # follows AUTH may still be a secret.
-                self.commands.append("AUTH")
-                self._record_client(f"{text[:4]} ****")
-            else:
-                self.commands.append(verb)
-                self._record_client(text)
+        if self.recorder is not None:
+            self.recorder.command(verb, text, argument)
         if not line:
             self.reply(replies.BAD_SYNTAX)
             return None
@@ -731,25 +696,31 @@ class ServerConnection:
         faults = self.faults
         if faults is not None and faults.rules:
             self._cut_pending = None  # a delegated DATA that started no message
-            fault = self._fault(verb, argument or "")
+            fault = _faulting.fault(self, verb, argument or "")
             if fault is not None:
                 if chunk:
                     # Its chunk follows whatever the answer: a refusal is
                     # given once the chunk is read, like the core's own.
-                    return self._fire(
+                    return _faulting.fire(
+                        self,
                         verb,
                         fault,
-                        lambda: self._smtp_bdat(argument),
-                        lambda reply: self._refuse_chunk(argument, reply),
+                        lambda: _extensions.smtp_bdat(self, argument),
+                        lambda reply: _extensions.refuse_chunk(self, argument, reply),
                     )
-                return self._fire(verb, fault, lambda: self._dispatch(verb, argument))
+                return _faulting.fire(self, verb, fault, lambda: self._dispatch(verb, argument))
         if chunk:
             # Not one a command handler could frame: its octets follow at once.
-            self._smtp_bdat(argument)
+            _extensions.smtp_bdat(self, argument)
             return None
         return self._dispatch(verb, argument)
 
     def _dispatch(self, verb: str, argument: str | None) -> Event | None:
+        if self.state is State.REJECTED and verb != "QUIT":
+            # Refused at the greeting: no command, built-in, delegated or
+            # unknown, is served (RFC 5321 3.1).
+            self.reply(replies.NO_SERVICE)
+            return None
         if verb not in self.delegated_verbs:
             return self.handle_command(verb, argument)
         # A subclass's own command (or its override of a built-in one) owns
@@ -768,473 +739,25 @@ class ServerConnection:
             auth_missing=self.config.auth_required and self.authenticated is None,
         )
 
-    def _read_data(self) -> Event | NeedData | None:
-        """Collect the message up to CRLF.CRLF, keeping memory bounded once it
-        is known to be too big."""
-        data = self._data
-        data += self._inbox
-        self._data_octets += len(self._inbox)
-        self._inbox.clear()
-        if self._cut_after is not None:
-            cut = self._cut_off(data)
-            if cut is not None:
-                return cut
-        end = data.find(_DATA_END, self._data_search_from)
-        limit = self.config.data_size_limit
-        if end < 0:
-            self._data_search_from = max(len(data) - len(_DATA_END) + 1, 0)
-            if limit and not self._data_too_big and len(data) - 2 > limit:
-                # Stuffed dots do not count; count them only once the raw
-                # size passes the limit, and only once per byte.
-                self._data_dots += data.count(_LINE_START_DOT, self._data_dots_from)
-                self._data_dots_from = max(len(data) - len(_LINE_START_DOT) + 1, 0)
-                # A trailing "\r\n.\r" may be the start of the terminator: its
-                # dot is already counted above, its CR must not be counted either,
-                # or a message of exactly the limit arriving in pieces is refused.
-                pending = 1 if data.endswith(_DATA_END[:-1]) else 0
-                self._data_too_big = len(data) - 2 - self._data_dots - pending > limit
-            if self._data_too_big:
-                # Keep only what may be the start of CRLF.CRLF.
-                del data[: -(len(_DATA_END) - 1)]
-                self._data_search_from = 0
-            return NEED_DATA
-        self._inbox += data[end + len(_DATA_END) :]
-        self._data_octets -= len(data) - end - len(_DATA_END)
-        self._record_client(f"<{self._data_octets} bytes of message data>")
-        body_end = end + 2
-        if data.find(_LINE_START_DOT, 0, body_end) < 0:
-            message = bytes(data[2:body_end])
-        else:
-            message = bytes(data[:body_end]).replace(_LINE_START_DOT, b"\r\n")[2:]
-        if self._data_too_big or (limit and len(message) > limit):
-            # LMTP clients read one reply per recipient (RFC 2033 4.2).
-            for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
-                self.reply(replies.TOO_MUCH_DATA)
-            self.reset_transaction()
-            return None
-        self._data = bytearray()
-        identity = None
-        if self.authenticated is not None:
-            identity = self.authenticated.authzid or self.authenticated.username
-        event = MessageReceived(envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity)
-
-        # The message is whole: whatever a fault makes of it, it is no longer
-        # being read (an abort must not count it as cut off).
-        self.state = State.MESSAGE_PENDING
-
-        faults = self.faults
-        if faults is not None and faults.rules:
-            fault = self._fault("MESSAGE", message.decode("utf-8", "replace"))
-            if fault is not None:
-                return self._fire("MESSAGE", fault, lambda: self._deliver(event), self._refuse_message)
-        self.messages_received += 1
-        return event
-
-    def _deliver(self, event: MessageReceived) -> Event:
-        """Hand the message over after a delay fault."""
-        self.state = State.MESSAGE_PENDING
-        self.messages_received += 1
-        return event
-
-    def _refuse_message(self, reply: Reply) -> None:
-        """A reply fault after the dot: the message is not handed over."""
-        for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
-            self.reply(reply)
-        self.reset_transaction()
-
-    def _cut_off(self, data: bytearray) -> Event | None:
-        """``disconnect(after_bytes=N)``: hang up once N octets of the message
-        (as sent, after the 354) are in, or at its end if it is shorter. The
-        message is dropped, never handed over."""
-        assert self._cut_after is not None
-        received = len(data) - 2  # the virtual CRLF in front is not the client's
-        if received < self._cut_after and data.find(_DATA_END, self._data_search_from) < 0:
-            return None
-        self._close(f"fault: disconnect after {self._cut_after} bytes of the message")
-        return ConnectionClosed(self._closed_reason)
-
     # -- commands -----------------------------------------------------------
 
-    def _syntax_error(self, verb: str) -> Reply:
-        text = SYNTAX[verb]
-        if self.extended and verb in ("MAIL", "RCPT"):
-            text += _PARAMS_SUFFIX
-        return Reply(501, f"Syntax: {text}")
-
-    def _greet(self, verb: str, argument: str | None) -> bool:
-        if not argument or any(char < " " or char == "\x7f" for char in argument):
-            self.reply(self._syntax_error(verb))
-            return False
-        # A second HELO/EHLO is legal and resets the transaction (RFC 5321 4.1.4).
-        self.enhanced_status_codes = False
-        self.helo = argument
-        self.extended = verb in ("EHLO", "LHLO")
-        self.reset_transaction()
-        return True
-
-    def _smtp_helo(self, argument: str | None) -> None:
-        if self._greet("HELO", argument):
-            self.reply(Reply(250, self.config.hostname))
-
-    def _smtp_ehlo(self, argument: str | None) -> None:
-        if self._greet("EHLO", argument):
-            # The EHLO reply itself carries no code (RFC 2034 3): agreed after it.
-            self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
-            self.enhanced_status_codes = self.config.enhanced_status_codes
-
-    def _smtp_lhlo(self, argument: str | None) -> None:
-        if self._greet("LHLO", argument):
-            self.reply(Reply(250, "\n".join([self.config.hostname, *self.ehlo_keywords()])))
-            self.enhanced_status_codes = self.config.enhanced_status_codes
-
-    def _smtp_noop(self, argument: str | None) -> None:
-        # RFC 5321 4.1.1.9: a NOOP argument is allowed and ignored.
-        self.reply(replies.OK)
-
-    def _smtp_quit(self, argument: str | None) -> Event:
-        self.reply(replies.BYE)
-        self._close("QUIT")
-        return ConnectionClosed("QUIT")
-
-    def _smtp_rset(self, argument: str | None) -> None:
-        if argument:
-            self.reply(self._syntax_error("RSET"))
-            return
-        self.reset_transaction()
-        self.reply(replies.OK)
-
-    def _path_argument(
-        self, verb: str, keyword: str, argument: str | None
-    ) -> tuple[str, list[tuple[str, str | None]]] | Reply:
-        """The address and parameters of MAIL/RCPT, or the reply refusing them."""
-        rest = strip_keyword(keyword, argument) if argument else None
-        if rest is None:
-            return self._syntax_error(verb)
-        try:
-            address, params_text = parse_path(rest)
-            params = parse_params(params_text)
-        except ParseError as exc:
-            return Reply(exc.code, f"Error: {exc}")
-        if params and not self.extended:
-            return self._syntax_error(verb)
-        if len({key for key, _ in params}) != len(params):
-            return Reply(501, "Error: duplicate parameter")
-        return address, params
-
-    def _smtp_mail(self, argument: str | None) -> None:
-        limit = self.config.max_messages_per_connection
-        if limit and self.messages_received >= limit:
-            self.reply(replies.TOO_MANY_MESSAGES)
-            self._close("limit: max_messages_per_connection")
-            return
-        parsed = self._path_argument("MAIL", "FROM:", argument)
-        if isinstance(parsed, Reply):
-            self.reply(parsed)
-            return
-        address, params = parsed
-        config = self.config
-        options: list[str] = []
-        smtputf8 = False
-        for key, value in params:
-            if key == "BODY" and not config.decode_data:
-                binary = config.enable_CHUNKING and config.binarymime
-                bodies = ("7BIT", "8BITMIME", "BINARYMIME") if binary else ("7BIT", "8BITMIME")
-                if value is None or value.upper() not in bodies:
-                    self.reply(replies.BAD_BODY_CHUNKING if binary else replies.BAD_BODY)
-                    return
-                options.append(f"BODY={value.upper()}")
-            elif key == "SMTPUTF8" and config.enable_SMTPUTF8:
-                if value is not None:
-                    self.reply(replies.SMTPUTF8_NO_ARGS)
-                    return
-                smtputf8 = True
-                options.append("SMTPUTF8")
-            elif key == "SIZE":
-                if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
-                    self.reply(self._syntax_error("MAIL"))
-                    return
-                if config.data_size_limit and int(value) > config.data_size_limit:
-                    self.reply(replies.MESSAGE_TOO_BIG)
-                    return
-                options.append(f"SIZE={value}")
-            elif key == "RET" and config.enable_DSN and value and value.upper() in ("FULL", "HDRS"):
-                options.append(f"RET={value.upper()}")
-            elif key == "ENVID" and config.enable_DSN and value:
-                try:
-                    check_envid(value)
-                except DSNError as exc:
-                    self.reply(Reply(exc.code, f"Error: {exc}"))
-                    return
-                options.append(f"ENVID={value}")
-            else:
-                self.reply(replies.MAIL_PARAMS_UNKNOWN)
-                return
-        if not address.isascii() and not smtputf8:
-            self.reply(replies.NEEDS_SMTPUTF8)
-            return
-        self.envelope = Envelope(mail_from=address, mail_options=options, smtputf8=smtputf8)
-        self.state = State.MAIL
-        self.reply(replies.OK)
-
-    def _smtp_rcpt(self, argument: str | None) -> None:
-        parsed = self._path_argument("RCPT", "TO:", argument)
-        if isinstance(parsed, Reply):
-            self.reply(parsed)
-            return
-        address, params = parsed
-        if not address:
-            self.reply(self._syntax_error("RCPT"))
-            return
-        options: list[str] = []
-        for key, value in params:
-            if key in ("NOTIFY", "ORCPT") and self.config.enable_DSN and value:
-                try:
-                    (check_notify if key == "NOTIFY" else check_orcpt)(value)
-                except DSNError as exc:
-                    self.reply(Reply(exc.code, f"Error: {exc}"))
-                    return
-                options.append(f"{key}={value.upper() if key == 'NOTIFY' else value}")
-            else:
-                self.reply(replies.RCPT_PARAMS_UNKNOWN)
-                return
-        if not address.isascii() and not self.envelope.smtputf8:
-            self.reply(replies.NEEDS_SMTPUTF8)
-            return
-        if self.config.max_recipients and len(self.envelope.rcpt_tos) >= self.config.max_recipients:
-            self.reply(replies.TOO_MANY_RECIPIENTS)
-            return
-        self.envelope.rcpt_tos.append(address)
-        self.envelope.rcpt_options.extend(options)
-        self.envelope.options_per_rcpt.append(options)
-        self.state = State.RCPT
-        self.reply(replies.OK)
-
-    def _smtp_data(self, argument: str | None) -> None:
-        if argument:
-            self.reply(self._syntax_error("DATA"))
-            return
-        if "BODY=BINARYMIME" in self.envelope.mail_options:
-            self.reply(replies.BINARYMIME_NEEDS_BDAT)  # RFC 3030 3
-            return
-        self._data = bytearray(b"\r\n")
-        self._data_search_from = 0
-        self._data_dots = 0
-        self._data_dots_from = 0
-        self._data_too_big = False
-        self._data_octets = 0
-        self._cut_after, self._cut_pending = self._cut_pending, None
-        self.state = State.DATA
-        self.reply(replies.START_DATA)
-
-    def _smtp_bdat(self, argument: str | None) -> None:
-        """Start reading a chunk. Its octets follow the command whatever the
-        answer, so a refusal (503, 530, or the 552 of a message that got too
-        big) is given after them; only a size that cannot be read is
-        answered at once (501), and what follows is read as commands."""
-        size_text, _, last_text = (argument or "").partition(" ")
-        last_text = last_text.strip(" ")
-        if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or last_text.upper() not in (
-            "",
-            "LAST",
-        ):
-            self.reply(Reply(501, "Syntax: BDAT chunk-size [LAST]"))
-            return
-        size = int(size_text)
-        if len(self._inbox) > size:
-            self.pipelined = True
-        self._chunk_refusal = self._gate_error("BDAT") or sequence_error("BDAT", self.state)
-        if self._chunk_refusal is None and self.state is State.RCPT:
-            self._data = bytearray()  # the first chunk of the message
-            self._data_too_big = False
-        self._chunk_size = self._chunk_left = size
-        self._chunk_last = bool(last_text)
-        self._chunk_return_state = self.state
-        self._chunk_fault = False
-        self._cut_after, self._cut_pending = self._cut_pending, None
-        self.state = State.CHUNK
-
-    def _refuse_chunk(self, argument: str | None, reply: Reply) -> None:
-        """A fault's reply to BDAT: the chunk is read and dropped, then
-        ``reply`` is given and the transaction cleared (RFC 3030 2: the
-        client sends no further chunk of a refused message)."""
-        self._smtp_bdat(argument)
-        if self.state is State.CHUNK:
-            self._chunk_refusal = reply
-            self._chunk_fault = True
-        # else: a size that cannot be read was answered 501 at once.
-
-    def _read_chunk(self) -> Event | NeedData | None:
-        """Take the chunk's octets as they are (no dot-stuffing, no lines);
-        once it is whole, answer it, or hand over the message after LAST."""
-        inbox = self._inbox
-        take = min(len(inbox), self._chunk_left)
-        if take:
-            if self._chunk_refusal is None and not self._data_too_big:
-                self._data += inbox[:take]
-                limit = self.config.data_size_limit
-                if limit and len(self._data) > limit:
-                    self._data_too_big = True  # read on, keep nothing
-                    self._data = bytearray()
-            del inbox[:take]
-            self._chunk_left -= take
-        if self._cut_after is not None and (
-            self._chunk_size - self._chunk_left >= self._cut_after or not self._chunk_left
-        ):
-            # disconnect(after_bytes=N): N octets of this chunk, or all of a shorter one.
-            cut_after = self._cut_after
-            self._close(f"fault: disconnect after {cut_after} bytes of the chunk")
-            return ConnectionClosed(self._closed_reason)
-        if self._chunk_left:
-            return NEED_DATA
-        self._record_client(f"<{self._chunk_size} bytes of message data>")
-        if self._chunk_refusal is not None:
-            self.state = self._chunk_return_state
-            self.reply(self._chunk_refusal)
-            if self._chunk_fault:
-                self.reset_transaction()
-            return None
-        if self._data_too_big:
-            for _ in range(len(self.envelope.rcpt_tos) if self.config.lmtp else 1):
-                self.reply(replies.TOO_MUCH_DATA)
-            self.reset_transaction()
-            return None
-        if not self._chunk_last:
-            self.state = State.BDAT
-            self.reply(Reply(250, f"{self._chunk_size} octets received"))
-            return None
-        message = bytes(self._data)
-        self._data = bytearray()
-        self.state = State.MESSAGE_PENDING
-        identity = None
-        if self.authenticated is not None:
-            identity = self.authenticated.authzid or self.authenticated.username
-        self.messages_received += 1
-        return MessageReceived(
-            envelope=self.envelope, data=message, helo=self.helo, auth_identity=identity, transfer="BDAT"
-        )
-
-    def _smtp_help(self, argument: str | None) -> None:
-        commands = self._supported_commands()
-        supported = "Supported commands: " + " ".join(commands)
-        if not argument:
-            self.reply(Reply(214, supported))
-            return
-        verb = argument.upper()
-        if verb not in commands:
-            self.reply(Reply(501, supported))
-            return
-        text = SYNTAX[verb] + (_PARAMS_SUFFIX if self.extended and verb in ("MAIL", "RCPT") else "")
-        self.reply(Reply(214, f"Syntax: {text}"))
-
-    def _smtp_vrfy(self, argument: str | None) -> None:
-        if not argument:
-            self.reply(self._syntax_error("VRFY"))
-            return
-        self.reply(replies.VRFY_REPLY)
-
-    def _smtp_expn(self, argument: str | None) -> None:
-        self.reply(replies.EXPN_REPLY)
-
-    def _smtp_starttls(self, argument: str | None) -> Event | None:
-        if not self.config.starttls:
-            self.reply(replies.NOT_OFFERED)
-            return None
-        if self.tls:
-            self.reply(replies.TLS_ALREADY_ACTIVE)
-            return None
-        if argument:
-            self.reply(Reply(501, "Syntax: STARTTLS"))
-            return None
-        self.reply(replies.READY_FOR_TLS)
-        # Whatever the client pipelined after STARTTLS was sent in plaintext
-        # and must not run inside the TLS session (RFC 3207 4.2, CVE-2011-0411).
-        self._inbox.clear()
-        self._line_search_from = 0
-        self.helo = ""
-        self.extended = False
-        self.enhanced_status_codes = False
-        self.authenticated = None
-        self.envelope = Envelope()
-        self.state = State.TLS_PENDING
-        return StartTLS()
-
-    def _smtp_auth(self, argument: str | None) -> Event | None:
-        config = self.config
-        if not config.auth_mechanisms:
-            self.reply(replies.NOT_OFFERED)
-            return None
-        if not self.extended:
-            # AUTH is an extension: a client that said HELO has not seen it.
-            self.reply(replies.SEND_EHLO_FIRST)
-            return None
-        if self.authenticated is not None:
-            self.reply(replies.AUTH_TWICE)
-            return None
-        if not argument:
-            self.reply(Reply(501, "Syntax: AUTH mechanism [initial-response]"))
-            return None
-        name, _, initial = argument.partition(" ")
-        name = name.upper()
-        if name not in config.auth_mechanisms:
-            self.reply(replies.AUTH_UNKNOWN_MECHANISM)
-            return None
-        if config.auth_requires_tls and not self.tls:
-            self.reply(replies.AUTH_NEEDS_TLS)
-            return None
-        self._mechanism = MECHANISMS[name](config.hostname)
-        return self._sasl_step(lambda mechanism: mechanism.start(initial.strip(" ") or None))
-
-    def _handle_auth_line(self, line: bytes | _LineTooLong) -> Event | None:
-        self._record_client("*" if line == b"*" else "****")
-        if isinstance(line, _LineTooLong) or len(line) + 2 > AUTH_LINE_LIMIT:
-            self._end_sasl()
-            self.reply(replies.LINE_TOO_LONG)
-            return None
-        response = line.decode("ascii", errors="replace")
-        if response == "*":
-            self._end_sasl()
-            self.reply(replies.AUTH_CANCELLED)
-            return None
-        return self._sasl_step(lambda mechanism: mechanism.step(response))
-
-    def _sasl_step(self, step: Callable[[Mechanism], str | Credentials]) -> Event | None:
-        """Run one step of the exchange: a 334 challenge, the credentials for
-        the application, or a 501 that ends the exchange."""
-        assert self._mechanism is not None
-        try:
-            outcome = step(self._mechanism)
-        except AuthError as exc:
-            self._end_sasl()
-            self.reply(Reply(exc.code, f"5.5.2 Error: {exc}"))
-            return None
-        if isinstance(outcome, str):
-            self.state = State.AUTH
-            self.reply(Reply(334, outcome))
-            return None
-        self._end_sasl()
-        self._credentials = outcome
-        self.state = State.AUTH_PENDING
-        return AuthRequested(outcome)
-
-    def _end_sasl(self) -> None:
-        self._mechanism = None
-        self.state = State.GREETED
+    # else: a size that cannot be read was answered 501 at once.
 
     _HANDLERS: dict[str, _Handler] = {
-        "HELO": _smtp_helo,
-        "EHLO": _smtp_ehlo,
-        "LHLO": _smtp_lhlo,
-        "NOOP": _smtp_noop,
-        "QUIT": _smtp_quit,
-        "MAIL": _smtp_mail,
-        "RCPT": _smtp_rcpt,
-        "RSET": _smtp_rset,
-        "DATA": _smtp_data,
-        "HELP": _smtp_help,
-        "VRFY": _smtp_vrfy,
-        "EXPN": _smtp_expn,
-        "STARTTLS": _smtp_starttls,
-        "AUTH": _smtp_auth,
+        "HELO": _commands.smtp_helo,
+        "EHLO": _commands.smtp_ehlo,
+        "LHLO": _commands.smtp_lhlo,
+        "NOOP": _commands.smtp_noop,
+        "QUIT": _commands.smtp_quit,
+        "MAIL": _commands.smtp_mail,
+        "RCPT": _commands.smtp_rcpt,
+        "RSET": _commands.smtp_rset,
+        "DATA": _commands.smtp_data,
+        "HELP": _commands.smtp_help,
+        "VRFY": _commands.smtp_vrfy,
+        "EXPN": _commands.smtp_expn,
+        "STARTTLS": _extensions.smtp_starttls,
+        "AUTH": _extensions.smtp_auth,
     }
 
     @classmethod

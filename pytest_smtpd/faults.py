@@ -23,11 +23,14 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .replies import Reply
 
-__all__ = ["STEPS", "Action", "Fault", "Faults"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["STEPS", "Action", "Fault", "Faults", "Limits"]
 
 #: The steps a fault can be attached to: the greeting, the verbs, and the
 #: reply after the message's final dot. ``DATA`` is the ``354`` step.
@@ -70,6 +73,27 @@ class Action(str, enum.Enum):
 
 
 Match = str | re.Pattern[str] | None
+
+
+class Limits(TypedDict, total=False):
+    """The limits every kind of rule takes, as keyword arguments of
+    ``Fault.reply()``, ``Fault.disconnect()``, ``Fault.delay()``,
+    ``Fault.stall()`` and the ``Faults`` adders (see ``Fault``)."""
+
+    #: Only steps whose argument contains this string (or where this
+    #: compiled regex ``search``-es it).
+    match: Match
+    #: Fire this many times, then stand aside (None: always).
+    times: int | None
+    #: Let the first N matching steps pass first.
+    after: int
+    #: Only in the Nth connection to the server (counting from 1).
+    session: int | None
+    #: Below 1: fire at random, from a generator seeded with ``seed``.
+    probability: float
+    seed: int | None
+
+
 #: The limits a fault's command-line form takes in brackets, and their types.
 _LIMIT_TYPES: dict[str, type[Any]] = {
     "times": int,
@@ -89,7 +113,10 @@ class Fault:
     ``match`` limits the rule to steps whose argument contains the string (or
     where the compiled regex ``search``-es it): for MAIL and RCPT the text
     after the verb (``"TO:<ghost@example.com>"``), for MESSAGE the message
-    (decoded as UTF-8, errors replaced), for CONNECT the client's address.
+    (decoded as UTF-8, errors replaced; MESSAGE is the step after the final
+    dot of DATA and after ``BDAT ... LAST``), for CONNECT the client's
+    ``host:port`` (``"127.0.0.1:50312"``). A 5xx reply at CONNECT refuses
+    the session: every command but QUIT then gets ``503`` (RFC 5321 3.1).
     ``times`` lets the rule fire that many times, then stand aside; ``after``
     lets the first N matching steps pass first; ``session`` limits it to the
     Nth connection to the server (counting from 1, since it started or was
@@ -153,13 +180,7 @@ class Fault:
         cls,
         step: str,
         reply: Reply | str,
-        *,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Answer ``step`` with ``reply`` (e.g. ``"450 4.2.1 Mailbox busy"``)
         instead of running the command. A 421 also closes the session."""
@@ -168,12 +189,7 @@ class Fault:
             step,
             Action.REPLY,
             response=response,
-            match=match,
-            times=times,
-            after=after,
-            session=session,
-            probability=probability,
-            seed=seed,
+            **limits,
         )
 
     @classmethod
@@ -182,12 +198,7 @@ class Fault:
         step: str,
         *,
         after_bytes: int | None = None,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Hang up instead of replying to ``step``. With ``after_bytes`` on
         DATA: send the 354, then hang up once that many octets of the message
@@ -196,12 +207,7 @@ class Fault:
             step,
             Action.DISCONNECT,
             after_bytes=after_bytes,
-            match=match,
-            times=times,
-            after=after,
-            session=session,
-            probability=probability,
-            seed=seed,
+            **limits,
         )
 
     @classmethod
@@ -209,13 +215,7 @@ class Fault:
         cls,
         step: str,
         seconds: float,
-        *,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Give the normal reply to ``step`` ``seconds`` late. Other sessions
         and servers go on meanwhile; this session reads nothing more until then."""
@@ -223,37 +223,21 @@ class Fault:
             step,
             Action.DELAY,
             seconds=float(seconds),
-            match=match,
-            times=times,
-            after=after,
-            session=session,
-            probability=probability,
-            seed=seed,
+            **limits,
         )
 
     @classmethod
     def stall(
         cls,
         step: str,
-        *,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Never reply to ``step``: the client's timeout must fire. The
         session ends at the server's ``timeout`` (with a 421) or at stop."""
         return cls(
             step,
             Action.STALL,
-            match=match,
-            times=times,
-            after=after,
-            session=session,
-            probability=probability,
-            seed=seed,
+            **limits,
         )
 
     @classmethod
@@ -421,25 +405,14 @@ class Faults:
         self,
         step: str,
         reply: Reply | str,
-        *,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Add ``Fault.reply(...)``: answer ``step`` with ``reply``."""
         return self.add(
             Fault.reply(
                 step,
                 reply,
-                match=match,
-                times=times,
-                after=after,
-                session=session,
-                probability=probability,
-                seed=seed,
+                **limits,
             )
         )
 
@@ -448,24 +421,14 @@ class Faults:
         step: str,
         *,
         after_bytes: int | None = None,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Add ``Fault.disconnect(...)``: hang up at ``step``."""
         return self.add(
             Fault.disconnect(
                 step,
                 after_bytes=after_bytes,
-                match=match,
-                times=times,
-                after=after,
-                session=session,
-                probability=probability,
-                seed=seed,
+                **limits,
             )
         )
 
@@ -473,49 +436,27 @@ class Faults:
         self,
         step: str,
         seconds: float,
-        *,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Add ``Fault.delay(...)``: reply to ``step`` ``seconds`` late."""
         return self.add(
             Fault.delay(
                 step,
                 seconds,
-                match=match,
-                times=times,
-                after=after,
-                session=session,
-                probability=probability,
-                seed=seed,
+                **limits,
             )
         )
 
     def stall(
         self,
         step: str,
-        *,
-        match: Match = None,
-        times: int | None = None,
-        after: int = 0,
-        session: int | None = None,
-        probability: float = 1.0,
-        seed: int | None = None,
+        **limits: Unpack[Limits],
     ) -> Fault:
         """Add ``Fault.stall(...)``: never reply to ``step``."""
         return self.add(
             Fault.stall(
                 step,
-                match=match,
-                times=times,
-                after=after,
-                session=session,
-                probability=probability,
-                seed=seed,
+                **limits,
             )
         )
 

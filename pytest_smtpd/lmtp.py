@@ -98,13 +98,32 @@ async def deliver_lmtp(
             timeout,
         )
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _LMTPError) as exc:
+        result = outcome.result
         if outcome.settled:
             # Only the goodbye failed: every recipient's fate is already known,
             # and calling the delivered ones refused would make them duplicates.
-            return outcome.result
-        reason = f"LMTP delivery to {address[0]}:{address[1]} failed: {str(exc) or type(exc).__name__}"
-        return LMTPResult(refused=dict.fromkeys(rcpttos, (-1, reason)))
+            return result
+        reason = f"LMTP delivery to {address[0]}:{address[1]} failed: {_what_failed(exc, outcome.waiting_for)}"
+        # RFC 2033 4.2: each recipient's fate is its own reply. Those whose
+        # reply came keep it; only the others share the failure.
+        for recipient in rcpttos:
+            if recipient not in result.refused and recipient not in result.delivered:
+                result.refused[recipient] = (-1, reason)
+        return result
     return outcome.result
+
+
+def _what_failed(exc: BaseException, waiting_for: str) -> str:
+    """The failure in words: what went wrong, and what we were waiting for."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        what = "the server closed the connection"
+    elif isinstance(exc, asyncio.TimeoutError):
+        what = "no answer in time"
+    elif isinstance(exc, asyncio.LimitOverrunError):
+        what = f"a reply line longer than {_LINE_LIMIT} bytes"
+    else:
+        what = str(exc) or type(exc).__name__
+    return f"{what} (waiting for {waiting_for})" if waiting_for else what
 
 
 @dataclass
@@ -112,6 +131,8 @@ class _Outcome:
     result: LMTPResult = field(default_factory=LMTPResult)
     #: Whether the server has said what became of every recipient.
     settled: bool = False
+    #: What the conversation waits for, for the error text if it breaks.
+    waiting_for: str = ""
 
 
 async def _transaction(
@@ -127,11 +148,13 @@ async def _transaction(
     result = outcome.result
 
     async def command(line: str) -> tuple[int, str]:
+        outcome.waiting_for = f"the reply to {line}"
         writer.write(line.encode("utf-8") + b"\r\n")
         await writer.drain()
         return await _read_reply(reader)
 
     try:
+        outcome.waiting_for = "the greeting"
         code, text = await _read_reply(reader)
         if code != 220:
             raise _LMTPError(f"greeting {code} {text}")
@@ -162,9 +185,11 @@ async def _transaction(
             if code != 354:
                 result.refused.update(dict.fromkeys(accepted, (code, text)))
             else:
+                outcome.waiting_for = "the end of the message to be sent"
                 writer.write(_dot_stuffed(data))
                 await writer.drain()
-                for recipient in accepted:  # one reply per accepted recipient, in order
+                for number, recipient in enumerate(accepted, 1):  # one reply per accepted recipient, in order
+                    outcome.waiting_for = f"the reply for <{recipient}> after the message, {number} of {len(accepted)}"
                     code, text = await _read_reply(reader)
                     if code == 250:
                         result.delivered.append(recipient)

@@ -141,15 +141,15 @@ class Message:
 
     __slots__ = (
         "_email",
+        "_mail_options",
+        "_options_per_rcpt",
+        "_rcpt_options",
         "_views",
         "auth_identity",
         "data",
         "helo",
         "mail_from",
-        "mail_options",
-        "options_per_rcpt",
         "peer",
-        "rcpt_options",
         "rcpt_tos",
         "received_at",
         "session",
@@ -182,8 +182,10 @@ class Message:
         self.rcpt_tos = rcpt_tos
         #: The message as received, dot-unstuffed, CRLF line endings kept.
         self.data = data
-        self.mail_options = mail_options if mail_options is not None else []
-        self.rcpt_options = rcpt_options if rcpt_options is not None else []
+        # The option lists are made when first read if none were given (most
+        # messages have none): a held message costs less.
+        self._mail_options = mail_options or None
+        self._rcpt_options = rcpt_options or None
         #: The name the client gave in HELO/EHLO.
         self.helo = helo
         self.received_at = time.time() if received_at is None else received_at
@@ -195,8 +197,7 @@ class Message:
         self.session = session
         #: How the message came: ``"DATA"``, or ``"BDAT"`` (CHUNKING).
         self.transfer = transfer
-        #: The parameters of each RCPT, one list per recipient in ``rcpt_tos``.
-        self.options_per_rcpt = options_per_rcpt if options_per_rcpt is not None else [[] for _ in rcpt_tos]
+        self._options_per_rcpt = options_per_rcpt if options_per_rcpt and any(options_per_rcpt) else None
         self._email: EmailMessage | None = None
         #: The views below, computed on first use.
         self._views: dict[str, Any] | None = None
@@ -206,6 +207,39 @@ class Message:
         """Its session's ``test``: the node id of the test running when the
         session began (under pytest), or None."""
         return self.session.test if self.session is not None else None
+
+    @property
+    def mail_options(self) -> list[str]:
+        """The ESMTP parameters of MAIL FROM, e.g. ``["SIZE=1000", "BODY=8BITMIME"]``."""
+        if self._mail_options is None:
+            self._mail_options = []
+        return self._mail_options
+
+    @mail_options.setter
+    def mail_options(self, value: list[str]) -> None:
+        self._mail_options = value
+
+    @property
+    def rcpt_options(self) -> list[str]:
+        """The ESMTP parameters of every RCPT TO, in one list."""
+        if self._rcpt_options is None:
+            self._rcpt_options = []
+        return self._rcpt_options
+
+    @rcpt_options.setter
+    def rcpt_options(self, value: list[str]) -> None:
+        self._rcpt_options = value
+
+    @property
+    def options_per_rcpt(self) -> list[list[str]]:
+        """The parameters of each RCPT, one list per recipient in ``rcpt_tos``."""
+        if self._options_per_rcpt is None:
+            self._options_per_rcpt = [[] for _ in self.rcpt_tos]
+        return self._options_per_rcpt
+
+    @options_per_rcpt.setter
+    def options_per_rcpt(self, value: list[list[str]]) -> None:
+        self._options_per_rcpt = value
 
     # The stdlib ``smtpd`` names for the envelope.
     @property

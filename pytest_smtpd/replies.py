@@ -95,6 +95,8 @@ BAD_BODY = Reply(501, "Error: BODY can only be one of 7BIT, 8BITMIME", enhanced=
 BAD_BODY_CHUNKING = Reply(501, "Error: BODY can only be one of 7BIT, 8BITMIME, BINARYMIME")
 BINARYMIME_NEEDS_BDAT = Reply(503, "Error: BODY=BINARYMIME needs BDAT, not DATA")
 DATA_AFTER_BDAT = Reply(503, "Error: DATA after BDAT in one transaction")
+#: RFC 5321 3.1: after a 554 greeting every command but QUIT gets a 503.
+NO_SERVICE = Reply(503, "Error: no SMTP service here, only QUIT", enhanced="5.5.1")
 SMTPUTF8_NO_ARGS = Reply(501, "Error: SMTPUTF8 takes no arguments", enhanced="5.5.4")
 NEEDS_SMTPUTF8 = Reply(553, "Error: non-ASCII address requires SMTPUTF8", enhanced="5.6.7")
 VRFY_REPLY = Reply(252, "Cannot VRFY user, but will accept message and attempt delivery")

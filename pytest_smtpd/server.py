@@ -37,7 +37,7 @@ from .replies import Reply
 from .sessions import SessionStore
 from .store import MessageStore
 from .tls import Certificate, TestCA, parse_tls_versions, test_ca
-from .transport import CommandHandler, SessionProtocol, Verdict, accepted
+from .transport import CommandHandler, SessionProtocol, Verdict, accepted, to_reply
 
 __all__ = ["DEFAULT_TIMEOUT", "Server", "default_hostname"]
 
@@ -137,9 +137,12 @@ class Server:
             or a ``Reply``; in LMTP mode also a list with one of those per
             recipient. May be ``async``. It runs on the shared loop thread,
             so a synchronous one should be quick. An exception gives the
-            client ``451`` and is logged.
+            client ``451`` and is logged; so does a verdict that is not a
+            2xx, 4xx or 5xx reply (a 3xx would leave the client waiting),
+            and the message is not kept.
         :param hostname: the name in the greeting and the EHLO reply;
-            default ``socket.getfqdn()``, looked up once per process.
+            default ``socket.getfqdn()``, looked up once per process. A name
+            with a space or a control character (CR, LF...) raises ValueError.
         :param data_size_limit: the largest message in octets, after
             dot-unstuffing and counting its final CRLF, offered with SIZE;
             a larger one is read to its end, discarded and answered ``552``.
@@ -280,6 +283,10 @@ class Server:
         #: Loop-thread state, set up by the callback start() schedules.
         self._listeners: list[Listener] = []
         self._sessions: set[SessionProtocol] = set()
+        #: Handler tasks the stop under way cancelled, and the one it spares
+        #: (a handler stopping its own server).
+        self._cancelled: list[asyncio.Task[None]] = []
+        self._spare: asyncio.Task[object] | None = None
         self._accepting = False
         #: The node id of the test using this server now (the pytest plugin
         #: sets it): each new session's ``test``. A message whose session
@@ -449,16 +456,20 @@ class Server:
         """Stop accepting at once, close every session (each gets a 421), and
         return once they are closed. With ``grace``, sessions still open get
         up to that many seconds to end by themselves first (say, a worker
-        thread's QUIT in flight). Stopping a stopped server does nothing; a
+        thread's QUIT in flight). An async handler still deciding is
+        cancelled, and stop() waits for it to end (its ``finally:`` clauses,
+        say), up to 2 seconds. Stopping a stopped server does nothing; a
         second thread's stop() waits for the first one's.
 
-        Called from the loop thread (a handler stopping its own server), it
-        returns at once: the close follows once the handler has returned, so
-        its client hears its answer, then 421."""
+        Called from the loop thread (a handler, sync or async, stopping its
+        own server), it returns at once: the close follows once the handler
+        has answered, so its client hears its answer, then 421."""
         done = self._request_stop(grace)
-        if done is None or loopthread.in_loop_thread():
+        if loopthread.in_loop_thread():
             return
-        done.result()
+        if done is not None:
+            done.result()
+        # Also after a handler's stop: the loop thread it ended is gone.
         loopthread.join_ending_thread()
 
     def _request_stop(self, grace: float = 0.0) -> concurrent.futures.Future[None] | None:
@@ -485,8 +496,11 @@ class Server:
             done: concurrent.futures.Future[None] = concurrent.futures.Future()
             self._stopped = done
             generation = self._generation
+        # A handler stopping its own server: its task is spared, so that its
+        # client hears its verdict before the 421.
+        spare = asyncio.current_task() if loopthread.in_loop_thread() else None
         # Runs after start()'s _listen: the loop runs callbacks in order.
-        lease.loop.call_soon_threadsafe(self._begin_close, generation, grace)
+        lease.loop.call_soon_threadsafe(self._begin_close, generation, grace, spare)
         return done
 
     def _stop_from_loop_thread(self, then: Callable[[], None] = lambda: None) -> None:
@@ -497,10 +511,12 @@ class Server:
         else:
             done.add_done_callback(lambda _: then())
 
-    def _begin_close(self, generation: int, grace: float) -> None:
+    def _begin_close(self, generation: int, grace: float, spare: asyncio.Task[object] | None = None) -> None:
         """On the loop thread: close the listeners, then the sessions (after
-        ``grace``), and end the stop once they are gone."""
+        ``grace``), and end the stop once they are gone and the handlers
+        they cancelled have ended."""
         assert generation == self._generation, "a server restarts only once stopped"
+        self._spare = spare
         self._accepting = False
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
@@ -509,9 +525,8 @@ class Server:
         if not grace:
             # At once, not in the task below: no command read meanwhile may
             # be answered as if the server were not stopping.
-            for session in list(self._sessions):
-                session.abort()
-        if not connecting and all(session.closed.done() for session in self._sessions):
+            self._abort_sessions()
+        if not connecting and not self._cancelled and all(session.is_gone for session in self._sessions):
             self._end_stop()
             return
         task = asyncio.get_running_loop().create_task(self._close_sessions(connecting, grace))
@@ -525,22 +540,33 @@ class Server:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining > 0 and self._sessions:
                 await asyncio.wait([s.closed for s in self._sessions], timeout=remaining)
-            for session in list(self._sessions):
-                session.abort()
+            self._abort_sessions()
         if connecting:
             # Sessions accepted just before the close abort themselves as
             # they start (see session_started).
             await asyncio.wait(connecting, timeout=STOP_GRACE)
         sessions = list(self._sessions)
-        if not sessions:
-            return
-        _, pending = await asyncio.wait([s.closed for s in sessions], timeout=STOP_GRACE)
-        if pending:
-            # A peer that does not read its 421 must not hold up stop().
-            for session in sessions:
-                if not session.closed.done() and session.transport is not None:
-                    session.transport.abort()
-            await asyncio.wait(pending, timeout=STOP_GRACE)
+        if sessions:
+            _, pending = await asyncio.wait([s.closed for s in sessions], timeout=STOP_GRACE)
+            if pending:
+                # A peer that does not read its 421 must not hold up stop().
+                for session in sessions:
+                    if not session.is_gone and session.transport is not None:
+                        session.transport.abort()
+                await asyncio.wait(pending, timeout=STOP_GRACE)
+        cancelled, self._cancelled = self._cancelled, []
+        if cancelled:
+            # Handlers cancelled mid-verdict may clean up (a rollback, say):
+            # the loop must not close under them. Bounded like the sessions.
+            await asyncio.wait(cancelled, timeout=STOP_GRACE)
+
+    def _abort_sessions(self) -> None:
+        """Say 421 to every session and close it; note the handlers that
+        were cancelled, which the stop waits for."""
+        for session in list(self._sessions):
+            cancelled = session.abort(spare=self._spare)
+            if cancelled is not None:
+                self._cancelled.append(cancelled)
 
     def _end_stop(self) -> None:
         """On the loop thread: the stop is done; let go of the loop."""
@@ -582,6 +608,7 @@ class Server:
                 os.close(devnull)
         self._listeners = []
         self._sessions = set()
+        self._cancelled = []
         self._accepting = False
         with self._changed:
             self._forget_run()
@@ -701,16 +728,17 @@ class Server:
         verdict = self.handler(message)
         if inspect.isawaitable(verdict):
             return self._keep_after(message, verdict)
-        self._keep(message, verdict)
-        return verdict
+        return self._keep(message, verdict)
 
     async def _keep_after(self, message: Message, pending: Awaitable[Verdict]) -> Verdict:
-        verdict = await pending
-        self._keep(message, verdict)
-        return verdict
+        return self._keep(message, await pending)
 
-    def _keep(self, message: Message, verdict: Verdict) -> None:
-        if self.keep_messages and accepted(verdict):
+    def _keep(self, message: Message, verdict: Verdict) -> Verdict:
+        """Keep the message if the verdict accepts it; the verdict as a
+        reply, parsed once (one that is no reply, or a 3xx, raises: the
+        client gets 451 and the message is not kept)."""
+        reply = to_reply(verdict)
+        if self.keep_messages and accepted(reply):
             if message.session is not None:
                 message.session.messages.append(message)
             with self._attribution:
@@ -718,6 +746,7 @@ class Server:
                     self._late.append(message)
                 else:
                     self.messages.append(message)
+        return reply
 
     def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]:
         """Check AUTH credentials with the ``auth``/``authenticator`` option."""

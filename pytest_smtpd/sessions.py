@@ -7,9 +7,11 @@ open, so a reader sees a consistent prefix."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Literal, NamedTuple, overload
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from ._sequence import LockedList
+from .recorder import Transcript
 
 if TYPE_CHECKING:
     from .message import Message, TLSInfo
@@ -41,16 +43,14 @@ class Session:
     delivered a message."""
 
     __slots__ = (
-        "_entries",
+        "_commands",
+        "_faults_fired",
         "_lines",
-        "_marks",
+        "_messages",
         "auth_identity",
-        "commands",
         "ended_at",
         "ended_by",
-        "faults_fired",
         "helo",
-        "messages",
         "peer",
         "pipelined",
         "started_at",
@@ -58,7 +58,9 @@ class Session:
         "tls",
     )
 
-    def __init__(self, peer: tuple[str, int], started_at: float, lines: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, peer: tuple[str, int], started_at: float, lines: Sequence[tuple[str, str]] | None = None
+    ) -> None:
         #: The client's ``(host, port)``.
         self.peer = peer
         #: The name given in the last HELO/EHLO/LHLO, ``""`` if none.
@@ -72,26 +74,59 @@ class Session:
         self.ended_at: float | None = None
         #: None while open, then how it ended (see ``EndedBy``).
         self.ended_by: EndedBy | None = None
-        #: The verbs of the command lines, in order, e.g.
-        #: ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``.
-        self.commands: list[str] = []
-        # The lines as the protocol core records them, ``(direction, line)``,
-        # and when they were seen: ``(count, seconds)`` marks, each saying
-        # that the first ``count`` lines had been said ``seconds`` after the
-        # start. The entries are made from them only when asked for, so that
-        # recording costs a session next to nothing.
-        self._lines: list[tuple[str, str]] = [] if lines is None else lines
-        self._marks: list[tuple[int, float]] = []
-        self._entries: list[TranscriptEntry] = []
-        #: The messages accepted in this session.
-        self.messages: list[Message] = []
-        #: A description of each fault rule that decided a step here.
-        self.faults_fired: list[str] = []
+        #: Set by assigning ``commands``; None: the verbs are read off the transcript.
+        self._commands: list[str] | None = None
+        # The lines as the protocol core records them, compactly, with the
+        # time each was said (see recorder.Transcript). The entries are made
+        # from them only when asked for, so that recording costs a session
+        # next to nothing; so are the lists below, made when first used.
+        if lines is None or isinstance(lines, Transcript):
+            self._lines = Transcript() if lines is None else lines
+        else:
+            self._lines = Transcript()
+            for direction, line in lines:
+                self._lines.append(direction, line)
+        self._messages: list[Message] | None = None
+        self._faults_fired: list[str] | None = None
         #: Whether the client sent a command before the previous reply.
         self.pipelined = False
         #: Under pytest, the node id of the test running when the session
         #: began (None outside pytest, or between tests).
         self.test: str | None = None
+
+    @property
+    def commands(self) -> list[str]:
+        """The verbs of the command lines, in order, e.g.
+        ``["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]``
+        (bounded like the transcript)."""
+        return self._lines.verbs() if self._commands is None else self._commands
+
+    @commands.setter
+    def commands(self, commands: list[str]) -> None:
+        self._commands = commands
+
+    @property
+    def messages(self) -> list[Message]:
+        """The messages accepted in this session."""
+        if self._messages is None:
+            self._messages = []
+        return self._messages
+
+    @messages.setter
+    def messages(self, messages: list[Message]) -> None:
+        self._messages = messages
+
+    @property
+    def faults_fired(self) -> list[str]:
+        """A description of each fault rule that decided a step here (at most
+        ``max_transcript_lines``, the last saying so)."""
+        if self._faults_fired is None:
+            self._faults_fired = []
+        return self._faults_fired
+
+    @faults_fired.setter
+    def faults_fired(self, faults_fired: list[str]) -> None:
+        self._faults_fired = faults_fired
 
     @property
     def is_open(self) -> bool:
@@ -101,32 +136,25 @@ class Session:
     @property
     def transcript(self) -> list[TranscriptEntry]:
         """Every line each way, in order (a new list each time)."""
-        lines, marks, entries = self._lines, list(self._marks), self._entries
-        count = len(lines)
-        if len(entries) < count:
-            # Extend a copy and publish it whole: threads reading at once
-            # (the test's and a handler's) must not append to one list.
-            entries = list(entries)
-            mark = 0
-            for index in range(len(entries), count):
-                while mark < len(marks) and marks[mark][0] <= index:
-                    mark += 1
-                # The first mark that covers the line; a line not yet marked
-                # (recorded, not yet sent) gets the latest time known.
-                seconds = marks[mark][1] if mark < len(marks) else (marks[-1][1] if marks else 0.0)
-                direction, line = lines[index]
-                entries.append(TranscriptEntry(direction, line, seconds))  # type: ignore[arg-type]
-            self._entries = entries
-        return entries[:count]
+        return [
+            TranscriptEntry(direction, line, seconds)  # type: ignore[arg-type]
+            for direction, line, seconds, _ in self._lines.entries()
+        ]
 
     def _mark(self, seconds: float) -> tuple[int, int]:
         """Note that the lines recorded so far were said by ``seconds``; the
         range of lines new since the last mark."""
-        done = self._marks[-1][0] if self._marks else 0
-        count = len(self._lines)
-        if count > done:
-            self._marks.append((count, seconds))
-        return done, count
+        return self._lines.mark(seconds)
+
+    def _fault_fired(self, description: str, limit: int) -> None:
+        """Note a fault that fired, up to ``limit`` entries (the transcript's
+        limit; 0: none), the last saying so: a session of endless faults
+        must not make the record grow for ever."""
+        fired = self.faults_fired
+        if not limit or len(fired) < limit - 1:
+            fired.append(description)
+        elif len(fired) == limit - 1:
+            fired.append(f"<limit of {limit} faults fired reached: the rest is not recorded>")
 
     def last_error(self) -> str | None:
         """The last 4xx or 5xx reply line the client got, or None."""
@@ -153,43 +181,17 @@ class Session:
         )
 
 
-class SessionStore(Sequence[Session]):
+class SessionStore(LockedList[Session]):
     """The sessions a server served, oldest first; safe to read from any
     thread while the server appends."""
 
-    def __init__(self) -> None:
-        self._sessions: list[Session] = []
-        self._lock = threading.Lock()
-
     def append(self, session: Session) -> None:
         """Record a new session (the server does, as it accepts one)."""
-        with self._lock:
-            self._sessions.append(session)
+        super().append(session)
 
-    def clear(self) -> None:
-        """Forget the sessions so far."""
-        with self._lock:
-            self._sessions.clear()
-
-    @overload
-    def __getitem__(self, index: int) -> Session: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Session]: ...
-    def __getitem__(self, index: int | slice) -> Session | list[Session]:
-        with self._lock:
-            return self._sessions[index]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._sessions)
-
-    def __iter__(self) -> Iterator[Session]:
-        with self._lock:
-            snapshot = list(self._sessions)
-        return iter(snapshot)
+    def clear(self) -> list[Session]:
+        """Forget the sessions so far (and return them)."""
+        return super().clear()
 
     def __repr__(self) -> str:
         return f"SessionStore({list(self)!r})"
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()

@@ -11,7 +11,7 @@ from enum import Enum
 from . import replies
 from .replies import Reply
 
-__all__ = ["COMMAND_STATES", "State", "gate_error", "sequence_error"]
+__all__ = ["COMMAND_STATES", "State", "gate_error", "sequence_error", "transaction_state"]
 
 
 class State(Enum):
@@ -40,14 +40,19 @@ class State(Enum):
     AUTH_PENDING = "AUTH_PENDING"
     #: STARTTLS answered with 220; the transport is doing the handshake.
     TLS_PENDING = "TLS_PENDING"
+    #: The greeting was a 554 (a CONNECT fault): every command but QUIT
+    #: gets a 503 and nothing is kept (RFC 5321 3.1).
+    REJECTED = "REJECTED"
     #: QUIT answered, the peer hung up, or the session was aborted.
     CLOSED = "CLOSED"
 
 
 #: The states in which a command line is read.
-COMMAND_STATES = frozenset({State.CONNECTED, State.GREETED, State.MAIL, State.RCPT, State.BDAT})
+COMMAND_STATES = frozenset({State.CONNECTED, State.GREETED, State.MAIL, State.RCPT, State.BDAT, State.REJECTED})
 
-_ANY = COMMAND_STATES
+#: Where a verb not listed in ``_ALLOWED`` is in sequence: anywhere but in a
+#: session refused at its greeting.
+_ANY = COMMAND_STATES - {State.REJECTED}
 
 #: verb -> the states in which it is in sequence. Verbs not listed are
 #: allowed in every command state.
@@ -96,6 +101,8 @@ def sequence_error(verb: str, state: State) -> Reply | None:
     """The reply for ``verb`` arriving in ``state``, or None if it is in sequence."""
     if state in _ALLOWED.get(verb, _ANY):
         return None
+    if state is State.REJECTED:
+        return None if verb == "QUIT" else replies.NO_SERVICE
     return _OUT_OF_SEQUENCE.get((verb, state), Reply(503, "Error: bad sequence of commands"))
 
 
@@ -106,3 +113,17 @@ def gate_error(verb: str, *, tls_missing: bool, auth_missing: bool) -> Reply | N
     if auth_missing and verb not in AUTH_EXEMPT:
         return replies.AUTH_FIRST
     return None
+
+
+def transaction_state(state: State, *, sender: bool, recipients: bool) -> State:
+    """The state an envelope filled from outside the core (a stdlib-style
+    channel setting ``mailfrom`` or ``rcpttos`` itself) puts a session in:
+    MAIL once there is a sender, RCPT once there are recipients, MAIL again
+    when they are gone. Other states are left as they are."""
+    if state is State.GREETED and sender:
+        state = State.MAIL
+    if state is State.MAIL and recipients:
+        return State.RCPT
+    if state is State.RCPT and not recipients:
+        return State.MAIL
+    return state

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 from . import loopthread
+from ._sequence import LockedList
 from .message import Attachment, Message, TLSInfo
 
 if TYPE_CHECKING:
@@ -20,15 +20,12 @@ if TYPE_CHECKING:
 __all__ = ["Attachment", "Message", "MessageStore", "TLSInfo"]
 
 
-class MessageStore(Sequence[Message]):
+class MessageStore(LockedList[Message]):
     """The messages a server accepted, in order. The server thread appends
     while the test reads; every read sees a consistent snapshot."""
 
     def __init__(self) -> None:
-        self._messages: list[Message] = []
-        self._changed = threading.Condition()
-        #: Counts appends and clears, so a waiter sees that the list changed.
-        self._changes = 0
+        super().__init__()
         #: Coroutines in ``wait_for_async``: each one's thread-safe wake-up.
         self._async_waiters: list[_AsyncWait] = []
         #: ids of the messages reads handed out (indexing, iteration,
@@ -53,12 +50,17 @@ class MessageStore(Sequence[Message]):
         with self._changed:
             return [message for message in self._messages if id(message) not in self._seen]
 
+    @property
+    def _messages(self) -> list[Message]:
+        """The list itself (read under ``_changed``)."""
+        return self._items
+
     def append(self, message: Message) -> None:
         """Record an accepted message and wake whoever waits for one."""
+        super().append(message)
+
+    def _appended(self) -> None:
         with self._changed:
-            self._messages.append(message)
-            self._changes += 1
-            self._changed.notify_all()
             waiters = list(self._async_waiters)
         for waiter in waiters:
             waiter.wake()
@@ -67,16 +69,13 @@ class MessageStore(Sequence[Message]):
         """Forget the messages so far, and return them (taken at once: a
         message arriving meanwhile is either returned or kept)."""
         with self._changed:
-            forgotten, self._messages = self._messages, []
             self._seen = set()
-            self._changes += 1
-            self._changed.notify_all()
-        return forgotten
+        return super().clear()
 
     def _after_fork_in_child(self) -> None:
         """A forked child has no thread that could hold the lock, nor the
         parent's event loops that were waiting: a new lock, no waiters."""
-        self._changed = threading.Condition()
+        super()._after_fork_in_child()
         self._async_waiters = []
 
     @overload
@@ -85,17 +84,17 @@ class MessageStore(Sequence[Message]):
     def __getitem__(self, index: slice) -> list[Message]: ...
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
         with self._changed:
-            found = self._messages[index]
+            found = self._items[index]
             self._seen.update(map(id, found if isinstance(found, list) else [found]))
             return found
 
     def __len__(self) -> int:
         with self._changed:
-            return len(self._messages)
+            return len(self._items)
 
     def __iter__(self) -> Iterator[Message]:
         with self._changed:
-            snapshot = list(self._messages)
+            snapshot = list(self._items)
             self._seen.update(map(id, snapshot))
         return iter(snapshot)
 

@@ -4,16 +4,17 @@ reads, writes what the core answers, and runs the application's callbacks."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Protocol, TypeAlias, cast
 
-from . import replies
+from . import _handshake, replies
+from ._handshake import TLS_HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT
 from .auth import Credentials
 from .connection import FaultSource, ServerConnection, SessionConfig
 from .errors import LocalProtocolError
@@ -43,9 +44,9 @@ trace = logging.getLogger("pytest_smtpd.trace")
 #: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
 #: (LMTP) one of those per recipient.
 Verdict: TypeAlias = Reply | str | Sequence[Reply | str | None] | None
-#: Seconds a client has to finish a TLS handshake (when the server has no
-#: ``timeout``; otherwise the server's ``timeout``).
-TLS_HANDSHAKE_TIMEOUT = 30.0
+#: The context the idle timers run in: they read no context variable, and
+#: a copy of the loop's context per connection would cost every idle one.
+_TIMER_CONTEXT = contextvars.Context()
 #: Seconds a closing session waits for its peer to read what is left to
 #: send (its last reply, a 421) before it hangs up without it.
 CLOSE_GRACE = 2.0
@@ -87,40 +88,68 @@ class SessionOwner(Protocol):
 
 def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
     """A message handler's answer as a reply: None is ``250 OK``, a string
-    like ``"550 No such user"`` is parsed, a list (LMTP) gives one per recipient."""
-    if verdict is None or isinstance(verdict, Reply):
+    like ``"550 No such user"`` is parsed, a list (LMTP) gives one per
+    recipient. A verdict must be 2xx, 4xx or 5xx: a 3xx (or any other
+    code) would leave the client waiting for more, so it raises ValueError."""
+    if verdict is None:
         return verdict
-    if isinstance(verdict, str):
-        return Reply.parse(verdict)
+    if isinstance(verdict, Reply | str):
+        return _verdict_reply(verdict)
     if isinstance(verdict, Sequence):
         return [_recipient_reply(item) for item in verdict]
     raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
 
 
+def _verdict_reply(item: Reply | str) -> Reply:
+    reply = Reply.parse(item) if isinstance(item, str) else item
+    if reply.code // 100 not in (2, 4, 5):
+        raise ValueError(f"a message verdict must be a 2xx, 4xx or 5xx reply, not {reply.code} ({reply})")
+    return reply
+
+
 def _recipient_reply(item: Reply | str | None) -> Reply:
-    if item is None:
-        return replies.OK
-    return Reply.parse(item) if isinstance(item, str) else item
+    return replies.OK if item is None else _verdict_reply(item)
 
 
-def accepted(verdict: Verdict) -> bool:
-    """Whether the verdict accepts the message (for LMTP: for anyone)."""
-    reply = to_reply(verdict)
+def accepted(reply: Reply | list[Reply] | None) -> bool:
+    """Whether a verdict, as ``to_reply`` gives it, accepts the message (for
+    LMTP: for anyone)."""
     if isinstance(reply, list):
         return any(item.is_success for item in reply)
     return reply is None or reply.is_success
 
 
-def _tls_info(transport: asyncio.BaseTransport, mode: str) -> TLSInfo | None:
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    return TLSInfo(version=ssl_object.version() or "", cipher=cipher[0] if cipher else "", mode=mode)
-
-
 class SessionProtocol(asyncio.Protocol):
     """One client connection."""
+
+    # Slots: an idle connection holds only its fields.
+    __slots__ = (
+        "_abort_after",
+        "_busy",
+        "_close_deadline",
+        "_closed",
+        "_closing",
+        "_drained",
+        "_ended_by",
+        "_gone",
+        "_handshaking",
+        "_hanging_up",
+        "_last_activity",
+        "_raw_transport",
+        "_timer",
+        "_tls_early",
+        "_tls_transport_py310",
+        "_writing_paused",
+        "commands",
+        "core",
+        "owner",
+        "peer",
+        "record",
+        "refused",
+        "socket",
+        "tls",
+        "transport",
+    )
 
     def __init__(self, owner: SessionOwner) -> None:
         self.owner = owner
@@ -132,7 +161,6 @@ class SessionProtocol(asyncio.Protocol):
         #: What this session did, when the core records (the owner's
         #: ``keep_sessions``, or the trace logger at DEBUG).
         self.record: Session | None = None
-        self._started = 0.0
         #: Why the server is ending the session (None: the client ends it).
         self._ended_by: EndedBy | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -146,6 +174,9 @@ class SessionProtocol(asyncio.Protocol):
         self._busy: asyncio.Task[None] | None = None
         #: Whether ``_busy`` is a TLS handshake.
         self._handshaking = False
+        #: The 421 to say once the handler under way has answered (it
+        #: stopped its own server).
+        self._abort_after: Reply | None = None
         #: abort() cut a TLS handshake off: its failure is no news.
         self._hanging_up = False
         #: During a handshake: what the client sent in TLS right after it,
@@ -162,10 +193,30 @@ class SessionProtocol(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         #: Under TLS: the TCP transport beneath ``transport``.
         self._raw_transport: asyncio.Transport | None = None
+        #: ``_close()`` has run: the session is closing.
+        self._closing = False
         #: Hangs up on a closing session whose peer does not drain it.
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Done when the connection is gone; set up in connection_made().
-        self.closed: asyncio.Future[None]
+        #: Done when the connection is gone (made when first asked for:
+        #: an idle session holds no future).
+        self._closed: asyncio.Future[None] | None = None
+        #: connection_lost() has run.
+        self._gone = False
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """A future done when the connection is gone (on the loop thread)."""
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+            if self._gone:
+                self._closed.set_result(None)
+        return self._closed
+
+    @property
+    def is_gone(self) -> bool:
+        """Whether the connection is gone."""
+        return self._gone
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -174,21 +225,25 @@ class SessionProtocol(asyncio.Protocol):
         # Refused first: a refused connection's core asks no fault rule (its
         # greeting is not said), so it uses up no CONNECT fault's count.
         self.refused = owner.refusal()
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if not peer:
+            self.peer = ("", 0)
+        elif len(peer) == 2 and type(peer[0]) is str and type(peer[1]) is int:
+            self.peer = peer  # the transport's own tuple (IPv4): no copy
+        else:
+            self.peer = (str(peer[0]), int(peer[1]))
         self.core = ServerConnection(
             owner.session_config,
             tls=owner.implicit_tls,
-            record=owner.keep_sessions or trace.isEnabledFor(logging.DEBUG),
+            record=owner.keep_sessions,
             faults=None if self.refused else owner.faults,
             session_number=owner.next_session_number(),
+            peer=f"{self.peer[0]}:{self.peer[1]}",
+            tracer=self._trace if trace.isEnabledFor(logging.DEBUG) else None,
         )
-        self.transport = cast(asyncio.Transport, transport)
-        self.closed = asyncio.get_running_loop().create_future()
-        peer = transport.get_extra_info("peername")
-        self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         if self.core.transcript is not None:
-            self._started = time.monotonic()
             self.record = Session(self.peer, time.time(), self.core.transcript)
-            self.record.commands = self.core.commands
         self.socket = transport.get_extra_info("socket")
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -210,12 +265,14 @@ class SessionProtocol(asyncio.Protocol):
             self._ended_by = "fault"
         self._touch()
         if self.owner.timeout:
-            self._timer = asyncio.get_running_loop().call_later(self.owner.timeout, self._check_idle)
+            self._timer = asyncio.get_running_loop().call_later(
+                self.owner.timeout, self._check_idle, context=_TIMER_CONTEXT
+            )
         if self.owner.implicit_tls:
             # Implicit TLS (RFC 8314): the handshake comes first, the greeting
             # after it. Done here rather than by the listener, so that a failed
             # handshake is logged and stop() can end one that is under way.
-            self._start_handshake(self.transport, "implicit")
+            _handshake.start_handshake(self, self.transport, "implicit")
             return
         self._process()
 
@@ -270,8 +327,9 @@ class SessionProtocol(asyncio.Protocol):
             self._busy.cancel()
         self._record_end()
         self.owner.session_ended(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self._gone = True
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
     def _record_end(self) -> None:
         """Note in the record, once, how and when the session ended."""
@@ -283,11 +341,20 @@ class SessionProtocol(asyncio.Protocol):
 
     # -- driving the core ----------------------------------------------------
 
-    def abort(self, reply: Reply = replies.SHUTTING_DOWN, ended_by: EndedBy = "stop") -> None:
+    def abort(
+        self,
+        reply: Reply = replies.SHUTTING_DOWN,
+        ended_by: EndedBy = "stop",
+        *,
+        spare: asyncio.Task[object] | None = None,
+    ) -> asyncio.Task[None] | None:
         """Say ``reply`` (a 421) and close, e.g. when the server stops. A
-        message handler still deciding is cancelled: its answer could no
-        longer be sent, and waiting for it would hold up the close. A TLS
-        handshake under way is cut off without a word."""
+        message handler still deciding is cancelled, and its task returned
+        (the server waits for it to end): its answer could no longer be
+        sent, and waiting for it would hold up the close. The handler whose
+        task is ``spare`` (the one stopping its own server) is not: its
+        client hears its verdict, then ``reply``. A TLS handshake under way
+        is cut off without a word."""
         if self._ended_by is None and self.core.state is not State.CLOSED:
             self._ended_by = ended_by
         if self._handshaking:
@@ -298,12 +365,16 @@ class SessionProtocol(asyncio.Protocol):
             self._hanging_up = True
             if self.transport is not None:
                 self.transport.abort()
-            return
+            return None
+        if spare is not None and self._busy is spare:
+            self._abort_after = reply
+            return None
         busy, self._busy = self._busy, None
         if busy is not None:
             busy.cancel()
         self.core.abort(reply)
         self._process()
+        return busy
 
     def _touch(self) -> None:
         self._last_activity = time.monotonic()
@@ -312,11 +383,18 @@ class SessionProtocol(asyncio.Protocol):
         timeout = self.owner.timeout
         assert timeout
         idle = time.monotonic() - self._last_activity
-        if idle >= timeout and self._busy is None:
+        if self._busy is not None:
+            # Waiting for a handler, a delay fault or a handshake is not the
+            # client's silence: look again a whole timeout later (the session
+            # is touched when the wait ends), not in a tight loop.
+            wait = timeout
+        elif idle >= timeout:
             log.info("closing idle session from %s after %.0fs", self.peer, idle)
             self.abort(replies.IDLE_TIMEOUT, "timeout")
+            return
         else:
-            self._timer = asyncio.get_running_loop().call_later(max(timeout - idle, 0.01), self._check_idle)
+            wait = timeout - idle
+        self._timer = asyncio.get_running_loop().call_later(wait, self._check_idle, context=_TIMER_CONTEXT)
 
     def _process(self) -> None:
         """Run the core until it needs more bytes, then write the replies."""
@@ -363,11 +441,11 @@ class SessionProtocol(asyncio.Protocol):
                     break
             elif isinstance(event, StartTLS):
                 self._flush()
-                self._start_handshake(transport, "starttls")
+                _handshake.start_handshake(self, transport, "starttls")
                 return
             elif isinstance(event, FaultFired):
                 if self.record is not None:
-                    self.record.faults_fired.append(event.fault.describe())
+                    self.record._fault_fired(event.fault.describe(), self.core.config.max_transcript_lines)
                 log.info("fault for %s: %s", self.peer, event.fault.describe())
                 if event.fault.action == "delay":
                     self._flush()
@@ -417,11 +495,17 @@ class SessionProtocol(asyncio.Protocol):
             verdict = replies.PROCESSING_ERROR
         self._busy = None
         self._answer(verdict)
+        if self._abort_after is not None:
+            # This handler stopped its own server: its verdict, then the 421.
+            self.abort(self._abort_after)
+            return
         self._resume()
 
     def _resume(self) -> None:
         """After an async handler or authenticator answered: read again
-        (unless the peer is not reading) and go on with what it sent meanwhile."""
+        (unless the peer is not reading) and go on with what it sent meanwhile.
+        The wait was not the client's idleness: the idle clock starts again."""
+        self._touch()
         if self.transport is not None and not self.transport.is_closing():
             if not self._writing_paused:
                 self.transport.resume_reading()
@@ -429,7 +513,15 @@ class SessionProtocol(asyncio.Protocol):
 
     def _close(self, transport: asyncio.Transport) -> None:
         """Close once what is left to send is sent, or after CLOSE_GRACE if the
-        peer does not read it: a session that is over holds no memory."""
+        peer does not read it: a session that is over holds no memory.
+
+        Once only: under TLS, ``close()`` reads what the TLS layer still
+        holds, and a client's close_notify that came with its QUIT re-enters
+        here through ``eof_received()`` before the TLS layer has written its
+        own close_notify; hanging up then would never send it."""
+        if self._closing:
+            return
+        self._closing = True
         transport.close()
         raw = self._raw_transport
         if raw is not None and not raw.is_closing() and raw.get_write_buffer_size() == 0:
@@ -439,7 +531,7 @@ class SessionProtocol(asyncio.Protocol):
             # (RFC 8446 6.1 does not ask a closing side to wait for it).
             raw.abort()
             return
-        if self._close_deadline is None and not self.closed.done():
+        if self._close_deadline is None and not self._gone:
             self._close_deadline = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
     def _authenticate(self, credentials: Credentials) -> Awaitable[bool] | None:
@@ -475,105 +567,6 @@ class SessionProtocol(asyncio.Protocol):
             self._answer_auth(credentials, ok)
         self._resume()
 
-    def _start_handshake(self, transport: asyncio.Transport, mode: str) -> None:
-        self._handshaking = True
-        self._busy = asyncio.ensure_future(self._start_tls(transport, mode))
-
-    async def _start_tls(self, transport: asyncio.Transport, mode: str) -> None:
-        """Do the TLS handshake: at once for implicit TLS, or after ``220
-        Ready to start TLS``. A failed handshake ends this session only."""
-        context = self.owner.tls_context
-        assert context is not None, "TLS offered without a TLS context"
-        loop = asyncio.get_running_loop()
-        timeout = self.owner.timeout or TLS_HANDSHAKE_TIMEOUT
-        if self._writing_paused:
-            # The client has not read what it was sent (its 220 among it).
-            # The transport tells this protocol when its buffer drains, and
-            # start_tls() would hand that to the TLS protocol half-way: asyncio
-            # then fails an assertion, and this session stays paused for good
-            # (no command read after an async handler). Drain first.
-            drained = self._drained = loop.create_future()
-            try:
-                await asyncio.wait_for(drained, timeout)
-            except asyncio.TimeoutError:
-                log.warning("TLS handshake (%s) with %s: the client does not read its replies", mode, self.peer)
-                if self._ended_by is None:
-                    self._ended_by = "timeout"
-                self._handshaking = False
-                self._busy = None
-                transport.abort()  # this protocol's connection_lost() ends the session
-                return
-            finally:
-                self._drained = None
-            if self.closed.done():
-                # Gone meanwhile (the peer hung up, or stop() aborted it).
-                self._handshaking = False
-                self._busy = None
-                return
-        # start_tls() hands the socket to its TLS protocol before it first
-        # waits, so from here on data_received() gets decrypted data only.
-        # Data that came with the client's last handshake message (say, the
-        # EHLO right after its Finished) is delivered before start_tls()
-        # returns, while the core still drops everything as plaintext sent
-        # after STARTTLS: keep it for after tls_started().
-        self._tls_early = bytearray()
-        if sys.version_info < (3, 11):
-            loop.call_soon(self._hold_tls_transport_py310, transport)
-        try:
-            tls_transport = await loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=timeout,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not self._hanging_up:
-                log.warning("TLS handshake (%s) with %s failed: %s", mode, self.peer, exc)
-            self._busy = None
-            self._close_held_tls_transport_py310()
-            transport.abort()
-            self.connection_lost(exc)
-            return
-        finally:
-            self._handshaking = False
-            early, self._tls_early = self._tls_early, None
-        if tls_transport is None or self.closed.done() or self._hanging_up:
-            # The peer went away during the handshake or right after it, or
-            # the server is stopping.
-            self._busy = None
-            if tls_transport is not None:
-                tls_transport.close()
-            self._close_held_tls_transport_py310()
-            self.connection_lost(None)
-            return
-        self._busy = None
-        self._raw_transport = transport
-        self.transport = tls_transport
-        self.tls = _tls_info(tls_transport, mode)
-        if self.record is not None:
-            self.record.tls = self.tls
-        if mode == "starttls":
-            self.core.tls_started()
-        self._touch()
-        if early:
-            self.core.receive_data(bytes(early))
-        self._process()
-
-    def _hold_tls_transport_py310(self, transport: asyncio.Transport) -> None:
-        """Python 3.10's start_tls() drops the TLS transport it made, unclosed
-        (a ResourceWarning when it is collected), when the peer hangs up just
-        as the handshake ends: it then returns None. Keep hold of it so that
-        it can be closed. Runs once start_tls() has handed the socket over."""
-        self._tls_transport_py310 = getattr(transport.get_protocol(), "_app_transport", None)
-
-    def _close_held_tls_transport_py310(self) -> None:
-        held, self._tls_transport_py310 = self._tls_transport_py310, None
-        if held is not None and not held.is_closing():
-            held.close()
-
     def _message(self, event: MessageReceived) -> Message:
         envelope = event.envelope
         return Message(
@@ -581,14 +574,16 @@ class SessionProtocol(asyncio.Protocol):
             mail_from=envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
             data=event.data,
-            mail_options=list(envelope.mail_options),
-            rcpt_options=list(envelope.rcpt_options),
+            mail_options=list(envelope.mail_options) if envelope.mail_options else None,
+            rcpt_options=list(envelope.rcpt_options) if envelope.rcpt_options else None,
             helo=event.helo,
             tls=self.tls,
             auth_identity=event.auth_identity,
             session=self.record,
             transfer=event.transfer,
-            options_per_rcpt=[list(options) for options in envelope.options_per_rcpt],
+            options_per_rcpt=[list(options) for options in per_rcpt]
+            if any(per_rcpt := envelope.options_per_rcpt)
+            else None,
         )
 
     def _flush(self) -> None:
@@ -598,15 +593,17 @@ class SessionProtocol(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
 
+    def _trace(self, direction: str, line: str) -> None:
+        """The ``-d`` trace of every line, kept in the record or not."""
+        trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
+
     def _take_transcript(self, record: Session) -> None:
         """Time what the core recorded since the last call (it records into
-        the session's own list), bring the record up to date, and trace it."""
-        done, count = record._mark(time.monotonic() - self._started)
+        the session's own transcript), and bring the record up to date."""
+        # Seconds since the record's start (the wall clock it was stamped with).
+        done, count = record._mark(time.time() - record.started_at)
         if done == count:
             return
-        if trace.isEnabledFor(logging.DEBUG):
-            for direction, line in self.core.transcript[done:count]:  # type: ignore[index]
-                trace.debug("%s %s %s", self.peer, ">" if direction == "client" else "<", line)
         core = self.core
         record.helo = core.helo
         record.pipelined = core.pipelined

@@ -25,6 +25,7 @@ from core_helpers import (
 )
 
 from pytest_smtpd import replies
+from pytest_smtpd._readers import DataReader
 from pytest_smtpd.connection import (
     DEFAULT_COMMAND_SIZE_LIMIT,
     DEFAULT_DATA_SIZE_LIMIT,
@@ -729,7 +730,8 @@ def test_oversized_data_keeps_memory_bounded(line: bytes) -> None:
     for _ in range(FLOOD // len(chunk)):
         conn.receive_data(chunk)
         assert conn.next_event() is NEED_DATA
-        assert len(conn._data) <= len(chunk)
+        assert isinstance(conn._reader, DataReader)
+        assert conn._reader.held <= len(chunk)
         assert len(conn._inbox) == 0
     assert conn.data_to_send() == b""
     events, out = receive_and_get(conn, CRLF + END)

@@ -7,7 +7,7 @@ import pytest
 from pytest_smtpd import replies
 from pytest_smtpd.connection import ServerConnection
 from pytest_smtpd.replies import Reply
-from pytest_smtpd.state import COMMAND_STATES, State, gate_error, sequence_error
+from pytest_smtpd.state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
 
 BAD_SEQUENCE = Reply(503, "Error: bad sequence of commands")
 CONNECTED, GREETED, MAIL, RCPT, BDAT = State.CONNECTED, State.GREETED, State.MAIL, State.RCPT, State.BDAT
@@ -67,7 +67,7 @@ NOT_READING_COMMANDS = [
 
 
 def test_command_states() -> None:
-    assert frozenset({CONNECTED, GREETED, MAIL, RCPT, BDAT}) == COMMAND_STATES
+    assert frozenset({CONNECTED, GREETED, MAIL, RCPT, BDAT, State.REJECTED}) == COMMAND_STATES
     assert set(State) == COMMAND_STATES | set(NOT_READING_COMMANDS)
 
 
@@ -91,6 +91,13 @@ def test_no_command_is_in_sequence_outside_command_states(verb: str, state: Stat
 def test_unknown_verb_is_not_the_tables_business(state: State) -> None:
     # Unknown verbs get their 500 from the connection, not a 503 from here.
     assert sequence_error("XYZZY", state) is None
+
+
+@pytest.mark.parametrize("verb", [*sorted(EXPECTED), "BDAT", "XYZZY"])
+def test_a_session_refused_at_its_greeting_serves_only_quit(verb: str) -> None:
+    """RFC 5321 3.1: after a 554 greeting, 503 to every command but QUIT."""
+    expected = None if verb == "QUIT" else replies.NO_SERVICE
+    assert sequence_error(verb, State.REJECTED) == expected
 
 
 def test_every_sequence_reply_is_a_503() -> None:
@@ -137,3 +144,22 @@ def test_auth_is_not_gated_by_auth() -> None:
 )
 def test_bdat_sequence(state: State, reply: Reply | None) -> None:
     assert sequence_error("BDAT", state) == reply
+
+
+@pytest.mark.parametrize(
+    ("state", "sender", "recipients", "expected"),
+    [
+        (GREETED, False, False, GREETED),
+        (GREETED, True, False, MAIL),
+        (GREETED, True, True, RCPT),
+        (MAIL, True, True, RCPT),
+        (RCPT, True, False, MAIL),
+        (RCPT, True, True, RCPT),
+        (CONNECTED, True, True, CONNECTED),
+        (BDAT, True, True, BDAT),
+    ],
+)
+def test_an_envelope_filled_from_outside_moves_the_state_by_the_table(
+    state: State, sender: bool, recipients: bool, expected: State
+) -> None:
+    assert transaction_state(state, sender=sender, recipients=recipients) is expected
