@@ -18,6 +18,8 @@
 set -euo pipefail
 
 packages=(postfix libsasl2-modules swaks msmtp curl openssl)
+# The dev inbox's UI tests (tests/test_inbox_browser.py): headless Chromium through Selenium.
+packages+=(chromium chromium-driver)
 EXIM_DIR=/opt/exim4-peer
 exim_binary="$EXIM_DIR/usr/sbin/exim4"
 exim_user=Debian-exim

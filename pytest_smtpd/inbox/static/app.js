@@ -96,7 +96,7 @@
       const middle = el("div", "line");
       middle.append(el("span", "subject", message.subject === null ? "(no subject)" : message.subject));
       const marks = el("span", "meta");
-      if (message.attachments) marks.append(el("span", "mark attachment", "📎 " + message.attachments));
+      if (message.attachments) marks.append(el("span", "mark attachment", message.attachments + (message.attachments === 1 ? " file" : " files")));
       if (message.tls) marks.append(el("span", "mark tls", "TLS"));
       if (message.outcome === "failed") marks.append(el("span", "mark failed", "failed"));
       marks.append(document.createTextNode(" " + size(message.size)));
