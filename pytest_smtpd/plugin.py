@@ -22,6 +22,9 @@ from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before
 
 __all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
+#: ``--smtpd-web``, the dev inbox over the tests' mail (it imports aiohttp only when given).
+pytest_plugins = ["pytest_smtpd.inbox.pytest_plugin"]
+
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
     "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'"

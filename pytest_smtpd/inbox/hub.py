@@ -72,8 +72,8 @@ class Inbox:
     """The messages and sessions of the servers it is attached to.
 
     Every method but ``attach`` runs on the loop thread (the servers' and the
-    web server's). ``test`` given to ``attach`` names, when called, the test
-    a message or session belongs to (the pytest plugin's node id)."""
+    web server's). ``test`` given to ``attach``, called with a message or a
+    session record, names the test it belongs to (the pytest plugin's node id)."""
 
     def __init__(self, store: InboxStore | None = None) -> None:
         self.store = store if store is not None else MemoryStore()
@@ -91,30 +91,30 @@ class Inbox:
 
     # -- tapping servers -------------------------------------------------------
 
-    def attach(self, server: Any, test: Callable[[], str | None] | None = None) -> None:
+    def attach(self, server: Any, test: Callable[[object], str | None] | None = None) -> None:
         """Keep what ``server`` (a ``Server`` or a stdlib-style ``SMTPServer``)
         accepts from now on: each message it answers 250 is stored before the
         250 goes out, each session's transcript is kept."""
         backend: Server = getattr(server, "_server", server)
         backend.record_sessions = True
         handle_message, started, ended = backend.handle_message, backend.session_started, backend.session_ended
-        tag = test or (lambda: None)
+        tag = test or (lambda record: None)
 
         def on_message(message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
             verdict = handle_message(message, session)
             if inspect.isawaitable(verdict):
-                return self._keep_after(message, verdict, tag())
+                return self._keep_after(message, verdict, tag(message))
             if not accepted(verdict):
                 return verdict
             if self._synchronous:
-                self._stored(*self.store.add(message, tag(), self._session_id(message)))
+                self._stored(*self.store.add(message, tag(message), self._session_id(message)))
                 return verdict
-            return self._keep(message, verdict, tag())
+            return self._keep(message, verdict, tag(message))
 
         def on_started(session: SessionProtocol) -> Any:
             handler = started(session)
             if session.record is not None:
-                self._new_session(session.record, tag())
+                self._new_session(session.record, tag(session.record))
             return handler
 
         def on_ended(session: SessionProtocol) -> None:
