@@ -256,7 +256,9 @@ def test_events_stream_new_and_deleted_messages(running: Running) -> None:
     reader.join(10)
     [events] = result
     assert events[0][0] == "message"
-    assert events[0][1]["subject"] == "live"
+    assert events[0][1]["id"] == 1
+    assert events[0][1]["mail_from"] == "app@example.com"
+    assert events[0][1]["rcpt_tos"] == ["bob@example.com"]
     assert events[1] == ("deleted", {"ids": [1]})
     assert events[2] == ("cleared", {"ids": []})
 
@@ -352,3 +354,50 @@ def test_release_to_a_closed_port_is_a_502(running: Running) -> None:
     body = {"host": "127.0.0.1", "port": free_port()}
     answer = running.http.json("POST", "/api/messages/1/release", body, expect=502)
     assert "cannot connect" in answer["message"]
+
+
+def test_a_messages_html_is_served_under_a_policy_without_script_or_remote_content(running: Running) -> None:
+    running.send(
+        "hostile",
+        html='<meta http-equiv="refresh" content="0;url=http://198.51.100.1/"><link rel=prefetch href="http://x.test/">'
+        '<script>alert(1)</script><img src="http://198.51.100.1/pixel.gif"><p>body</p>',
+    )
+    status, headers, body = running.http.request("GET", "/api/messages/1/html")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    policy = headers["Content-Security-Policy"]
+    directives = {}
+    for part in policy.split(";"):
+        name, _, value = part.strip().partition(" ")
+        directives[name] = value
+    assert directives["default-src"] == "'none'"
+    assert "script-src" not in directives  # default-src 'none' covers it
+    assert directives["img-src"] == "data:"
+    assert "sandbox" in directives
+    assert directives["frame-ancestors"] == "'self'"
+    # Requests no policy governs are taken out: a refresh and link hints.
+    assert b"refresh" not in body
+    assert b"prefetch" not in body
+    assert b"<p>body</p>" in body
+    _, headers, _ = running.http.request("GET", "/api/messages/1/html?remote=1")
+    assert "img-src * data:" in headers["Content-Security-Policy"]
+    assert "script" not in headers["Content-Security-Policy"]
+    assert "sandbox" in headers["Content-Security-Policy"]
+
+
+def test_raw_and_attachments_cannot_run_in_the_inbox_origin(running: Running) -> None:
+    running.send("attached page", attachments=[("page.html", b"<script>alert(1)</script>", "text/html")])
+    for path in ["/api/messages/1/raw", "/api/messages/1/attachments/0", "/api/messages"]:
+        _, headers, _ = running.http.request("GET", path)
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert "sandbox" in headers["Content-Security-Policy"], path
+    _, headers, _ = running.http.request("GET", "/api/messages/1/attachments/0")
+    assert headers["Content-Disposition"].startswith("attachment;")
+
+
+def test_html_in_subjects_and_addresses_is_data_in_the_api(running: Running) -> None:
+    subject = "<img src=x onerror=alert(1)>"
+    running.send(subject, sender='"<b>Eve</b>" <eve@example.com>', to="<script>@example.com")
+    [summary] = running.http.get("/api/messages")["messages"]
+    assert summary["subject"] == subject
+    assert running.http.get("/api/messages/1")["headers"][0][1].startswith('"<b>Eve</b>"')

@@ -9,7 +9,6 @@ do, and ``available()`` says whether they can."""
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 
 __all__ = ["EXTRA_HINT", "available", "is_loopback"]
 
@@ -24,6 +23,8 @@ def available() -> bool:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine only (localhost, 127.x, ::1)."""
+    import ipaddress
+
     if host.lower() == "localhost":
         return True
     try:

@@ -330,23 +330,43 @@ class _Routes:
             await response.write(b": the pytest-smtpd inbox\n\n")
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                    first = await asyncio.wait_for(queue.get(), KEEPALIVE)
                 except asyncio.TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                if event is None:
+                # What has queued up meanwhile goes in the same write.
+                events = [first]
+                while not queue.empty() and events[-1] is not None:
+                    events.append(queue.get_nowait())
+                chunk = b"".join(_event_bytes(event) for event in events if event is not None)
+                if chunk:
+                    await response.write(chunk)
+                if events[-1] is None:
                     break
-                kind = event.pop("type")
-                if kind == "message":
-                    entry: Stored = event.pop("entry")
-                    event = entry.summarised()
-                    event["outcome"] = self.inbox.tests.get(entry.test) if entry.test else None
-                await response.write(f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode())
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self.inbox.unsubscribe(queue)
         return response
+
+
+def _event_bytes(event: dict[str, Any]) -> bytes:
+    """One server-sent event. A new message is told by its envelope only:
+    parsing every message for its headers here would slow down taking mail in."""
+    kind = event.pop("type")
+    if kind == "message":
+        entry: Stored = event.pop("entry")
+        message = entry.message
+        event = {
+            "id": entry.id,
+            "mail_from": message.mail_from,
+            "rcpt_tos": message.rcpt_tos,
+            "size": len(message.data),
+            "received_at": entry.summarised_time(),
+            "test": entry.test,
+            "session": entry.session_id,
+        }
+    return f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 class ApiError(Exception):

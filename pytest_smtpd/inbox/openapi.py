@@ -156,7 +156,8 @@ def openapi() -> dict[str, Any]:
             },
             "/api/events": {
                 "get": {
-                    "summary": "server-sent events: message (a summary), deleted and cleared (ids), test (an outcome)",
+                    "summary": "server-sent events: message (id, envelope, size, time), deleted and cleared (ids), "
+                    "test (an outcome)",
                     "responses": {"200": {"description": "the stream", "content": {"text/event-stream": {}}}},
                 }
             },

@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +30,35 @@ Predicate = Callable[["Stored"], bool]
 
 def summary_of(message: Message) -> dict[str, Any]:
     """The list view of a message (the REST API's summary, less ``id``),
-    computed on a copy so that the stored message keeps no parsed tree."""
-    copy = copy_of(message)
-    date = copy.email["Date"]
+    computed on a copy so that the stored message keeps no parsed tree. The
+    header fields come from the header section alone; the body is parsed
+    only for a multipart message, to count its attachments."""
+    end = message.data.find(b"\r\n\r\n")
+    head = copy_of(message, message.data if end < 0 else message.data[: end + 4])
+    attachments = 0
+    if head.email.get_content_maintype() == "multipart":
+        attachments = len(copy_of(message).attachments)
+    date = head.email["Date"]
     return {
-        "mail_from": copy.mail_from,
-        "rcpt_tos": list(copy.rcpt_tos),
-        "from": copy.from_,
-        "to": copy.to,
-        "subject": copy.subject,
+        "mail_from": message.mail_from,
+        "rcpt_tos": list(message.rcpt_tos),
+        "from": head.from_,
+        "to": head.to,
+        "subject": head.subject,
         "date": None if date is None else str(date),
-        "size": len(copy.data),
-        "attachments": len(copy.attachments),
-        "tls": copy.tls is not None,
+        "size": len(message.data),
+        "attachments": attachments,
+        "tls": message.tls is not None,
     }
 
 
-def copy_of(message: Message) -> Message:
-    """A fresh ``Message`` with the same envelope and bytes and no cached views."""
+def copy_of(message: Message, data: bytes | None = None) -> Message:
+    """A fresh ``Message`` with the same envelope and bytes (or ``data``) and no cached views."""
     return Message(
         peer=message.peer,
         mail_from=message.mail_from,
         rcpt_tos=list(message.rcpt_tos),
-        data=message.data,
+        data=message.data if data is None else data,
         mail_options=list(message.mail_options),
         rcpt_options=list(message.rcpt_options),
         helo=message.helo,
@@ -65,17 +70,46 @@ def copy_of(message: Message) -> Message:
     )
 
 
-@dataclass
 class Stored:
     """One stored message with what the inbox adds: its id, the test that
-    sent it (a pytest node id, or None) and its session's inbox id."""
+    sent it (a pytest node id, or None) and its session's inbox id. The
+    message itself may be read from the file only when asked for."""
 
-    id: int
-    message: Message
-    test: str | None
-    session_id: int | None
-    #: The summary, computed on first use.
-    summary: dict[str, Any] | None = None
+    __slots__ = ("_load", "_message", "id", "received_at", "session_id", "summary", "test")
+
+    def __init__(
+        self,
+        id: int,
+        message: Message | Callable[[], Message],
+        test: str | None,
+        session_id: int | None,
+        summary: dict[str, Any] | None = None,
+        received_at: float | None = None,
+    ) -> None:
+        self.id = id
+        self.test = test
+        self.session_id = session_id
+        #: The summary, computed on first use.
+        self.summary = summary
+        if isinstance(message, Message):
+            self._message: Message | None = message
+            self._load: Callable[[], Message] | None = None
+            self.received_at = message.received_at
+        else:
+            assert received_at is not None, "a message read later needs its time now"
+            self._message, self._load, self.received_at = None, message, received_at
+
+    @property
+    def message(self) -> Message:
+        """The stored message (read from the store on first use)."""
+        if self._message is None:
+            assert self._load is not None
+            self._message = self._load()
+        return self._message
+
+    def summarised_time(self) -> str:
+        """``received_at`` as the API gives it (ISO 8601, UTC)."""
+        return _iso(self.received_at)
 
     def summarised(self) -> dict[str, Any]:
         """The REST API's summary of this message."""
@@ -84,7 +118,7 @@ class Stored:
         return {
             "id": self.id,
             **self.summary,
-            "received_at": _iso(self.message.received_at),
+            "received_at": _iso(self.received_at),
             "test": self.test,
             "session": self.session_id,
         }
@@ -281,6 +315,7 @@ class SQLiteStore(InboxStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._count: int = self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
         except sqlite3.DatabaseError:
             self._db.close()
             raise
@@ -302,7 +337,7 @@ class SQLiteStore(InboxStore):
                 )
                 message_id = cursor.lastrowid
                 assert message_id is not None
-                (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+                count = self._count + 1
                 dropped: list[int] = []
                 if count > self.max_messages:
                     dropped = [
@@ -316,6 +351,7 @@ class SQLiteStore(InboxStore):
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            self._count = count - len(dropped)
         return Stored(message_id, message, test, session_id, summary), dropped
 
     def get(self, message_id: int) -> Stored | None:
@@ -323,14 +359,27 @@ class SQLiteStore(InboxStore):
             row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
         return None if row is None else self._row(row)
 
+    def _loader(self, message_id: int) -> Callable[[], Message]:
+        def load() -> Message:
+            found = self.get(message_id)
+            if found is None:
+                raise LookupError(f"message {message_id} was deleted")
+            return found.message
+
+        return load
+
     def page(self, where: Predicate | None, limit: int, offset: int) -> tuple[int, list[Stored]]:
         if where is None:
+            # The summaries only: each message is read if asked for.
             with self._lock:
-                (total,) = self._db.execute("SELECT COUNT(*) FROM messages").fetchone()
                 rows = self._db.execute(
-                    "SELECT * FROM messages ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
+                    "SELECT id, received_at, summary, test, session_id FROM messages ORDER BY id DESC LIMIT ? OFFSET ?",
+                    (limit, offset),
                 ).fetchall()
-            return total, [self._row(row) for row in rows]
+                total = self._count
+            return total, [
+                Stored(row[0], self._loader(row[0]), row[3], row[4], json.loads(row[2]), row[1]) for row in rows
+            ]
         with self._lock:
             rows = self._db.execute("SELECT * FROM messages ORDER BY id DESC").fetchall()
         matched = list(_matching((self._row(row) for row in rows), where))
@@ -343,18 +392,20 @@ class SQLiteStore(InboxStore):
 
     def delete(self, message_id: int) -> bool:
         with self._lock:
-            return self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount > 0
+            deleted = self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount > 0
+            self._count -= deleted
+        return deleted
 
     def clear(self) -> list[int]:
         with self._lock:
             ids = [row[0] for row in self._db.execute("SELECT id FROM messages")]
             self._db.execute("DELETE FROM messages")
+            self._count = 0
         return ids
 
     def __len__(self) -> int:
         with self._lock:
-            (count,) = self._db.execute("SELECT COUNT(*) FROM messages").fetchone()
-        return int(count)
+            return int(self._count)
 
     def save_session(self, session: dict[str, Any]) -> None:
         with self._lock:
