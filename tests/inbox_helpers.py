@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 
 from pytest_smtpd import Server
+
+# The inbox's tests need the web extra; the modules importing this one are skipped without it.
+pytest.importorskip("aiohttp")
+
 from pytest_smtpd.inbox.hub import Inbox
 from pytest_smtpd.inbox.store import InboxStore
 from pytest_smtpd.inbox.web import WebInbox
