@@ -401,3 +401,10 @@ def test_html_in_subjects_and_addresses_is_data_in_the_api(running: Running) -> 
     [summary] = running.http.get("/api/messages")["messages"]
     assert summary["subject"] == subject
     assert running.http.get("/api/messages/1")["headers"][0][1].startswith('"<b>Eve</b>"')
+
+
+def test_allow_remote_turns_the_host_check_off_and_the_token_is_required() -> None:
+    for run in running_inbox(token="t0ken", allow_remote=True):
+        foreign = {"Host": "mailbox.internal:8080"}
+        assert Http(run.http.base).get("/api/messages", expect=401, headers=foreign)["error"]
+        assert Http(run.http.base, token="t0ken").get("/api/messages", headers=foreign)["total"] == 0

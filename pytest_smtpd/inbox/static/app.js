@@ -103,7 +103,17 @@
       middle.append(marks);
       const bottom = el("div", "line");
       bottom.append(el("span", "meta", "to " + (message.to.length ? message.to : message.rcpt_tos).join(", ")));
-      if (message.test) bottom.append(el("span", "meta test", message.test));
+      if (message.test) {
+        // Clicking a test's name shows that test's mail only.
+        const test = el("span", "meta test", message.test);
+        test.title = "Show this test's mail only";
+        test.addEventListener("click", (event) => {
+          event.stopPropagation();
+          $("search").value = 'test:"' + message.test.replace(/"/g, "") + '"';
+          load();
+        });
+        bottom.append(test);
+      }
       item.append(top, middle, bottom);
       item.addEventListener("click", () => open(message.id));
       list.append(item);
