@@ -1,15 +1,12 @@
 """The inbox's HTTP side on aiohttp: the REST API's routes, the event
-stream, the UI's static files, and the security every response gets (the
-token, the Host check against DNS rebinding, the Content-Security-Policy)."""
+stream and the UI's static files, with the policies their content is
+served under (``security`` checks every request)."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import json
 import re
-from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -19,9 +16,10 @@ from .hub import Inbox
 from .openapi import openapi
 from .query import CriteriaError, parse
 from .release import release
+from .security import ApiError, security
 from .store import Stored
 
-__all__ = ["TOKEN_COOKIE", "UI_POLICY", "ApiError", "html_policy", "make_app"]
+__all__ = ["UI_POLICY", "html_policy", "make_app"]
 
 #: The UI's own pages: scripts and styles from the inbox only, no inline
 #: script, nothing fetched from elsewhere; messages' HTML only in frames
@@ -30,8 +28,6 @@ UI_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-#: The cookie that carries ``--web-token`` after the printed URL was opened.
-TOKEN_COOKIE = "pytest_smtpd_inbox_token"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 DEFAULT_WAIT = 10.0
@@ -48,8 +44,6 @@ _SELF_LOADING = re.compile(
     re.IGNORECASE,
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def html_policy(remote: bool) -> str:
     """The policy of a message's HTML: no script, no frames, no forms, no
@@ -61,61 +55,6 @@ def html_policy(remote: bool) -> str:
         f"font-src {sources}; media-src {sources}; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'self'; sandbox"
     ).replace("  ", " ")
-
-
-def _error(status: int, text: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": text, **extra}, status=status)
-
-
-def _loopback_host(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _security(token: str | None, allow_remote: bool) -> Any:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not allow_remote and not _loopback_host(request.host):
-            # A page elsewhere whose name was pointed at 127.0.0.1 (DNS rebinding).
-            return _error(403, f"the inbox answers only to a loopback host name, not {request.host!r}")
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            bearer = given[7:] if given.lower().startswith("bearer ") else ""
-            cookie = request.cookies.get(TOKEN_COOKIE, "")
-            in_url = request.query.get("token", "")
-            if in_url and request.method == "GET" and hmac.compare_digest(in_url.encode(), token.encode()):
-                moved = web.Response(status=303, headers={"Location": request.path})
-                moved.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
-                return moved
-            if not (
-                hmac.compare_digest(bearer.encode(), token.encode())
-                or hmac.compare_digest(cookie.encode(), token.encode())
-            ):
-                return _error(401, "a token is needed: Authorization: Bearer TOKEN, or open the URL printed at start")
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            origin = request.headers.get("Origin")
-            if origin is not None and origin.split("://", 1)[-1] != request.host:
-                return _error(403, f"a request from another origin ({origin}) cannot change the inbox")
-        try:
-            response = await handler(request)
-        except ApiError as exc:
-            return web.json_response(exc.body, status=exc.status)
-        except web.HTTPException as exc:
-            if exc.status >= 400:
-                return _error(exc.status, f"{exc.reason}: {request.method} {request.path}")
-            raise
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; sandbox")
-        return response
-
-    return middleware
 
 
 class _Routes:
@@ -309,12 +248,12 @@ class _Routes:
     # -- sessions, tests, events ----------------------------------------------------------
 
     async def sessions(self, request: web.Request) -> web.Response:
-        views = self.inbox.sessions()
+        views = await self.inbox.sessions()
         return web.json_response({"total": len(views), "sessions": views})
 
     async def session(self, request: web.Request) -> web.Response:
         text = request.match_info["id"]
-        view = self.inbox.session(int(text)) if text.isdigit() else None
+        view = await self.inbox.session(int(text)) if text.isdigit() else None
         if view is None:
             raise _not_found(f"no session {text!r}")
         return web.json_response(view)
@@ -369,15 +308,6 @@ def _event_bytes(event: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode()
 
 
-class ApiError(Exception):
-    """An error answer: its status and a JSON body with ``error``."""
-
-    def __init__(self, status: int, text: str, **extra: Any) -> None:
-        super().__init__(text)
-        self.status = status
-        self.body = {"error": text, **extra}
-
-
 def _not_found(text: str) -> ApiError:
     return ApiError(404, text)
 
@@ -396,7 +326,7 @@ def make_app(
 ) -> web.Application:
     """The aiohttp application over ``inbox``."""
     routes = _Routes(inbox, release_to, release_context)
-    app = web.Application(middlewares=[_security(token, allow_remote)])
+    app = web.Application(middlewares=[security(token, allow_remote)])
     app.add_routes(
         [
             web.get("/", routes.static),

@@ -162,7 +162,8 @@ class Inbox:
         if live is None or self._synchronous:
             return
         view = session_view(session_id, live.record, live.test, live.message_ids)
-        self._writer.submit(self.store.save_session, view)
+        with contextlib.suppress(RuntimeError):  # a session ending after close(): not kept
+            self._writer.submit(self.store.save_session, view)
 
     def _stored(self, entry: Stored, dropped: list[int]) -> None:
         if entry.session_id is not None and entry.session_id in self._live:
@@ -262,16 +263,17 @@ class Inbox:
         finally:
             self._waiters.remove(waiter)
 
-    def session(self, session_id: int) -> dict[str, Any] | None:
+    async def session(self, session_id: int) -> dict[str, Any] | None:
         """A session with its transcript, or None."""
         live = self._live.get(session_id)
         if live is not None:
             return session_view(session_id, live.record, live.test, live.message_ids)
-        return self.store.session(session_id)
+        found: dict[str, Any] | None = await self._off_loop(self.store.session, session_id)
+        return found
 
-    def sessions(self) -> list[dict[str, Any]]:
+    async def sessions(self) -> list[dict[str, Any]]:
         """Every session kept, oldest first, without transcripts."""
-        saved = {view["id"]: view for view in self.store.sessions()}
+        saved = {view["id"]: view for view in await self._off_loop(self.store.sessions)}
         for session_id, live in self._live.items():
             saved[session_id] = session_view(session_id, live.record, live.test, live.message_ids)
         views = [saved[key] for key in sorted(saved)]
