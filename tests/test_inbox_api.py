@@ -4,6 +4,7 @@ in-process inbox over a running Server, with mail sent by smtplib."""
 from __future__ import annotations
 
 import json
+import smtplib
 import threading
 import time
 from pathlib import Path
@@ -408,3 +409,23 @@ def test_allow_remote_turns_the_host_check_off_and_the_token_is_required() -> No
         foreign = {"Host": "mailbox.internal:8080"}
         assert Http(run.http.base).get("/api/messages", expect=401, headers=foreign)["error"]
         assert Http(run.http.base, token="t0ken").get("/api/messages", headers=foreign)["total"] == 0
+
+
+def test_images_sent_with_the_message_are_shown_inline(running: Running) -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "app@example.com", "bob@example.com", "logo"
+    message.set_content("text")
+    message.add_alternative(
+        '<p><img src="cid:logo@app.example" alt="logo"> <img src="cid:missing@x"></p>', subtype="html"
+    )
+    html_part = message.get_body(("html",))
+    assert isinstance(html_part, EmailMessage)
+    html_part.add_related(b"GIF89a-logo", maintype="image", subtype="gif", cid="<logo@app.example>")
+    with smtplib.SMTP(*running.server.address, timeout=10) as client:
+        client.send_message(message)
+    status, _, body = running.http.request("GET", "/api/messages/1/html")
+    assert status == 200
+    assert b'src="data:image/gif;base64,R0lGODlhLWxvZ28="' in body
+    assert b'src="cid:missing@x"' in body  # unknown: left as it is (and loads nothing)

@@ -5,13 +5,16 @@ served under (``security`` checks every request)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
+import urllib.parse
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
+from ..message import Message
 from .hub import Inbox
 from .openapi import openapi
 from .query import CriteriaError, parse
@@ -43,6 +46,28 @@ _SELF_LOADING = re.compile(
     r"<link\b[^>]*rel\s*=\s*[\"']?[^\"'>]*(?:prefetch|preload|preconnect|prerender|modulepreload)[^>]*>",
     re.IGNORECASE,
 )
+
+
+_CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
+#: Parts larger than this are not inlined as data: URLs.
+INLINE_LIMIT = 5 * 1024 * 1024
+
+
+def _inline_cid(message: Message, markup: str) -> str:
+    """``cid:`` references (images sent with the message, RFC 2392) as
+    ``data:`` URLs, the only images the frame may load without remote content."""
+    if "cid:" not in markup.lower():
+        return markup
+    parts: dict[str, str] = {}
+    for part in message.email.walk():
+        content_id = part.get("Content-ID")
+        if content_id is None or part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes) and len(payload) <= INLINE_LIMIT:
+            encoded = base64.b64encode(payload).decode("ascii")
+            parts[str(content_id).strip().strip("<>")] = f"data:{part.get_content_type()};base64,{encoded}"
+    return _CID.sub(lambda match: parts.get(urllib.parse.unquote(match.group(1)), match.group(0)), markup)
 
 
 def html_policy(remote: bool) -> str:
@@ -181,7 +206,8 @@ class _Routes:
         if markup is None:
             raise _not_found(f"message {entry.id} has no HTML part")
         remote = request.query.get("remote") == "1"
-        response = web.Response(text=_SELF_LOADING.sub("", markup), content_type="text/html")
+        markup = _inline_cid(entry.message, _SELF_LOADING.sub("", markup))
+        response = web.Response(text=markup, content_type="text/html")
         response.headers["Content-Security-Policy"] = html_policy(remote)
         return response
 
@@ -196,10 +222,8 @@ class _Routes:
         response.headers["Content-Type"] = one.content_type if "/" in one.content_type else "application/octet-stream"
         name = (one.filename or f"attachment-{index}").replace('"', "").replace("\\", "")
         ascii_name = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
-        from urllib.parse import quote
-
         response.headers["Content-Disposition"] = (
-            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
         )
         return response
 
