@@ -156,6 +156,7 @@ def item(driver: Any, subject: str) -> Any:
 def test_mail_appears_live_and_its_html_renders(browser: Any, inbox: Running, shots: Path) -> None:
     open_ui(browser, inbox)
     assert subjects(browser) == []
+    assert not browser.find_element(By.ID, "view").is_displayed()  # nothing opened yet
     inbox.send("Welcome aboard", html="<h1 id='greeting'>Hello, Bob</h1><p>Your account is ready.</p>")
     inbox.send("Your invoice", attachments=[("invoice.pdf", b"%PDF-1.4", "application/pdf")])
     wait_for(browser, "both messages", lambda: subjects(browser) == ["Your invoice", "Welcome aboard"])

@@ -178,6 +178,7 @@
     $("v-envelope").textContent = (message.mail_from || "<>") + " → " + message.rcpt_tos.join(", ");
     $("v-date").textContent = (message.date || "") + " (received " + message.received_at + ")";
     $("v-test").textContent = message.test ? message.test + (message.outcome ? " (" + message.outcome + ")" : "") : "";
+    $("v-test").hidden = $("v-test-label").hidden = !message.test;
     $("download").href = "/api/messages/" + id + "/raw";
     $("download").setAttribute("download", "message-" + id + ".eml");
     const frame = $("html-frame");
