@@ -796,7 +796,8 @@ def inbox_rows(sizes: Sizes, extra: dict[str, Any]) -> list[Row]:
     ingestion = found["ingestion"]
     without = statistics.median(ingestion["without"])
     rows = []
-    for name, label in (("unwatched", "nobody watching"), ("with", "a subscriber")):
+    watcher = "a browser" if ingestion.get("browser") == [1.0] else "a stand-in subscriber"
+    for name, label in (("unwatched", "nobody watching"), ("with", watcher)):
         rate = statistics.median(ingestion[name])
         rows.append(
             Row(
@@ -811,7 +812,7 @@ def inbox_rows(sizes: Sizes, extra: dict[str, Any]) -> list[Row]:
                 ingestion["without"],
             )
         )
-    for name, label in (("without", "without the inbox"), ("unwatched", "nobody watching"), ("with", "a subscriber")):
+    for name, label in (("without", "without the inbox"), ("unwatched", "nobody watching"), ("with", watcher)):
         cpu = ingestion[f"cpu_{name}"]
         rows.append(make_row(f"  loop-thread CPU per message, {label}", "us", cpu, None, lower_is_better=True))
     for store, times in found["listing"].items():

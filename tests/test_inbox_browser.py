@@ -278,3 +278,18 @@ def test_search_narrows_and_delete_removes(browser: Any, inbox: Running) -> None
     browser.switch_to.alert.accept()
     wait_for(browser, "an empty list", lambda: subjects(browser) == [])
     assert inbox.http.get("/api/messages")["total"] == 0
+
+
+def test_the_list_shows_a_page_and_more_on_demand(browser: Any, inbox: Running) -> None:
+    import smtplib
+
+    with smtplib.SMTP(*inbox.server.address, timeout=WAIT) as client:
+        for number in range(101):
+            client.sendmail("app@example.com", ["bob@example.com"], f"Subject: number {number}\r\n\r\nhi\r\n".encode())
+    open_ui(browser, inbox)
+    wait_for(browser, "the first page", lambda: len(subjects(browser)) == 100)
+    assert subjects(browser)[0] == "number 100"
+    browser.find_element(By.ID, "more").click()
+    wait_for(browser, "all of them", lambda: len(subjects(browser)) == 101)
+    assert subjects(browser)[-1] == "number 0"
+    assert not browser.find_element(By.ID, "more").is_displayed()

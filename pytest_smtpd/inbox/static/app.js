@@ -7,7 +7,13 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const READ_KEY = "pytest-smtpd-inbox-read";
-  const state = { messages: [], selected: null, opened: null, tab: "html", remote: new Set(), reloadTimer: null };
+  // The list shows the newest PAGE messages, and PAGE more per "Show more":
+  // the inbox builds a summary only for the messages shown.
+  const PAGE = 100;
+  const RELOAD_MS = 250;
+  const state = {
+    messages: [], selected: null, opened: null, tab: "html", remote: new Set(), reloadTimer: null, shown: PAGE, total: 0,
+  };
   let read = new Set();
   try {
     read = new Set(JSON.parse(localStorage.getItem(READ_KEY) || "[]"));
@@ -57,11 +63,12 @@
 
   async function load() {
     const q = $("search").value.trim();
-    const params = new URLSearchParams({ limit: "500" });
+    const params = new URLSearchParams({ limit: String(state.shown) });
     if (q) params.set("q", q);
     try {
       const page = await (await api("/api/messages?" + params)).json();
       state.messages = page.messages;
+      state.total = page.total;
       $("count").textContent = page.total + (q ? " found" : " message(s)");
       $("search").removeAttribute("aria-invalid");
       $("search").title = "";
@@ -79,7 +86,7 @@
     state.reloadTimer = setTimeout(() => {
       state.reloadTimer = null;
       load();
-    }, 150);
+    }, RELOAD_MS);
   }
 
   function render() {
@@ -119,6 +126,7 @@
       list.append(item);
     }
     $("empty").hidden = state.messages.length > 0;
+    $("more").hidden = state.messages.length >= state.total;
     if (state.opened !== null && !state.messages.some((m) => m.id === state.opened)) {
       $("view").hidden = true;
       state.opened = null;
@@ -256,7 +264,12 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     let typing = null;
+    $("more").addEventListener("click", () => {
+      state.shown += PAGE;
+      load();
+    });
     $("search").addEventListener("input", () => {
+      state.shown = PAGE;
       clearTimeout(typing);
       typing = setTimeout(load, 200);
     });
