@@ -2,7 +2,8 @@
 
 Usage: python .ci/check_dist.py DIST_DIR
 
-The wheel holds the package (with py.typed) and its metadata only; the sdist
+The wheel holds the package (with py.typed and the inbox's UI files) and
+its metadata only; the sdist
 also holds the tests and the docs; the version is the package's one
 ``__version__``; the project URLs are declared. Nothing is published.
 """
@@ -48,6 +49,15 @@ def main(dist: Path) -> None:
         fail(f"the wheel holds more than the package: {stray}")
     if "pytest_smtpd/py.typed" not in names:
         fail("the wheel has no pytest_smtpd/py.typed")
+    # The dev inbox's UI is package data: without it --web serves 404s.
+    static = ROOT / "pytest_smtpd" / "inbox" / "static"
+    missing_assets = [
+        f"pytest_smtpd/inbox/static/{asset.name}"
+        for asset in sorted(static.iterdir())
+        if f"pytest_smtpd/inbox/static/{asset.name}" not in names
+    ]
+    if missing_assets:
+        fail(f"the wheel lacks the inbox's UI files: {missing_assets}")
     if metadata["Version"] != version:
         fail(f"the wheel's metadata says version {metadata['Version']}, the package {version}")
     labels = {url.split(",", 1)[0].strip() for url in metadata.get_all("Project-URL") or []}

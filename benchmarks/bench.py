@@ -972,7 +972,64 @@ def run(sizes: Sizes, with_aiosmtpd: bool) -> tuple[list[Row], dict[str, Any]]:
             )
         )
         extra["suite_rss_ratio"] = ratios
+    rows += inbox_rows(sizes, extra)
     return rows, extra
+
+
+def inbox_rows(sizes: Sizes, extra: dict[str, Any]) -> list[Row]:
+    """The dev inbox's cases (bench_inbox.py), when aiohttp (the web extra) is there.
+    Ratios: higher is better; the inbox's own figure is in "ours"."""
+    try:
+        import bench_inbox
+    except ImportError:
+        progress("no aiohttp (the web extra): the inbox's rows are left out")
+        return []
+    progress(f"dev inbox: ingestion, and the list over {sizes.held_messages:,} stored messages")
+    found = bench_inbox.run(sizes.held_messages, sizes.clients, sizes.messages_per_client, sizes.throughput_reps)
+    extra["inbox"] = found
+    ingestion = found["ingestion"]
+    without = statistics.median(ingestion["without"])
+    rows = []
+    watcher = "a browser" if ingestion.get("browser") == [1.0] else "a stand-in subscriber"
+    for name, label in (("unwatched", "nobody watching"), ("with", watcher)):
+        rate = statistics.median(ingestion[name])
+        rows.append(
+            Row(
+                f"inbox: msg/s with --web and {label} (ratio: to without)",
+                "msg/s",
+                rate,
+                None,
+                rate / without,
+                0.9,
+                rate / without >= 0.9,
+                ingestion[name],
+                ingestion["without"],
+            )
+        )
+    for name, label in (("without", "without the inbox"), ("unwatched", "nobody watching"), ("with", watcher)):
+        cpu = ingestion[f"cpu_{name}"]
+        rows.append(make_row(f"  loop-thread CPU per message, {label}", "us", cpu, None, lower_is_better=True))
+    for store, times in found["listing"].items():
+        page, health = statistics.median(times["page"]) * 1000, statistics.median(times["healthz"]) * 1000
+        rows.append(
+            Row(
+                f"inbox: GET /api/messages?limit=50 over {sizes.held_messages:,}, {store} (ratio: healthz/it)",
+                "ms",
+                page,
+                None,
+                health / page,
+                1 / 3,
+                health / page >= 1 / 3,
+                [t * 1000 for t in times["page"]],
+                [t * 1000 for t in times["healthz"]],
+            )
+        )
+    memory = found["memory"]
+    in_memory = f"inbox: bytes per stored message in memory ({memory['payload']:.0f} B payload)"
+    rows.append(make_row(in_memory, "B", [memory["memory"]], None, lower_is_better=True))
+    in_file = "inbox: SQLite file bytes per message"
+    rows.append(make_row(in_file, "B", [memory["sqlite_file"]], None, lower_is_better=True))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, compat, mailman, proxy, tls
+from . import __version__, compat, inbox, mailman, proxy, tls
 from .compat import DebuggingServer, SMTPServer
 from .faults import Fault
 
@@ -20,6 +20,8 @@ __all__ = ["build_parser", "main", "parse_address", "resolve_class", "should_dro
 DEFAULT_LOCAL = "localhost:8025"
 DEFAULT_REMOTE = "localhost:25"
 DEFAULT_MAILMAN_LMTP = "{}:{}".format(*mailman.DEFAULT_MAILMAN_LMTP)
+#: --max-messages (the inbox store's default, repeated so that parsing imports nothing of it).
+DEFAULT_MAX_MESSAGES = 10_000
 BUILTIN_CLASSES = ("DebuggingServer", "PureProxy", "MailmanProxy")
 
 DESCRIPTION = """\
@@ -57,6 +59,9 @@ examples:
   first RCPT answered 450 (a retry gets through), and a hang-up 100 bytes
   into the first message:
     %(prog)s -n --fault 'RCPT[times=1]=450 4.2.1 Mailbox busy' --fault 'DATA[times=1]=disconnect:100'
+  the dev inbox: a web UI and a REST API on http://localhost:8080/ over the
+  messages received, kept in mail.sqlite across restarts:
+    %(prog)s -n --web 8080 --store mail.sqlite
   a TLS mail sink: STARTTLS and a login required, the test CA written to
   ca.pem for the application to trust, and SMTPS on port 8465 as well:
     %(prog)s -n --tls starttls --require-starttls --auth alice:s3cret \\
@@ -119,6 +124,51 @@ def _port(text: str) -> int:
     if not (text.isascii() and text.isdigit() and int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"invalid port: {text!r} (expected a number from 0 to 65535)")
     return int(text)
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r} (expected a whole number from 1)")
+    return int(text)
+
+
+def _web_address(text: str) -> tuple[str, int]:
+    if text.isascii() and text.isdigit():
+        text = f":{text}"
+    try:
+        host, port = parse_address(text, -1)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if port < 0:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r} (no port)")
+    return host, port
+
+
+def _web_options(args: argparse.Namespace) -> None:
+    """A usage error for an inbox flag without --web, or a remote address
+    without --allow-remote and --web-token."""
+    if args.web is None:
+        flags = {
+            "--store": args.store,
+            "--max-messages": args.max_messages != DEFAULT_MAX_MESSAGES or None,
+            "--allow-remote": args.allow_remote or None,
+            "--web-token": args.web_token,
+            "--release-to": args.release_to,
+        }
+        for flag, value in flags.items():
+            if value is not None:
+                raise UsageError(f"{flag} is for the dev inbox: give --web [HOST:]PORT too")
+        return
+    host = args.web[0]
+    if not inbox.is_loopback(host) and not (args.allow_remote and args.web_token):
+        raise UsageError(
+            f"--web {host}: anyone who reaches that address could read the mail; "
+            "give --allow-remote and --web-token TOKEN to serve it beyond loopback"
+        )
+    if args.web_token is not None and not args.web_token.strip():
+        raise UsageError("--web-token: the token is empty")
+    if args.release_to is not None:
+        args.release_to = parse_address(args.release_to, 25)
 
 
 def _fault(text: str) -> Fault:
@@ -266,6 +316,36 @@ def build_parser() -> argparse.ArgumentParser:
         "delay:SECONDS (reply late) or stall (never reply); limits go in brackets after STEP: "
         "'RCPT[times=1,match=ghost@]=450 4.2.1 Mailbox busy' (times, after, session, match, probability, seed); "
         "repeat for more rules",
+    )
+    web_group = parser.add_argument_group(
+        "dev inbox",
+        "A web UI and a REST API over the messages received (docs/inbox.rst); needs\n"
+        "the web extra: pip install 'pytest-smtpd[web]'.",
+    )
+    web_group.add_argument(
+        "--web",
+        type=_web_address,
+        metavar="[HOST:]PORT",
+        help="serve the inbox here (default host localhost; another host needs --allow-remote and --web-token)",
+    )
+    web_group.add_argument("--store", metavar="PATH", help="keep the messages in this SQLite file (default: in memory)")
+    web_group.add_argument(
+        "--max-messages",
+        type=_positive,
+        default=DEFAULT_MAX_MESSAGES,
+        metavar="N",
+        help=f"keep at most N messages, dropping the oldest (default {DEFAULT_MAX_MESSAGES})",
+    )
+    web_group.add_argument(
+        "--allow-remote", action="store_true", help="let --web listen on an address other than loopback"
+    )
+    web_group.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        help="require this token (Authorization: Bearer TOKEN, or the cookie set by opening the URL printed at start)",
+    )
+    web_group.add_argument(
+        "--release-to", metavar="HOST:PORT", help="where POST /api/messages/{id}/release relays by default"
     )
     parser.add_argument(
         "localspec", nargs="?", default=DEFAULT_LOCAL, help=f"where to listen (default {DEFAULT_LOCAL})"
@@ -447,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.show_envelope and not issubclass(server_class, DebuggingServer):
                 raise UsageError(f"--show-envelope is for DebuggingServer, not {server_class.__name__}")
             tls_auth_options = _tls_auth_options(args, localaddr)
+            _web_options(args)
             if args.tls_ca_out is not None:
                 try:
                     tls.test_ca().write_ca(args.tls_ca_out)
@@ -456,6 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
     except SystemExit as exc:  # --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else 2
+    if args.web is not None and not inbox.available():
+        print(f"{parser.prog}: error: --web: {inbox.EXTRA_HINT}", file=sys.stderr)
+        return 1
     if args.debug:
         compat.DEBUGSTREAM = sys.stderr
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -476,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tls is None:
         main_options.pop("tls_context", None)  # only --tls-port's listener has TLS
     servers: list[SMTPServer] = []
+    web: Any = None
     try:
         try:
             servers.append(server_class(localaddr, remoteaddr, args.size, **main_options))
@@ -510,7 +595,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
         for server in servers:
             server.faults.extend(args.faults)
+        if args.web is not None:
+            from .inbox import cli as inbox_cli
+
+            try:
+                web = inbox_cli.start(
+                    servers,
+                    args.web,
+                    store=args.store,
+                    max_messages=args.max_messages,
+                    token=args.web_token,
+                    allow_remote=args.allow_remote,
+                    release_to=args.release_to,
+                )
+            except (OSError, ValueError) as exc:
+                for server in servers:
+                    server.close()
+                print(f"{parser.prog}: error: --web: {exc}", file=sys.stderr)
+                return 1
         line = _listening_line(args, servers[0], servers[1] if len(servers) > 1 else None, remoteaddr)
+        if web is not None:
+            line += f"; dev inbox at {web.url}" + (f", messages kept in {args.store}" if args.store else "")
         # One write, so that no trace from the server thread lands inside it.
         sys.stderr.write(f"{line}; Ctrl-C stops.\n")
         sys.stderr.flush()
@@ -518,4 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         for server in servers:
             server.close()
+    finally:
+        if web is not None:
+            web.stop()
     return 0

@@ -27,6 +27,9 @@ __all__ = ["SMTPDLateMessageWarning", "SMTPDReportWarning", "smtpd", "smtpd_loop
 #: The content checks' fixtures and ini option (lint, DKIM, snapshots).
 pytest_plugins = ["pytest_smtpd.checks_plugin"]
 
+#: ``--smtpd-web``, the dev inbox over the tests' mail (it imports aiohttp only when given).
+pytest_plugins = ["pytest_smtpd.inbox.pytest_plugin"]
+
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
     "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'; "

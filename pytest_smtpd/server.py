@@ -261,6 +261,9 @@ class Server:
         #: Every session (connection), oldest first, with its transcript;
         #: kept, like the messages, unless ``keep_messages`` is false.
         self.sessions = SessionStore()
+        #: Record each session's transcript even with ``keep_messages`` false
+        #: (see ``keep_sessions``).
+        self.record_sessions = False
         self._faults = Faults(faults)
         #: The rules given as ``faults=``: clear() puts them back.
         self._configured_faults = [rule.fault for rule in self._faults.rules]
@@ -667,9 +670,11 @@ class Server:
 
     @property
     def keep_sessions(self) -> bool:
-        """Whether ``sessions`` records each connection: the same as
-        ``keep_messages``."""
-        return self.keep_messages
+        """Whether sessions keep a record with their transcript: with
+        ``keep_messages`` (and then go to ``sessions``), or when
+        ``record_sessions`` is set (the dev inbox sets it, for a server that
+        keeps no messages itself)."""
+        return self.keep_messages or self.record_sessions
 
     def __repr__(self) -> str:
         state = self._state.value

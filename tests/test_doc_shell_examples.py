@@ -43,6 +43,11 @@ VALUED = {
     "--tls-ca-out",
     "--auth",
     "--fault",
+    "--web",
+    "--store",
+    "--max-messages",
+    "--web-token",
+    "--release-to",
 }
 
 
@@ -92,9 +97,12 @@ def _free_port_argv(argv: list[str]) -> list[str]:
     result: list[str] = []
     positionals = 0
     skip_value = False
-    for arg in argv:
+    for index, arg in enumerate(argv):
         if skip_value:
             skip_value = False
+            if argv[index - 1] == "--web":
+                # The dev inbox's port too ([HOST:]PORT).
+                arg = f"{arg.rsplit(':', 1)[0]}:0" if ":" in arg else "0"
         elif arg in VALUED:
             skip_value = True
         elif not arg.startswith("-"):
