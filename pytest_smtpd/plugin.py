@@ -25,10 +25,10 @@ from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before
 __all__ = ["SMTPDLateMessageWarning", "SMTPDReportWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
 #: The content checks' fixtures and ini option (lint, DKIM, snapshots).
-pytest_plugins = ["pytest_smtpd.checks_plugin"]
 
 #: ``--smtpd-web``, the dev inbox over the tests' mail (it imports aiohttp only when given).
-pytest_plugins = ["pytest_smtpd.inbox.pytest_plugin"]
+#: The content checks (lint, DKIM, snapshots, previews) come from checks_plugin.py.
+pytest_plugins = ["pytest_smtpd.checks_plugin", "pytest_smtpd.inbox.pytest_plugin"]
 
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
