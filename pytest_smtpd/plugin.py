@@ -24,10 +24,8 @@ from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before
 
 __all__ = ["SMTPDLateMessageWarning", "SMTPDReportWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
-#: The content checks' fixtures and ini option (lint, DKIM, snapshots).
-
+#: The content checks' fixtures and ini option (lint, DKIM, snapshots, previews), and
 #: ``--smtpd-web``, the dev inbox over the tests' mail (it imports aiohttp only when given).
-#: The content checks (lint, DKIM, snapshots, previews) come from checks_plugin.py.
 pytest_plugins = ["pytest_smtpd.checks_plugin", "pytest_smtpd.inbox.pytest_plugin"]
 
 MARKER_HELP = (
