@@ -10,16 +10,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_REPORT_LINES
 from .matching import describe_session_end
 from .message import Message
 
-__all__ = ["MAX_SECTION_LINES", "describe", "safe_name", "save_artifacts"]
+__all__ = ["MAX_SECTION_LINES", "describe", "safe_name", "save_artifacts", "section"]
 
-#: The section is cut after this many lines (a test that sent thousands of
-#: messages should not bury its own failure).
-MAX_SECTION_LINES = 200
-#: Transcript lines shown per session.
+#: The section is cut after this many lines unless ``smtpd_report_lines`` says otherwise.
+MAX_SECTION_LINES = DEFAULT_REPORT_LINES
+
+#: Transcript lines shown per session (``full``).
 MAX_TRANSCRIPT_LINES = 40
+#: A longer list of messages shows this many at each end, and a count.
+LISTED_AT_EACH_END = 5
+#: What ``full`` adds: how to get it, for the ``summary``.
+FULL_HINT = "transcripts: smtpd_report = full, or @pytest.mark.smtpd(report='full')"
 
 
 def _message_lines(index: int, message: Message) -> list[str]:
@@ -29,6 +34,23 @@ def _message_lines(index: int, message: Message) -> list[str]:
         f"message #{index}: MAIL FROM:<{message.mail_from}> RCPT TO:{', '.join(f'<{r}>' for r in message.rcpt_tos)}",
         f"  subject {message.subject!r}, {len(message.data)} bytes, TLS {tls}, AUTH {auth}",
     ]
+
+
+def _messages_lines(messages: Sequence[Message]) -> list[str]:
+    """Each message's two lines; of a long list, the first and last few
+    around a count of those left out."""
+    count = len(messages)
+    if count <= 2 * LISTED_AT_EACH_END + 2:
+        shown = list(range(count))
+    else:
+        shown = [*range(LISTED_AT_EACH_END), -1, *range(count - LISTED_AT_EACH_END, count)]
+    lines: list[str] = []
+    for index in shown:
+        if index < 0:
+            lines.append(f"... {count - 2 * LISTED_AT_EACH_END} more message(s) ...")
+        else:
+            lines += _message_lines(index + 1, messages[index])
+    return lines
 
 
 def _session_lines(index: int, session: Any) -> list[str]:
@@ -43,19 +65,55 @@ def _session_lines(index: int, session: Any) -> list[str]:
     return lines
 
 
-def describe(messages: Sequence[Message], sessions: Sequence[Any]) -> str:
-    """The report section: each message's envelope, subject, size, TLS and
-    AUTH, then each session's commands and replies (the transcript masks
-    AUTH secrets and shows data as sizes), cut to ``MAX_SECTION_LINES``."""
+def _last_error_line(sessions: Sequence[Any]) -> str | None:
+    """The newest session's last error reply, told with the command it
+    answered (the server's own 421 at a stop is no such reply)."""
+    for index in range(len(sessions), 0, -1):
+        description = describe_session_end(sessions[index - 1])
+        if "; last error reply: " in description:
+            return f"last error reply: session #{index}: {description}"
+    return None
+
+
+def describe(
+    messages: Sequence[Message],
+    sessions: Sequence[Any],
+    *,
+    mode: str = "full",
+    max_lines: int = DEFAULT_REPORT_LINES,
+    near_miss: Sequence[str] = (),
+) -> str:
+    """The report section. ``summary``: each message's envelope, subject,
+    size, TLS and AUTH (the first and last few of a long list), the near
+    miss of the last failed ``assert_sent`` and the last error reply a
+    client got. ``full`` adds each session's commands and replies (the
+    transcript masks AUTH secrets and shows data as sizes). Cut to
+    ``max_lines`` (0: no limit)."""
     lines = [f"{len(messages)} message(s), {len(sessions)} session(s)"]
-    for index, message in enumerate(messages, 1):
-        lines += _message_lines(index, message)
-    for index, session in enumerate(sessions, 1):
-        lines += _session_lines(index, session)
-    if len(lines) > MAX_SECTION_LINES:
-        cut = len(lines) - MAX_SECTION_LINES
-        lines = [*lines[:MAX_SECTION_LINES], f"... {cut} more line(s) cut"]
+    lines += _messages_lines(messages)
+    lines += near_miss
+    if mode == "full":
+        for index, session in enumerate(sessions, 1):
+            lines += _session_lines(index, session)
+    else:
+        error = _last_error_line(sessions)
+        if error is not None:
+            lines.append(error)
+        if sessions:
+            lines.append(FULL_HINT)
+    if max_lines and len(lines) > max_lines:
+        cut = len(lines) - max_lines
+        lines = [*lines[:max_lines], f"... {cut} more line(s) cut (smtpd_report_lines = {max_lines})"]
     return "\n".join(lines)
+
+
+def section(server: Any, messages: Sequence[Message], *, mode: str, max_lines: int) -> str | None:
+    """The "smtpd" section of a failing test's report on ``server`` in
+    ``mode`` (``full``, ``summary``, or ``off``: None)."""
+    if mode == "off":
+        return None
+    near_miss = list(getattr(server, "near_miss", ()) or ())
+    return describe(messages, list(server.sessions), mode=mode, max_lines=max_lines, near_miss=near_miss)
 
 
 def safe_name(nodeid: str) -> str:
