@@ -25,10 +25,11 @@ from .config import (  # noqa: F401  (DEFAULT_TEARDOWN_GRACE, Settings: importab
     read_settings,
     xdist_worker_number,
 )
+from .django_mail import EveryTest, django_installed, pointed_at
 from .matching import describe_session_end
 from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
 
-__all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
+__all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_django", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
@@ -72,6 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS] = read_settings(config)
+    if config.stash[SETTINGS].django:
+        if not django_installed():
+            raise pytest.UsageError("smtpd_django = true: Django is not installed (pip install django)")
+        config.pluginmanager.register(EveryTest(), "pytest-smtpd-django")
     config.stash[CUT_OFF] = []
     config.stash[SAVED] = set()
 
@@ -276,6 +281,18 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
         yield server
     finally:
         _stop(server, request.config, request.node.nodeid)
+
+
+if django_installed():
+
+    @pytest.fixture
+    def smtpd_django(smtpd: FixtureServer) -> Iterator[FixtureServer]:
+        """The ``smtpd`` server, with Django's email settings pointed at it
+        for the test (the SMTP backend, host, port, TLS as the server speaks
+        it, its login) and the test CA trusted; all put back afterwards.
+        ``smtpd_django = true`` (ini) gives it to every test."""
+        with pointed_at(smtpd):
+            yield smtpd
 
 
 # -- reports --------------------------------------------------------------------

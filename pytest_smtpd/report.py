@@ -3,6 +3,7 @@ and the ``.eml``/``mbox`` files ``--smtpd-save-dir`` keeps for CI."""
 
 from __future__ import annotations
 
+import hashlib
 import mailbox
 import re
 import time
@@ -116,11 +117,21 @@ def section(server: Any, messages: Sequence[Message], *, mode: str, max_lines: i
     return describe(messages, list(server.sessions), mode=mode, max_lines=max_lines, near_miss=near_miss)
 
 
+#: The longest file name stem (before ``-<n>.eml``), hash suffix included.
+MAX_NAME = 150
+
+
 def safe_name(nodeid: str) -> str:
-    """A file name made from a test's node id: ``tests/test_a.py::test_b[1]``
-    becomes ``tests_test_a.py__test_b_1``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._")
-    return name[:150] or "test"
+    """A file name made from a test's node id, readable and unique per test:
+    ``tests/test_a.py::test_b`` becomes ``tests_test_a.py__test_b-<hash>``.
+    A name that the replacements changed beyond ``::`` -> ``__``, or that is
+    cut at ``MAX_NAME``, ends in a hash of the node id, so that ``[a/b]``
+    and ``[a b]`` do not share one name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._") or "test"
+    if name.replace("__", "::") == nodeid and len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{name[: MAX_NAME - len(digest) - 1]}-{digest}"
 
 
 def save_artifacts(messages: Sequence[Message], directory: Path, nodeid: str) -> list[Path]:
