@@ -117,15 +117,17 @@ def _source(config: pytest.Config, name: str) -> str:
     return config.inipath.name if config.inipath is not None else "the ini file"
 
 
-def nearest(name: str, choices: Iterable[str]) -> str | None:
+def nearest(name: str, choices: Iterable[str], prefix: str = "") -> str | None:
     """The choice ``name`` most likely meant: one differing only in case,
-    else the closest spelling, else None."""
+    else the closest spelling (of what follows the ``prefix`` they share),
+    else None."""
     choices = list(choices)
     same_case = [choice for choice in choices if choice.lower() == name.lower()]
     if same_case:
         return same_case[0]
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return close[0] if close else None
+    tails = {choice[len(prefix) :]: choice for choice in choices}
+    close = difflib.get_close_matches(name[len(prefix) :], list(tails), n=1, cutoff=0.6)
+    return tails[close[0]] if close else None
 
 
 def _unknown_keys(config: pytest.Config) -> None:
@@ -133,7 +135,7 @@ def _unknown_keys(config: pytest.Config) -> None:
     only warn, and the option would silently not apply)."""
     for name in sorted(_ini_keys(config)):
         if name.lower().startswith("smtpd_") and name not in INI_OPTIONS:
-            guess = nearest(name, INI_OPTIONS)
+            guess = nearest(name, INI_OPTIONS, prefix="smtpd_")
             fix = f"did you mean {guess}?" if guess else f"the options are: {', '.join(INI_OPTIONS)}"
             raise pytest.UsageError(f"{_source(config, name)}: unknown option {name}; {fix}")
 
