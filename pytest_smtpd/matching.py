@@ -21,6 +21,7 @@ __all__ = [
     "describe_message",
     "describe_session_end",
     "explain_miss",
+    "last_error_reply",
     "listing",
     "matcher",
     "near_miss",
@@ -247,6 +248,25 @@ def _last_error_reply(transcript: Sequence[Any]) -> str | None:
     return None
 
 
+def _without_closing_421(session: Any) -> tuple[list[Any], bool]:
+    """The session's transcript without the 421 its server said as it
+    stopped or timed the session out (no answer to a client's command),
+    and whether there was one."""
+    transcript = list(getattr(session, "transcript", ()) or ())
+    if getattr(session, "ended_by", None) in ("stop", "timeout") and transcript:
+        last = transcript[-1]
+        if getattr(last, "direction", None) == "server" and str(getattr(last, "line", "")).startswith("421"):
+            return transcript[:-1], True
+    return transcript, False
+
+
+def last_error_reply(session: Any) -> str | None:
+    """The last 4xx/5xx reply a session's client got, with the command it
+    answered: ``'550 No such user' (to RCPT)``; the server's own closing
+    421 is none."""
+    return _last_error_reply(_without_closing_421(session)[0])
+
+
 def _phase(transcript: Sequence[Any], commands: Sequence[str]) -> str:
     """Where the client was when the server ended the session: `` while the
     client was in DATA``, `` after RCPT``, `` before any command``."""
@@ -271,18 +291,13 @@ def describe_session_end(session: Any, *, by_teardown: bool = False) -> str:
     peer = getattr(session, "peer", None)
     where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
     commands = list(getattr(session, "commands", ()) or ())
-    transcript = list(getattr(session, "transcript", ()) or ())
     ended_by = getattr(session, "ended_by", None)
     if ended_by is None and commands and commands[-1] == "QUIT":
         ended_by = "quit"  # answered, its close not yet seen by the server
     if ended_by == "quit" and commands and commands[-1] == "QUIT":
         commands.pop()  # "said QUIT after RCPT", not "after QUIT"
-    closing = ""
-    if ended_by in ("stop", "timeout") and transcript:
-        last = transcript[-1]
-        if getattr(last, "direction", None) == "server" and str(getattr(last, "line", "")).startswith("421"):
-            transcript.pop()
-            closing = " (the server's own 421 closed it)"
+    transcript, own_421 = _without_closing_421(session)
+    closing = " (the server's own 421 closed it)" if own_421 else ""
     error = _last_error_reply(transcript)
     if ended_by in ("stop", "timeout"):
         stopped = "stopped by teardown" if by_teardown else "closed by the server's stop()"

@@ -1,6 +1,7 @@
-"""The pytest plugin: the ``smtpd``, ``smtpd_session`` and ``smtpd_options``
-fixtures, the ``smtpd`` marker, the ``smtpd_*`` ini options, the "smtpd"
-report section and ``--smtpd-save-dir``."""
+"""The pytest plugin: the ``smtpd``, ``smtpd_session``, ``smtpd_options``
+and (with Django) ``smtpd_django`` fixtures, the ``smtpd`` marker, the
+"smtpd" report section and ``--smtpd-save-dir``. The ``smtpd_*`` ini
+options and the checks of every option are in ``config``."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_REPORT_LINES
-from .matching import describe_session_end
+from .matching import describe_session_end, last_error_reply
 from .message import Message
 
 __all__ = ["MAX_SECTION_LINES", "describe", "safe_name", "save_artifacts", "section"]
@@ -70,9 +70,10 @@ def _last_error_line(sessions: Sequence[Any]) -> str | None:
     """The newest session's last error reply, told with the command it
     answered (the server's own 421 at a stop is no such reply)."""
     for index in range(len(sessions), 0, -1):
-        description = describe_session_end(sessions[index - 1])
-        if "; last error reply: " in description:
-            return f"last error reply: session #{index}: {description}"
+        error = last_error_reply(sessions[index - 1])
+        if error is not None:
+            peer = getattr(sessions[index - 1], "peer", ("?", 0))
+            return f"last error reply: {error}, in session #{index} from {peer[0]}:{peer[1]}"
     return None
 
 
