@@ -63,6 +63,7 @@ class MessageStore(Sequence[Message]):
     @overload
     def __getitem__(self, index: slice) -> list[Message]: ...
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        __tracebackhide__ = True  # messages[0] of none: the test's line, not this one
         with self._changed:
             return self._messages[index]
 
@@ -132,6 +133,7 @@ class MessageStore(Sequence[Message]):
         """Block until ``count`` messages match ``where`` or ``timeout`` has
         passed; all those matching then. ``where`` runs on a snapshot,
         outside the lock, so that appending never waits for it."""
+        __tracebackhide__ = True
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:
@@ -172,6 +174,7 @@ class MessageStore(Sequence[Message]):
 
     async def _waited_async(self, count: int, timeout: float, where: Callable[[Message], bool] | None) -> list[Message]:
         """``_waited`` on the running event loop."""
+        __tracebackhide__ = True
         waiter = _async_wait()
         deadline = waiter.now() + timeout
         with self._changed:
@@ -311,6 +314,7 @@ class _TrioWait(_AsyncWait):
 
 def _async_wait() -> _AsyncWait:
     """A waiter for the event loop the caller runs on: asyncio's or trio's."""
+    __tracebackhide__ = True
     try:
         return _AsyncioWait(asyncio.get_running_loop())
     except RuntimeError:

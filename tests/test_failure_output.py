@@ -229,3 +229,21 @@ def test_20000_messages_make_short_failures_quickly(monkeypatch: pytest.MonkeyPa
     lines = str(found.value).splitlines()
     assert lines[0] == "expected no message matching subject=re.compile('^m'), found 20000:"
     assert lines[6] == "  ... 19990 more ..." and len(lines) == 12
+
+
+def test_indexing_none_and_an_async_wait_without_a_loop_hide_the_plugin_too(strict: pytest.Pytester) -> None:
+    strict.makepyfile(
+        """
+        def test_first_of_none(smtpd):
+            smtpd.messages[0]
+
+        def test_async_wait_without_a_loop(smtpd):
+            smtpd.messages.wait_for_async(timeout=1).send(None)
+        """
+    )
+    result = strict.runpytest_inprocess("-p", "no:asyncio", "-p", "no:anyio")
+    result.assert_outcomes(failed=2)
+    shown = failures(result)
+    assert PLUGIN_DIR not in shown
+    assert "E       IndexError: list index out of range" in shown
+    assert "wait_for_async needs a running event loop" in shown
