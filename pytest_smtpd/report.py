@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_REPORT_LINES
-from .matching import describe_session_end, last_error_reply
+from .matching import describe_session_end, last_error_reply, listing, sessions_without_message
 from .message import Message
 
 __all__ = ["MAX_SECTION_LINES", "describe", "safe_name", "save_artifacts", "section"]
@@ -87,8 +87,8 @@ def describe(
 ) -> str:
     """The report section. ``summary``: each message's envelope, subject,
     size, TLS and AUTH (the first and last few of a long list), the near
-    miss of the last failed ``assert_sent`` and the last error reply a
-    client got. ``full`` adds each session's commands and replies (the
+    miss of the last failed ``assert_sent``, the last error reply a client
+    got, and how each session without a message ended. ``full`` adds each session's commands and replies (the
     transcript masks AUTH secrets and shows data as sizes). Cut to
     ``max_lines`` (0: no limit)."""
     lines = [f"{len(messages)} message(s), {len(sessions)} session(s)"]
@@ -101,6 +101,10 @@ def describe(
         error = _last_error_line(sessions)
         if error is not None:
             lines.append(error)
+        quiet = sessions_without_message(sessions)
+        if quiet:
+            lines.append(f"{len(quiet)} session(s) ended without a message:")
+            lines += listing(quiet, lambda _, session: describe_session_end(session))
         if sessions:
             lines.append(FULL_HINT)
     if max_lines and len(lines) > max_lines:

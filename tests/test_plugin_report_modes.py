@@ -87,7 +87,9 @@ def test_summary_by_default_lists_messages_near_miss_and_last_error_without_tran
     assert lines[3] == "last failed assertion: expected at least 1 message(s) matching subject='Welcome!', found 0"
     assert lines[4:6] == ["closest, #1:", "  FAIL subject: expected 'Welcome!', got 'Welcome'"]
     assert lines[6].startswith("last error reply: '550 5.1.1 No such user' (to RCPT), in session #2 from 127.0.0.1:")
-    assert lines[7:] == ["transcripts: smtpd_report = full, or @pytest.mark.smtpd(report='full')"]
+    assert lines[7] == "1 session(s) ended without a message:"
+    assert lines[8].endswith(": said QUIT after RCPT; last error reply: '550 5.1.1 No such user' (to RCPT)")
+    assert lines[9:] == ["transcripts: smtpd_report = full, or @pytest.mark.smtpd(report='full')"]
 
 
 @pytest.mark.parametrize(
@@ -264,4 +266,8 @@ def test_a_test_stopping_its_server_is_told_as_that(strict: pytest.Pytester) -> 
     lines = section(result.stdout.str())
     assert lines[1].startswith("session #1: session from 127.0.0.1:")
     assert lines[1].endswith(": closed by the server's stop() after EHLO (the server's own 421 closed it)")
+    result = strict.runpytest_inprocess()  # the summary tells it too
+    lines = section(result.stdout.str())
+    assert lines[1:3] == ["1 session(s) ended without a message:", lines[2]]
+    assert lines[2].endswith(": closed by the server's stop() after EHLO (the server's own 421 closed it)")
     assert "cut off at teardown" not in result.stdout.str()
