@@ -32,6 +32,13 @@ class FixtureServer(Server):
         #: message criterion by criterion; the "smtpd" report section shows it.
         self.near_miss: list[str] = []
 
+    def __repr__(self) -> str:
+        # A traceback through a failed __init__ shows ``self``: one that
+        # refused its options is not yet a server to describe.
+        if "_state" not in vars(self):
+            return f"<{type(self).__name__}, not made: its options were refused>"
+        return super().__repr__()
+
     @property
     def env(self) -> dict[str, str]:
         """Environment variables for an app in a subprocess: ``SMTP_HOST``,

@@ -247,3 +247,21 @@ def test_indexing_none_and_an_async_wait_without_a_loop_hide_the_plugin_too(stri
     assert PLUGIN_DIR not in shown
     assert "E       IndexError: list index out of range" in shown
     assert "wait_for_async needs a running event loop" in shown
+
+
+def test_a_server_that_refused_its_options_has_a_plain_repr(strict: pytest.Pytester) -> None:
+    """pytest shows ``self`` of the failed ``__init__``: it used to read
+    ``[AttributeError("'FixtureServer' object has no attribute '_state'")
+    raised in repr()]``."""
+    strict.makepyfile(
+        """
+        from pytest_smtpd import FixtureServer
+
+        def test_made_by_hand():
+            FixtureServer(data_size_limit=-1)
+        """
+    )
+    result = strict.runpytest_inprocess("-p", "no:asyncio", "-p", "no:anyio", "--tb=long")
+    result.assert_outcomes(failed=1)
+    assert "raised in repr()" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*self = <FixtureServer, not made: its options were refused>*"])
