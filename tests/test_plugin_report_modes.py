@@ -271,3 +271,39 @@ def test_a_test_stopping_its_server_is_told_as_that(strict: pytest.Pytester) -> 
     assert lines[1:3] == ["1 session(s) ended without a message:", lines[2]]
     assert lines[2].endswith(": closed by the server's stop() after EHLO (the server's own 421 closed it)")
     assert "cut off at teardown" not in result.stdout.str()
+
+
+def test_a_stop_in_the_middle_of_the_message_data_is_told_as_in_data() -> None:
+    """Real socket, the message half sent: the server's 421 is no reply "to
+    <22" (the size line of the unfinished data, as it read before), and an
+    earlier refusal is still told with its command."""
+    import socket
+
+    from pytest_smtpd import Fault, Server
+    from pytest_smtpd.matching import describe_session_end, last_error_reply
+
+    server = Server(faults=[Fault.reply("RCPT", "550 5.1.1 No such user", match="nobody@")])
+    server.start()
+    try:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            for command in [b"EHLO c.test", b"MAIL FROM:<a@x.org>", b"RCPT TO:<nobody@x.org>", b"RCPT TO:<b@x.org>"]:
+                sock.sendall(command + b"\r\n")
+                while reader.readline()[3:4] == b"-":
+                    pass
+            sock.sendall(b"DATA\r\n")
+            assert reader.readline().startswith(b"354")
+            # Read or not yet read by the server when it stops, the data
+            # is unfinished: the transcript's size line or the 354 says so.
+            sock.sendall(b"Subject: half\r\n\r\npartial")
+            session = server.sessions[0]
+            server.stop()
+    finally:
+        server.stop()
+    text = describe_session_end(session, by_teardown=True)
+    assert text.endswith(
+        ": stopped by teardown while the client was in DATA (the server's own 421 closed it);"
+        " last error reply: '550 5.1.1 No such user' (to RCPT)"
+    )
+    assert last_error_reply(session) == "'550 5.1.1 No such user' (to RCPT)"
