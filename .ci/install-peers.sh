@@ -3,7 +3,8 @@
 # upstream for PureProxy, and a sending MTA relaying to our server, each run
 # by the tests from its own configuration directory; libsasl2-modules gives
 # its SMTP client the PLAIN and LOGIN mechanisms), swaks, msmtp and curl (SMTP
-# clients), openssl (s_client).
+# clients), openssl (s_client), opendkim-tools (a DKIM signer besides
+# dkimpy), chromium and chromium-driver (the HTML preview, opened headless).
 #
 # Exim is the sending MTA that speaks BDAT (Postfix's SMTP client has none).
 # Debian's exim4 packages conflict with postfix (both are the system's
@@ -17,7 +18,7 @@
 # Runs as root (CI); as another user it uses sudo.
 set -euo pipefail
 
-packages=(postfix libsasl2-modules swaks msmtp curl openssl)
+packages=(postfix libsasl2-modules swaks msmtp curl openssl opendkim-tools chromium chromium-driver)
 EXIM_DIR=/opt/exim4-peer
 exim_binary="$EXIM_DIR/usr/sbin/exim4"
 exim_user=Debian-exim

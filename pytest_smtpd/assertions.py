@@ -5,6 +5,7 @@ subprocess. Nothing here needs pytest."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from . import loopthread
@@ -16,7 +17,7 @@ from .store import refuse_blocking_in_event_loop
 
 __all__ = ["FixtureServer"]
 
-CriterionArg = Criterion | dict[str, Criterion]
+CriterionArg = Criterion | dict[str, Criterion] | bool  # bool: dkim_valid
 
 
 class FixtureServer(Server):
@@ -139,3 +140,15 @@ class FixtureServer(Server):
                     ]
                 )
             )
+
+    def assert_well_formed(
+        self, message: Message | None = None, ignore: Iterable[str] = (), *, level: str = "error"
+    ) -> None:
+        """Assert that ``message``, or every message so far, lints clean at
+        ``level`` (``"error"``, or ``"warning"`` to fail on warnings too),
+        the codes in ``ignore`` left out; the failure lists each message's
+        findings."""
+        __tracebackhide__ = True
+        from .lint import check_messages
+
+        check_messages(list(self.messages) if message is None else [message], level, ignore)

@@ -62,8 +62,9 @@ INI_OPTIONS = {
     "smtpd_django": "true: point Django's email settings at the smtpd server in every test (default false)",
 }
 
-#: The marker's options that are not ``Server`` options -> what they take.
-MARKER_OPTIONS = {"report": "full, summary or off"}
+#: The marker's options that are not ``Server`` options -> what they take
+#: (``lint=`` is the content checks', checked in checks_plugin.py).
+MARKER_OPTIONS = {"report": "full, summary or off", "lint": "off, error or warning"}
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -133,11 +134,17 @@ def nearest(name: str, choices: Iterable[str], prefix: str = "") -> str | None:
 def _unknown_keys(config: pytest.Config) -> None:
     """A ``smtpd_`` ini name that is not ours is a mistake (pytest would
     only warn, and the option would silently not apply)."""
+    registered = getattr(getattr(config, "_parser", None), "_inidict", {})  # ours and checks_plugin's
+    known = [*INI_OPTIONS, *(name for name in registered if name.startswith("smtpd_") and name not in INI_OPTIONS)]
     for name in sorted(_ini_keys(config)):
-        if name.lower().startswith("smtpd_") and name not in INI_OPTIONS:
-            guess = nearest(name, INI_OPTIONS, prefix="smtpd_")
-            fix = f"did you mean {guess}?" if guess else f"the options are: {', '.join(INI_OPTIONS)}"
-            raise pytest.UsageError(f"{_source(config, name)}: unknown option {name}; {fix}")
+        if not name.lower().startswith("smtpd_") or name in known:
+            continue
+        try:
+            config.getini(name)
+        except ValueError:  # registered by no plugin
+            guess = nearest(name, known, prefix="smtpd_")
+            fix = f"did you mean {guess}?" if guess else f"the options are: {', '.join(known)}"
+            raise pytest.UsageError(f"{_source(config, name)}: unknown option {name}; {fix}") from None
 
 
 def read_settings(config: pytest.Config) -> Settings:

@@ -40,7 +40,9 @@ _ADDRESSES = {"from_": "from_", "mail_from": "mail_from"}
 #: Criteria on a text that must contain the value.
 _CONTAINING = ("text", "html")
 #: Every criterion, in the order a failure lists them.
-CRITERIA = ("from_", "mail_from", "to", "cc", "bcc", "rcpt_to", "subject", "header", "text", "html", "attachment")
+CRITERIA = (
+    "from_", "mail_from", "to", "cc", "bcc", "rcpt_to", "subject", "header", "text", "html", "attachment", "dkim_valid"
+)  # fmt: skip
 #: How much of a long value a failure message shows.
 SHOWN = 120
 
@@ -64,6 +66,10 @@ def validate(criteria: Mapping[str, object]) -> None:
     for name, value in criteria.items():
         if name not in CRITERIA:
             raise TypeError(f"unknown criterion {name!r}; the criteria are: {', '.join(CRITERIA)}")
+        if name == "dkim_valid":
+            if not isinstance(value, bool):
+                raise TypeError(f"dkim_valid= takes True or False, got {value!r}")
+            continue
         values = value.values() if name == "header" and isinstance(value, Mapping) else [value]
         if name == "header" and not isinstance(value, Mapping):
             raise TypeError(f"header= takes a dict {{name: value}}, got {value!r}")
@@ -168,6 +174,16 @@ def check(message: Message, criteria: Mapping[str, Any]) -> list[Check]:
         elif name == "attachment":
             filenames = [a.filename for a in message.attachments if a.filename is not None]
             checks.append(_scored(_among(name, expected, filenames, str.__eq__), expected, filenames))
+        elif name == "dkim_valid":
+            result = message.verify_dkim()
+            checks.append(
+                Check(
+                    name,
+                    result.valid == expected,
+                    f"{name}: expected {expected}, got {result.valid} ({result.reason})",
+                    float(result.valid == expected),
+                )
+            )
         elif name == "header":
             checks += [_scored(one, expected[one.name[7:]], []) for one in _header(message, expected)]
     return checks

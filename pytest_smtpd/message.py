@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 from .dsn import DSN, dsn_from
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from .dkim import DKIMKey, DKIMResult
+    from .lint import LintFinding
     from .sessions import Session
 
 __all__ = ["Attachment", "Message", "Peer", "TLSInfo", "same_address"]
@@ -279,3 +283,18 @@ class Message:
         return (
             f"<Message from {self.mail_from!r} to {self.rcpt_tos!r}, {len(self.data)} bytes, subject {self.subject!r}>"
         )
+
+    def lint(self) -> list[LintFinding]:
+        """The problems in this message and how it was sent: a list of
+        ``LintFinding`` (see ``pytest_smtpd.lint.CODES``), empty if none."""
+        from .lint import lint
+
+        return lint(self)
+
+    def verify_dkim(self, keys: DKIMKey | Iterable[DKIMKey] | Mapping[str, str] | None = None) -> DKIMResult:
+        """Verify the DKIM signature against the ``smtpd_dkim`` keys, or
+        ``keys`` (a ``DKIMKey``, several, or ``{"sel._domainkey.domain":
+        txt}``), with no DNS look-up. Needs ``pytest-smtpd[dkim]``."""
+        from .dkim import verify
+
+        return verify(self.data, keys)

@@ -32,6 +32,9 @@ from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before
 
 __all__ = ["SMTPDLateMessageWarning", "smtpd", "smtpd_django", "smtpd_loop", "smtpd_options", "smtpd_session"]
 
+#: The content checks' fixtures and ini option (lint, DKIM, snapshots).
+pytest_plugins = ["pytest_smtpd.checks_plugin"]
+
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
     "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'; "
@@ -140,7 +143,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The ``Server`` options of every ``smtpd`` marker on the test, the
-    closest winning; the marker's own options (``report=``) left out."""
+    closest winning; the marker's own options (``report=``, and ``lint=`` of
+    the content checks, checks_plugin.py) left out."""
     try:
         server, _ = marker_options(list(reversed(list(request.node.iter_markers("smtpd")))))
     except OptionError as exc:

@@ -140,8 +140,9 @@ def safe_name(nodeid: str) -> str:
 
 
 def save_artifacts(messages: Sequence[Message], directory: Path, nodeid: str) -> list[Path]:
-    """Write each message as ``<test>-<n>.eml`` and all of them as one
-    ``<test>.mbox`` in ``directory``; return the paths written."""
+    """Write each message as ``<test>-<n>.eml`` (an HTML one also as a
+    ``<test>-<n>.html`` preview) and all of them as one ``<test>.mbox`` in
+    ``directory``; return the paths written."""
     if not messages:
         return []
     directory.mkdir(parents=True, exist_ok=True)
@@ -151,6 +152,11 @@ def save_artifacts(messages: Sequence[Message], directory: Path, nodeid: str) ->
         path = directory / f"{stem}-{index}.eml"
         message.write_eml(path)
         written.append(path)
+        if message.html is not None:  # beside it, a page to open in a browser
+            from .preview import write_preview
+
+            if write_preview(message, path.with_suffix(".html")):
+                written.append(path.with_suffix(".html"))
     mbox_path = directory / f"{stem}.mbox"
     mbox_path.unlink(missing_ok=True)
     box = mailbox.mbox(mbox_path, create=True)

@@ -38,11 +38,13 @@ SENDER_DOMAIN = "sender.test"
 #: Exim's defaults; a SIZE on MAIL that understates the message by
 #: ``UNDERSTATEMENT`` octets (so that a size limit is met by the data, not
 #: at MAIL); STARTTLS required, with our certificate verified against the
-#: test CA.
+#: test CA; DKIM-signed for example.test, selector test, with the key a test
+#: writes to ``Exim.dkim_key_file``.
 ROUTES = {
     "plain.test": "remote_smtp",
     "understated.test": "remote_smtp_understated",
     "tls.test": "remote_smtp_tls",
+    "dkim.test": "remote_smtp_dkim",
 }
 #: Exim sends SIZE=<message size + size_addition> whenever the server offers
 #: SIZE (a negative size_addition does not turn it off in 4.96: it is added).
@@ -88,6 +90,8 @@ class Exim:
         self.ca_file = base / "ca.pem"
         shutil.copyfile(ca_file, self.ca_file)  # readable by Debian-exim, unlike the test CA's directory
         self.ca_file.chmod(0o644)
+        #: The DKIM signing key of the dkim.test route, read at delivery.
+        self.dkim_key_file = base / "dkim.pem"
 
     def configure(self) -> None:
         user = pwd.getpwnam(EXIM_USER)
@@ -150,6 +154,12 @@ class Exim:
             "  hosts_require_tls = *",
             "  tls_verify_hosts = *",
             f"  tls_verify_certificates = {self.ca_file}",
+            "",
+            "remote_smtp_dkim:",
+            *smtp,
+            "  dkim_domain = example.test",
+            "  dkim_selector = test",
+            f"  dkim_private_key = {self.dkim_key_file}",
             "",
             "local_mbox:",
             "  driver = appendfile",
