@@ -4,14 +4,16 @@ subprocess. Nothing here needs pytest."""
 
 from __future__ import annotations
 
-import contextlib
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from . import loopthread
-from .matching import Criterion, explain_miss, matcher
+from .matching import Check, Criterion, criteria_text, describe_message, explain_miss, listing, matcher
+from .matching import near_miss as closest_message
 from .message import Message
 from .server import Server
+from .store import refuse_blocking_in_event_loop
 
 __all__ = ["FixtureServer"]
 
@@ -27,6 +29,16 @@ class FixtureServer(Server):
         super().__init__(host, port, **options)
         #: The options as given, host and port included.
         self.options: dict[str, Any] = {"host": host, "port": port, **options}
+        #: The last failed ``assert_sent``: what it asked, and the closest
+        #: message criterion by criterion; the "smtpd" report section shows it.
+        self.near_miss: list[str] = []
+
+    def __repr__(self) -> str:
+        # A traceback through a failed __init__ shows ``self``: one that
+        # refused its options is not yet a server to describe.
+        if "_state" not in vars(self):
+            return f"<{type(self).__name__}, not made: its options were refused>"
+        return super().__repr__()
 
     @property
     def env(self) -> dict[str, str]:
@@ -37,22 +49,42 @@ class FixtureServer(Server):
             env |= self.client_env
         return env
 
+    def clear(self) -> list[Message]:
+        """``Server.clear()``, and forget the last failed assertion too."""
+        self.near_miss = []
+        return super().clear()
+
     def _verdict(
-        self, found: list[Message], criteria: dict[str, Any], count: int | None, waited: float
+        self,
+        found: list[Message],
+        criteria: dict[str, Any],
+        count: int | None,
+        waited: float,
+        seen: dict[int, list[Check]],
     ) -> list[Message]:
         __tracebackhide__ = True
         if (count is None and found) or (count is not None and len(found) == count):
             return found
-        raise AssertionError(
-            explain_miss(
-                self.messages._snapshot(),
-                criteria,
-                sessions=list(self.sessions),
-                expected_count=count,
-                found=len(found),
-                waited=waited,
-            )
+        messages = self.messages._snapshot()
+        closest = closest_message(messages, criteria, seen) if not found else []
+        text = explain_miss(
+            messages,
+            criteria,
+            sessions=list(self.sessions),
+            expected_count=count,
+            found=len(found),
+            waited=waited,
+            closest=closest,
         )
+        self.near_miss = [f"last failed assertion: {text.splitlines()[0]}", *closest]
+        raise AssertionError(text)
+
+    def _checked(self, count: int | None, timeout: float) -> None:
+        __tracebackhide__ = True
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ValueError(f"count must be None or a whole number, 0 or more, got {count!r}")
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout must be a finite number of seconds, 0 or more, got {timeout!r}")
 
     def assert_sent(self, *, count: int | None = None, timeout: float = 0.0, **criteria: CriterionArg) -> list[Message]:
         """Assert that messages matching every criterion arrived, and return
@@ -61,19 +93,20 @@ class FixtureServer(Server):
         process). The failure message lists what did arrive and, for the
         closest message, each criterion that matched and did not."""
         __tracebackhide__ = True
-        matches = matcher(criteria)
-        if count is not None and count < 0:
-            raise ValueError(f"count must be None or 0 or more, got {count}")
+        seen: dict[int, list[Check]] = {}
+        matches = matcher(criteria, seen)
+        self._checked(count, timeout)
         if timeout > 0 and count != 0:
             if loopthread.in_loop_thread():
                 raise RuntimeError(
                     "assert_sent(timeout=...) cannot wait on the servers' loop thread (from a handler):"
                     " no mail could arrive while it waits; use timeout=0 there"
                 )
-            with contextlib.suppress(TimeoutError):
-                self.messages.wait_for(count=count or 1, timeout=timeout, where=matches)
-        found = [message for message in self.messages._snapshot() if matches(message)]
-        return self.messages._looked_at(self._verdict(found, criteria, count, timeout))
+            refuse_blocking_in_event_loop("assert_sent(timeout=...)")
+            found = self.messages._waited(count or 1, timeout, matches)
+        else:
+            found = [message for message in self.messages._snapshot() if matches(message)]
+        return self.messages._looked_at(self._verdict(found, criteria, count, timeout, seen))
 
     async def assert_sent_async(
         self, *, count: int | None = None, timeout: float = 0.0, **criteria: CriterionArg
@@ -81,23 +114,32 @@ class FixtureServer(Server):
         """``assert_sent`` for async tests: waits with ``wait_for_async``,
         without blocking the test's event loop."""
         __tracebackhide__ = True
-        matches = matcher(criteria)
-        if count is not None and count < 0:
-            raise ValueError(f"count must be None or 0 or more, got {count}")
+        seen: dict[int, list[Check]] = {}
+        matches = matcher(criteria, seen)
+        self._checked(count, timeout)
         if timeout > 0 and count != 0:
-            with contextlib.suppress(TimeoutError):
-                await self.messages.wait_for_async(count=count or 1, timeout=timeout, where=matches)
-        found = [message for message in self.messages._snapshot() if matches(message)]
-        return self.messages._looked_at(self._verdict(found, criteria, count, timeout))
+            found = await self.messages._waited_async(count or 1, timeout, matches)
+        else:
+            found = [message for message in self.messages._snapshot() if matches(message)]
+        return self.messages._looked_at(self._verdict(found, criteria, count, timeout, seen))
 
     def assert_not_sent(self, **criteria: CriterionArg) -> None:
-        """Assert that no message matching every criterion arrived."""
+        """Assert that no message matching every criterion arrived. The
+        failure names the criteria as ``assert_sent``'s does, and lists the
+        messages that matched (the first and last few of many)."""
         __tracebackhide__ = True
         matches = matcher(criteria)
         found = [message for message in self.messages._snapshot() if matches(message)]
         if found:
-            listed = "\n".join(f"  {message!r}" for message in found)
-            raise AssertionError(f"expected no message matching {criteria!r}, found {len(found)}:\n{listed}")
+            self.near_miss = []
+            raise AssertionError(
+                "\n".join(
+                    [
+                        f"expected no message matching {criteria_text(criteria)}, found {len(found)}:",
+                        *listing(found, describe_message),
+                    ]
+                )
+            )
 
     def assert_well_formed(
         self, message: Message | None = None, ignore: Iterable[str] = (), *, level: str = "error"

@@ -8,11 +8,27 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from .message import Message, same_address
 
-__all__ = ["CRITERIA", "Check", "Criterion", "check", "explain_miss", "matcher", "validate"]
+__all__ = [
+    "CRITERIA",
+    "Check",
+    "Criterion",
+    "check",
+    "criteria_text",
+    "describe_message",
+    "describe_session_end",
+    "explain_miss",
+    "last_error_reply",
+    "listing",
+    "matcher",
+    "near_miss",
+    "validate",
+]
+
+_T = TypeVar("_T")
 
 #: A criterion's value: a str, a compiled regex (searched), or a predicate.
 Criterion = Union[str, "re.Pattern[str]", Callable[[Any], bool]]
@@ -46,6 +62,7 @@ def _describe_expected(expected: Criterion) -> str:
 
 def validate(criteria: Mapping[str, object]) -> None:
     """A ``TypeError`` naming an unknown criterion or a value of the wrong type."""
+    __tracebackhide__ = True  # the test's line is the one to show
     for name, value in criteria.items():
         if name not in CRITERIA:
             raise TypeError(f"unknown criterion {name!r}; the criteria are: {', '.join(CRITERIA)}")
@@ -149,7 +166,8 @@ def check(message: Message, criteria: Mapping[str, Any]) -> list[Check]:
             address = getattr(message, _ADDRESSES[name])
             checks.append(_scored(_address(name, expected, address), expected, [address]))
         elif name == "subject":
-            checks.append(_scored(_one_value(name, expected, message.subject), expected, [message.subject]))
+            subject = message.subject
+            checks.append(_scored(_one_value(name, expected, subject), expected, [subject]))
         elif name in _CONTAINING:
             body = getattr(message, name)
             checks.append(_scored(_one_value(name, expected, body, containing=True), expected, []))
@@ -171,10 +189,20 @@ def check(message: Message, criteria: Mapping[str, Any]) -> list[Check]:
     return checks
 
 
-def matcher(criteria: Mapping[str, Any]) -> Callable[[Message], bool]:
-    """A predicate for the messages matching every criterion (validated now)."""
+def matcher(criteria: Mapping[str, Any], seen: dict[int, list[Check]] | None = None) -> Callable[[Message], bool]:
+    """A predicate for the messages matching every criterion (validated now).
+    With ``seen``, it keeps each message's checks there, by ``id``: a failure
+    then finds the closest message without checking them all again."""
+    __tracebackhide__ = True
     validate(criteria)
-    return lambda message: all(one.matched for one in check(message, criteria))
+    if seen is None:
+        return lambda message: all(one.matched for one in check(message, criteria))
+
+    def matches(message: Message) -> bool:
+        checks = seen[id(message)] = check(message, criteria)
+        return all(one.matched for one in checks)
+
+    return matches
 
 
 def _criteria_text(criteria: Mapping[str, Any]) -> str:
@@ -189,16 +217,39 @@ def _criteria_text(criteria: Mapping[str, Any]) -> str:
 
 
 def describe_message(index: int, message: Message) -> str:
+    """One line for a message in a failure: its envelope (``mail_from``,
+    ``rcpt_to``, as the criteria name them) and its headers (``From:`` where
+    it differs, ``To:``) told apart, its subject and size."""
+    header_from = message.from_
+    shown_from = f" From: {header_from!r}," if header_from is not None and header_from != message.mail_from else ""
     return (
-        f"#{index} from {message.mail_from!r} to {message.rcpt_tos!r}, subject {message.subject!r},"
-        f" {len(message.data)} bytes"
+        f"#{index} mail_from {message.mail_from!r}, rcpt_to {message.rcpt_tos!r},{shown_from}"
+        f" To: {message.to!r}, subject {message.subject!r}, {len(message.data)} bytes"
     )
 
 
-def _last_error_reply(session: Any) -> str | None:
-    """The last 4xx/5xx reply a session's client got, from its transcript,
-    with what it answered: ``'550 No such user' (to RCPT)``."""
-    transcript = list(getattr(session, "transcript", ()) or ())
+#: A longer listing in a failure shows this many items at each end, and a count.
+LISTED_AT_EACH_END = 5
+
+
+def listing(items: Sequence[_T], describe: Callable[[int, _T], str], indent: str = "  ") -> list[str]:
+    """A line per item, numbered from 1; of a long list, the first and last
+    ``LISTED_AT_EACH_END`` around a count of those left out (a failure over
+    20,000 messages stays short, and is quick to make)."""
+    count = len(items)
+    if count <= 2 * LISTED_AT_EACH_END + 1:
+        return [f"{indent}{describe(i, item)}" for i, item in enumerate(items, 1)]
+    tail = count - LISTED_AT_EACH_END
+    return [
+        *(f"{indent}{describe(i + 1, items[i])}" for i in range(LISTED_AT_EACH_END)),
+        f"{indent}... {count - 2 * LISTED_AT_EACH_END} more ...",
+        *(f"{indent}{describe(i + 1, items[i])}" for i in range(tail, count)),
+    ]
+
+
+def _last_error_reply(transcript: Sequence[Any]) -> str | None:
+    """The last 4xx/5xx reply in a session's ``transcript``, with what it
+    answered: ``'550 No such user' (to RCPT)``."""
     for index in range(len(transcript) - 1, -1, -1):
         entry = transcript[index]
         line = str(getattr(entry, "line", ""))
@@ -207,14 +258,52 @@ def _last_error_reply(session: Any) -> str | None:
             if asked is None:
                 return repr(line)
             said = str(getattr(asked, "line", ""))
-            answered = "the message data" if said.endswith("bytes of message data>") else said.split(" ", 1)[0].upper()
+            data = said.startswith("<") and "bytes of message data" in said
+            answered = "the message data" if data else said.split(" ", 1)[0].upper()
             return f"{line!r} (to {answered})"
     return None
 
 
-def describe_session_end(session: Any) -> str:
-    """How a session ended, told for a person: its peer, its last error
-    reply if it got one, else what its client did last."""
+def _without_closing_421(session: Any) -> tuple[list[Any], bool]:
+    """The session's transcript without the 421 its server said as it
+    stopped or timed the session out (no answer to a client's command),
+    and whether there was one."""
+    transcript = list(getattr(session, "transcript", ()) or ())
+    if getattr(session, "ended_by", None) in ("stop", "timeout") and transcript:
+        last = transcript[-1]
+        if getattr(last, "direction", None) == "server" and str(getattr(last, "line", "")).startswith("421"):
+            return transcript[:-1], True
+    return transcript, False
+
+
+def last_error_reply(session: Any) -> str | None:
+    """The last 4xx/5xx reply a session's client got, with the command it
+    answered: ``'550 No such user' (to RCPT)``; the server's own closing
+    421 is none."""
+    return _last_error_reply(_without_closing_421(session)[0])
+
+
+def _phase(transcript: Sequence[Any], commands: Sequence[str]) -> str:
+    """Where the client was when the server ended the session: `` while the
+    client was in DATA``, `` after RCPT``, `` before any command``."""
+    said = [e for e in transcript if getattr(e, "direction", None) == "client"]
+    last_client = str(getattr(said[-1], "line", "")) if said else ""
+    replies = [e for e in transcript if getattr(e, "direction", None) == "server"]
+    last_reply = str(getattr(replies[-1], "line", "")) if replies else ""
+    verb = commands[-1] if commands else ""
+    if last_client.endswith("unfinished>") or (verb == "DATA" and last_reply.startswith("354")):
+        return f" while the client was in {verb or 'DATA'}"
+    if verb == "AUTH" and last_reply.startswith("334"):
+        return " while the client was in AUTH"
+    return f" after {verb}" if verb else " before any command"
+
+
+def describe_session_end(session: Any, *, by_teardown: bool = False) -> str:
+    """How a session ended, told for a person: its peer, how and where it
+    ended, and its last error reply if it got one. The 421 a server says as
+    it stops or times a session out is told as the server's own, not as an
+    answer to the client's last command; ``by_teardown``: the stop was the
+    fixture's, at the end of the test."""
     peer = getattr(session, "peer", None)
     where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
     commands = list(getattr(session, "commands", ()) or ())
@@ -223,17 +312,18 @@ def describe_session_end(session: Any) -> str:
         ended_by = "quit"  # answered, its close not yet seen by the server
     if ended_by == "quit" and commands and commands[-1] == "QUIT":
         commands.pop()  # "said QUIT after RCPT", not "after QUIT"
-    error = _last_error_reply(session)
-    after = f" after {commands[-1]}" if commands else " before any command"
-    how = {
-        "quit": "said QUIT",
-        "client": "the client hung up",
-        "timeout": "timed out",
-        "fault": "an injected fault ended it",
-        "stop": "cut off when the server stopped",
-        None: "still open",
-    }.get(ended_by, str(ended_by))
-    text = f"session from {where}: {how}{after}"
+    transcript, own_421 = _without_closing_421(session)
+    closing = " (the server's own 421 closed it)" if own_421 else ""
+    error = _last_error_reply(transcript)
+    if ended_by in ("stop", "timeout"):
+        stopped = "stopped by teardown" if by_teardown else "closed by the server's stop()"
+        how = stopped if ended_by == "stop" else "timed out"
+        text = f"session from {where}: {how}{_phase(transcript, commands)}{closing}"
+    else:
+        after = f" after {commands[-1]}" if commands else " before any command"
+        ends = {"quit": "said QUIT", "client": "the client hung up", "fault": "an injected fault ended it"}
+        how = ends.get(ended_by, str(ended_by)) if ended_by is not None else "still open"
+        text = f"session from {where}: {how}{after}"
     if error is not None:
         text += f"; last error reply: {error}"
     return text
@@ -241,6 +331,35 @@ def describe_session_end(session: Any) -> str:
 
 def sessions_without_message(sessions: Iterable[Any]) -> list[Any]:
     return [session for session in sessions if not list(getattr(session, "messages", ()) or ())]
+
+
+def criteria_text(criteria: Mapping[str, Any]) -> str:
+    """The criteria as a failure names them: ``to='bob@example.com', subject=re.compile('^Hi')``."""
+    return _criteria_text(criteria)
+
+
+def near_miss(
+    messages: Sequence[Message], criteria: Mapping[str, Any], seen: Mapping[int, list[Check]] | None = None
+) -> list[str]:
+    """The message closest to matching ``criteria``, criterion by criterion:
+    ``closest, #2:`` then an ``ok``/``FAIL`` line per criterion. ``seen``:
+    checks made already (``matcher``'s), by ``id`` of the message."""
+    if not messages or not criteria:
+        return []
+    seen = seen or {}
+    best: tuple[float, int, list[Check]] | None = None
+    for index, message in enumerate(messages, 1):
+        checks = seen.get(id(message))
+        if checks is None:
+            checks = check(message, criteria)
+        score = sum(one.closeness for one in checks)
+        if best is None or (score, index) >= best[:2]:
+            best = (score, index, checks)
+    assert best is not None
+    lines = [f"closest, #{best[1]}:"]
+    for one in best[2]:
+        lines.append(f"  {'ok  ' if one.matched else 'FAIL'} {one.detail}")
+    return lines
 
 
 def explain_miss(
@@ -251,10 +370,13 @@ def explain_miss(
     expected_count: int | None = None,
     found: int = 0,
     waited: float = 0.0,
+    closest: Sequence[str] | None = None,
 ) -> str:
-    """The failure message of ``assert_sent``: what was asked, what arrived,
-    the closest message criterion by criterion, and the sessions that ended
-    without a message (with the error reply their client got)."""
+    """The failure message of ``assert_sent``: what was asked, what arrived
+    (the first and last few of a long list), the closest message criterion
+    by criterion, and the sessions that ended without a message (with the
+    error reply their client got). ``closest``: ``near_miss()``'s lines, if
+    made already."""
     wanted = "at least 1" if expected_count is None else f"exactly {expected_count}"
     lines = [
         f"expected {wanted} message(s) matching {_criteria_text(criteria)}, found {found}"
@@ -264,15 +386,11 @@ def explain_miss(
         lines.append("no message arrived.")
     else:
         lines.append(f"{len(messages)} message(s) arrived:")
-        lines += [f"  {describe_message(i, m)}" for i, m in enumerate(messages, 1)]
-        if criteria and found == 0:
-            scored = [(sum(c.closeness for c in check(m, criteria)), i, m) for i, m in enumerate(messages, 1)]
-            _, index, closest = max(scored, key=lambda item: (item[0], item[1]))
-            lines.append(f"closest, #{index}:")
-            for one in check(closest, criteria):
-                lines.append(f"  {'ok  ' if one.matched else 'FAIL'} {one.detail}")
+        lines += listing(messages, describe_message)
+        if found == 0:
+            lines += near_miss(messages, criteria) if closest is None else closest
     quiet = sessions_without_message(sessions)
     if quiet:
         lines.append(f"{len(quiet)} session(s) ended without a message:")
-        lines += [f"  {describe_session_end(session)}" for session in quiet]
+        lines += listing(quiet, lambda _, session: describe_session_end(session))
     return "\n".join(lines)

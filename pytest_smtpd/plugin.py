@@ -1,28 +1,45 @@
-"""The pytest plugin: the ``smtpd``, ``smtpd_session`` and ``smtpd_options``
-fixtures, the ``smtpd`` marker, the ``smtpd_*`` ini options, the "smtpd"
-report section and ``--smtpd-save-dir``."""
+"""The pytest plugin: the ``smtpd``, ``smtpd_session``, ``smtpd_options``
+and (with Django) ``smtpd_django`` fixtures, the ``smtpd`` marker, the
+"smtpd" report section and ``--smtpd-save-dir``. The ``smtpd_*`` ini
+options and the checks of every option are in ``config``."""
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import types
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from . import fixture_state, loopthread
 from .assertions import FixtureServer
+from .config import (  # noqa: F401  (DEFAULT_TEARDOWN_GRACE, Settings: importable from here, as before)
+    DEFAULT_TEARDOWN_GRACE,
+    INI_OPTIONS,
+    OptionError,
+    Settings,
+    blame,
+    check_layer,
+    marker_options,
+    read_settings,
+    xdist_worker_number,
+)
+from .django_mail import EveryTest, django_installed, pointed_at
 from .fixture_state import USED_SERVER as USED_SERVER  # checks_plugin.py reads it here
 from .fixture_state import SMTPDLateMessageWarning
 from .matching import describe_session_end
 from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
 
-__all__ = ["SMTPDLateMessageWarning", "SMTPDReportWarning", "smtpd", "smtpd_loop", "smtpd_options", "smtpd_session"]
+__all__ = [
+    "SMTPDLateMessageWarning",
+    "SMTPDReportWarning",
+    "smtpd",
+    "smtpd_django",
+    "smtpd_loop",
+    "smtpd_options",
+    "smtpd_session",
+]
 
 #: The content checks' fixtures and ini option (lint, DKIM, snapshots, previews), and
 #: ``--smtpd-web``, the dev inbox over the tests' mail (it imports aiohttp only when given).
@@ -31,31 +48,13 @@ pytest_plugins = ["pytest_smtpd.checks_plugin", "pytest_smtpd.inbox.pytest_plugi
 MARKER_HELP = (
     "smtpd(**options): options for the smtpd fixture's server, as Server() takes them, "
     "e.g. data_size_limit=1000, enable_SMTPUTF8=True, decode_data=True, hostname='mx.test'; "
+    "report='full'|'summary'|'off' for the test's smtpd report section, "
     "and strict=True: fail at teardown for messages the test never looked at"
 )
 
 #: The name our entry point registers under: ``-p no:pytest-smtpd`` turns this
 #: plugin off, and smtpdfix's ``-p no:smtpd`` leaves it on.
 PLUGIN_NAME = "pytest-smtpd"
-#: Seconds sessions still open at teardown get to finish (a worker's QUIT)
-#: before the server closes them with 421.
-DEFAULT_TEARDOWN_GRACE = 1.0
-
-#: ini name -> help. Every value is checked when pytest starts.
-INI_OPTIONS = {
-    "smtpd_host": "address the smtpd fixture's server listens on (default 127.0.0.1)",
-    "smtpd_port": "port of the smtpd fixture's server; 0 (default) picks a free one; "
-    "under pytest-xdist worker gwN listens on port + N",
-    "smtpd_hostname": "name in the server's greeting and EHLO reply (default: the machine's FQDN)",
-    "smtpd_data_size_limit": "largest message in octets, 0 for no limit (default 33554432)",
-    "smtpd_enable_SMTPUTF8": "offer SMTPUTF8: true or false (default false)",
-    "smtpd_tls": "starttls or implicit (default: no TLS)",
-    "smtpd_auth": "offer AUTH to these users: user:password, space-separated for several",
-    "smtpd_scope": "function (default: a server per test) or session (one server, reset after each test)",
-    "smtpd_save_dir": "save each failing test's messages here as .eml files and an mbox",
-    "smtpd_teardown_grace": f"seconds sessions still open at teardown get to finish (default {DEFAULT_TEARDOWN_GRACE})",
-    "smtpd_strict": "true: a test fails at teardown when messages arrived that it never looked at (default false)",
-}
 
 
 class SMTPDReportWarning(pytest.PytestWarning):
@@ -63,117 +62,9 @@ class SMTPDReportWarning(pytest.PytestWarning):
     messages (``--smtpd-save-dir``) failed: the run goes on without it."""
 
 
-@dataclass
-class Settings:
-    """The ini options, checked."""
-
-    #: ``Server`` options from ini (only those set).
-    options: dict[str, Any] = field(default_factory=dict)
-    scope: str = "function"
-    save_dir: Path | None = None
-    teardown_grace: float = DEFAULT_TEARDOWN_GRACE
-    #: ``smtpd_strict``: the default of the marker's ``strict``.
-    strict: bool = False
-
-
-def _bad(name: str, value: str, expected: str) -> pytest.UsageError:
-    return pytest.UsageError(f"{name} = {value!r}: expected {expected}")
-
-
-def _int(name: str, value: str, low: int, high: int | None = None) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < low or (high is not None and number > high):
-        raise _bad(name, value, f"a whole number from {low}" + (f" to {high}" if high is not None else " up"))
-    return number
-
-
-def xdist_worker_number(config: pytest.Config, early: bool = False) -> int:
-    """N for pytest-xdist's worker ``gwN``; 0 outside xdist. Read from the
-    worker's config, not the environment: a pytest run inside a worker's
-    test (pytester) is no worker. ``early``, before xdist has set the
-    config (at ``pytest_load_initial_conftests``): from the environment."""
-    worker = str(getattr(config, "workerinput", {}).get("workerid", ""))
-    if early and not worker:
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-
-
-def read_settings(config: pytest.Config) -> Settings:
-    """The ``smtpd_*`` ini options as ``Settings``; a ``pytest.UsageError``
-    naming the first bad value."""
-
-    def ini(name: str) -> str:
-        return str(config.getini(name) or "").strip()
-
-    settings = Settings()
-    options = settings.options
-    if value := ini("smtpd_host"):
-        try:
-            socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise _bad("smtpd_host", value, "an address to listen on, such as 127.0.0.1 or ::1") from None
-        options["host"] = value
-    if value := ini("smtpd_port"):
-        port = _int("smtpd_port", value, 0, 65535)
-        if port:
-            worker = xdist_worker_number(config)
-            port += worker
-            if port > 65535:
-                raise _bad("smtpd_port", value, f"a port that leaves room for xdist worker gw{worker}")
-        options["port"] = port
-    if value := ini("smtpd_hostname"):
-        if any(char.isspace() or not char.isprintable() for char in value):
-            raise _bad("smtpd_hostname", value, "a host name without spaces")
-        options["hostname"] = value
-    if value := ini("smtpd_data_size_limit"):
-        options["data_size_limit"] = _int("smtpd_data_size_limit", value, 0)
-    if value := ini("smtpd_enable_SMTPUTF8"):
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise _bad("smtpd_enable_SMTPUTF8", value, "true or false")
-        options["enable_SMTPUTF8"] = value.lower() in ("true", "1", "yes")
-    if value := ini("smtpd_tls"):
-        if value not in ("starttls", "implicit"):
-            raise _bad("smtpd_tls", value, "starttls or implicit")
-        options["tls"] = value
-    if value := ini("smtpd_auth"):
-        users: dict[str, str] = {}
-        for pair in value.split():
-            user, colon, password = pair.partition(":")
-            if not colon or not user:
-                raise _bad("smtpd_auth", value, "user:password pairs separated by spaces")
-            users[user] = password
-        options["auth"] = users
-    if value := ini("smtpd_scope"):
-        if value not in ("function", "session"):
-            raise _bad("smtpd_scope", value, "function or session")
-        settings.scope = value
-    save_dir = config.getoption("smtpd_save_dir", None) or ini("smtpd_save_dir")
-    if save_dir:
-        settings.save_dir = Path(save_dir)
-        if not settings.save_dir.is_absolute():
-            settings.save_dir = config.rootpath / settings.save_dir
-        if settings.save_dir.exists() and not settings.save_dir.is_dir():
-            raise _bad("smtpd_save_dir", str(save_dir), "a directory (this is a file)")
-    if value := ini("smtpd_teardown_grace"):
-        try:
-            grace = float(value)
-        except ValueError:
-            grace = -1.0
-        if not grace >= 0:
-            raise _bad("smtpd_teardown_grace", value, "a number of seconds, 0 or more")
-        settings.teardown_grace = grace
-    if value := ini("smtpd_strict"):
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise _bad("smtpd_strict", value, "true or false")
-        settings.strict = value.lower() in ("true", "1", "yes")
-    return settings
-
-
 SETTINGS = pytest.StashKey[Settings]()
-#: Sessions cut off at teardown: (test node id, description).
+#: Sessions cut off at teardown and not yet put in a teardown report:
+#: (test node id, description).
 CUT_OFF = pytest.StashKey[list[tuple[str, str]]]()
 #: Tests whose messages were saved already.
 SAVED = pytest.StashKey[set[str]]()
@@ -208,6 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS] = read_settings(config)
     fixture_state.export_port(config, config.stash[SETTINGS].options.get("port"))
+    if config.stash[SETTINGS].django:
+        if not django_installed():
+            raise pytest.UsageError("smtpd_django = true: Django is not installed (pip install django)")
+        config.pluginmanager.register(EveryTest(), "pytest-smtpd-django")
     config.stash[CUT_OFF] = []
     config.stash[SAVED] = set()
 
@@ -269,35 +164,71 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The options of every ``smtpd`` marker on the test, the closest winning."""
-    options: dict[str, Any] = {}
-    for marker in reversed(list(request.node.iter_markers("smtpd"))):
-        if marker.args:
-            raise pytest.UsageError(
-                "the smtpd marker takes keyword arguments only, e.g. @pytest.mark.smtpd(data_size_limit=100)"
-            )
-        options.update(marker.kwargs)
-    options.pop("lint", None)  # the content checks' (checks_plugin.py), not the server's
-    return options
-
-
-def _start(options: dict[str, Any], source: str, nodeid: str | None = None) -> FixtureServer:
+    """The ``Server`` options of every ``smtpd`` marker on the test, the
+    closest winning, and ``strict=`` (the fixture's); the marker's other own
+    options (``report=``, and ``lint=`` of the content checks,
+    checks_plugin.py) left out."""
     try:
-        server = FixtureServer(**options)
-    except (TypeError, ValueError) as exc:
-        raise pytest.UsageError(f"{source}: {exc}") from exc
-    server.current_test = nodeid  # its sessions are this test's
-    server.start()
-    return server
+        server, own = marker_options(list(reversed(list(request.node.iter_markers("smtpd")))))
+    except OptionError as exc:
+        problem = str(exc)
+    else:
+        if "strict" in own:
+            server["strict"] = own["strict"]
+        return server
+    pytest.fail(problem, pytrace=False)  # out of the except block: no chained traceback
+
+
+def _layers(request: pytest.FixtureRequest, smtpd_options: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Where the test's ``Server`` options come from, the closest last:
+    (source, options) for the ini, ``smtpd_options`` and the markers."""
+    return [
+        ("the smtpd_* ini options", request.config.stash[SETTINGS].options),
+        ("the smtpd_options fixture", dict(smtpd_options)),
+        ("@pytest.mark.smtpd", _marker_options(request)),
+    ]
+
+
+def _start(
+    options: dict[str, Any], layers: Sequence[tuple[str, Mapping[str, Any]]], nodeid: str | None = None
+) -> FixtureServer:
+    """A started ``FixtureServer``; a bad option fails the test's setup with
+    one line naming its source (no traceback through the plugin)."""
+    try:
+        for source, layer in layers[1:]:  # the ini options were checked at start-up
+            check_layer(source, layer)
+        try:
+            server = FixtureServer(**options)
+        except (TypeError, ValueError) as exc:
+            raise OptionError(f"{blame(layers, lambda o: FixtureServer(**o))}: {exc}") from None
+    except OptionError as exc:
+        problem = str(exc)
+    else:
+        server.current_test = nodeid  # its sessions are this test's
+        server.start()
+        return server
+    pytest.fail(problem, pytrace=False)
+
+
+def _strict(
+    layers: list[tuple[str, dict[str, Any]]], options: dict[str, Any], default: bool
+) -> tuple[bool, list[tuple[str, dict[str, Any]]]]:
+    """``strict`` taken out of the merged options (it is the fixture's, not
+    a ``Server`` option) and out of each layer: its value, and the layers."""
+    source = next((source for source, layer in reversed(layers) if "strict" in layer), "smtpd_options")
+    strict = fixture_state.pop_strict(options, default, source)
+    return strict, [(source, {k: v for k, v in layer.items() if k != "strict"}) for source, layer in layers]
 
 
 def _stop(server: FixtureServer, config: pytest.Config, nodeid: str) -> None:
     """Stop ``server``, giving open sessions the teardown grace to finish;
-    note the sessions it had to cut off, for the terminal summary."""
+    note the sessions this stop cut off (not those the test's own stop()
+    ended), for the terminal summary."""
+    ended_before = {id(session) for session in server.sessions if not session.is_open}
     server.stop(grace=config.stash[SETTINGS].teardown_grace)
     for session in server.sessions:
-        if session.ended_by == "stop":
-            config.stash[CUT_OFF].append((nodeid, describe_session_end(session)))
+        if session.ended_by == "stop" and id(session) not in ended_before:
+            config.stash[CUT_OFF].append((nodeid, describe_session_end(session, by_teardown=True)))
 
 
 @pytest.fixture(scope="session")
@@ -334,9 +265,12 @@ def smtpd_session(request: pytest.FixtureRequest, smtpd_loop: None) -> Iterator[
     the ini options and ``smtpd_options`` as seen at session scope. With
     ``smtpd_scope = session`` the ``smtpd`` fixture hands it to each test,
     put back as its configuration says after each test (reset, running)."""
-    options = {**request.config.stash[SETTINGS].options, **_session_visible_options(request)}
-    options.pop("strict", None)  # the smtpd fixture's, per test
-    server = _start(options, "smtpd_session")
+    layers = [
+        ("the smtpd_* ini options", request.config.stash[SETTINGS].options),
+        ("the smtpd_options fixture", _session_visible_options(request)),
+    ]
+    _, layers = _strict(layers, {}, False)  # strict is the smtpd fixture's, per test
+    server = _start({**layers[0][1], **layers[1][1]}, layers)
     try:
         yield server
     finally:
@@ -359,10 +293,9 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
     of the test it began in (``session.test``).
     """
     settings = request.config.stash[SETTINGS]
-    marker = _marker_options(request)
-    options = {**settings.options, **dict(smtpd_options), **marker}
-    source = "@pytest.mark.smtpd" if marker else "smtpd_options"
-    strict = fixture_state.pop_strict(options, settings.strict, source)
+    layers = _layers(request, smtpd_options)
+    options = {key: value for _, layer in layers for key, value in layer.items()}
+    strict, layers = _strict(layers, options, settings.strict)
     nodeid = request.node.nodeid
     if settings.scope == "session":
         shared: FixtureServer = request.getfixturevalue("smtpd_session")
@@ -377,7 +310,7 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
         if options.get("port") == shared.port:
             # The fixed port is the shared server's: this one takes a free port.
             options["port"] = 0
-    server = _start(options, source, nodeid)
+    server = _start(options, layers, nodeid)
     used = fixture_state.use(request.node, server, strict)
     try:
         yield server
@@ -385,7 +318,28 @@ def smtpd(request: pytest.FixtureRequest, smtpd_options: dict[str, Any], smtpd_l
         fixture_state.end_own(used, lambda: _stop(server, request.config, nodeid))
 
 
+if django_installed():
+
+    @pytest.fixture
+    def smtpd_django(smtpd: FixtureServer) -> Iterator[FixtureServer]:
+        """The ``smtpd`` server, with Django's email settings pointed at it
+        for the test (the SMTP backend, host, port, TLS as the server speaks
+        it, its login) and the test CA trusted; all put back afterwards.
+        ``smtpd_django = true`` (ini) gives it to every test."""
+        with pointed_at(smtpd):
+            yield smtpd
+
+
 # -- reports --------------------------------------------------------------------
+
+
+def _report_mode(item: pytest.Item) -> str:
+    """``report=`` of the closest marker, else ``smtpd_report``."""
+    try:
+        _, own = marker_options(list(reversed(list(item.iter_markers("smtpd")))))
+    except OptionError:  # the test's setup failed with it already
+        own = {}
+    return str(own.get("report") or item.config.stash[SETTINGS].report)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -393,21 +347,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if call.when == "teardown":
+        # Sessions cut off by this teardown (or the shared server's, at the
+        # last one) ride on its report: under xdist, to the controller.
+        cut_off, item.config.stash[CUT_OFF] = item.config.stash[CUT_OFF], []
+        if cut_off:
+            report.smtpd_cut_off = cut_off  # type: ignore[attr-defined]
         fixture_state.forget(item)  # the last report: let go of the server
         return
     server = item.stash.get(USED_SERVER, None)
     if server is None or not report.failed:
         return
     fixture_state.note_failed(item)
-    from .report import describe, save_artifacts
+    from .report import save_artifacts, section
 
-    messages = list(server.messages)
-    sessions = list(server.sessions)
+    settings = item.config.stash[SETTINGS]
+    messages = server.messages._snapshot()  # the report does not count as looking (strict mode)
     try:
-        report.sections.append(("smtpd", describe(messages, sessions)))
+        text = section(server, messages, mode=_report_mode(item), max_lines=settings.report_lines)
+        if text is not None:
+            report.sections.append(("smtpd", text))
     except Exception as exc:  # a report is no reason to end the run
         _report_trouble(item, report, "building the smtpd report section", exc)
-    settings = item.config.stash[SETTINGS]
     saved = item.config.stash[SAVED]
     if settings.save_dir is not None and item.nodeid not in saved:
         saved.add(item.nodeid)
@@ -428,7 +388,14 @@ def _report_trouble(item: pytest.Item, report: pytest.TestReport, what: str, exc
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    cut_off = config.stash.get(CUT_OFF, [])
+    """List the sessions teardown cut off, from the teardown reports (a
+    worker's, under xdist, arrive as the controller's reports)."""
+    cut_off = [
+        (str(nodeid), str(text))
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for nodeid, text in getattr(report, "smtpd_cut_off", None) or ()
+    ]
     if cut_off:
         terminalreporter.write_sep("-", "smtpd: sessions cut off at teardown")
         for nodeid, description in cut_off:

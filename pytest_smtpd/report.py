@@ -3,6 +3,7 @@ and the ``.eml``/``mbox`` files ``--smtpd-save-dir`` keeps for CI."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -10,16 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from .addresses import ascii_address
-from .matching import describe_session_end
+from .config import DEFAULT_REPORT_LINES
+from .matching import describe_session_end, last_error_reply, listing, sessions_without_message
 from .message import Message
 
-__all__ = ["MAX_SECTION_LINES", "describe", "mbox_entry", "safe_name", "save_artifacts"]
+__all__ = ["MAX_SECTION_LINES", "describe", "mbox_entry", "safe_name", "save_artifacts", "section"]
 
-#: The section is cut after this many lines (a test that sent thousands of
-#: messages should not bury its own failure).
-MAX_SECTION_LINES = 200
-#: Transcript lines shown per session.
+#: The section is cut after this many lines unless ``smtpd_report_lines`` says otherwise.
+MAX_SECTION_LINES = DEFAULT_REPORT_LINES
+
+#: Transcript lines shown per session (``full``).
 MAX_TRANSCRIPT_LINES = 40
+#: A longer list of messages shows this many at each end, and a count.
+LISTED_AT_EACH_END = 5
+#: What ``full`` adds: how to get it, for the ``summary``.
+FULL_HINT = "transcripts: smtpd_report = full, or @pytest.mark.smtpd(report='full')"
 
 
 def _message_lines(index: int, message: Message) -> list[str]:
@@ -29,6 +35,23 @@ def _message_lines(index: int, message: Message) -> list[str]:
         f"message #{index}: MAIL FROM:<{message.mail_from}> RCPT TO:{', '.join(f'<{r}>' for r in message.rcpt_tos)}",
         f"  subject {message.subject!r}, {len(message.data)} bytes, TLS {tls}, AUTH {auth}",
     ]
+
+
+def _messages_lines(messages: Sequence[Message]) -> list[str]:
+    """Each message's two lines; of a long list, the first and last few
+    around a count of those left out."""
+    count = len(messages)
+    if count <= 2 * LISTED_AT_EACH_END + 2:
+        shown = list(range(count))
+    else:
+        shown = [*range(LISTED_AT_EACH_END), -1, *range(count - LISTED_AT_EACH_END, count)]
+    lines: list[str] = []
+    for index in shown:
+        if index < 0:
+            lines.append(f"... {count - 2 * LISTED_AT_EACH_END} more message(s) ...")
+        else:
+            lines += _message_lines(index + 1, messages[index])
+    return lines
 
 
 def _session_lines(index: int, session: Any) -> list[str]:
@@ -43,26 +66,77 @@ def _session_lines(index: int, session: Any) -> list[str]:
     return lines
 
 
-def describe(messages: Sequence[Message], sessions: Sequence[Any]) -> str:
-    """The report section: each message's envelope, subject, size, TLS and
-    AUTH, then each session's commands and replies (the transcript masks
-    AUTH secrets and shows data as sizes), cut to ``MAX_SECTION_LINES``."""
+def _last_error_line(sessions: Sequence[Any]) -> str | None:
+    """The newest session's last error reply, told with the command it
+    answered (the server's own 421 at a stop is no such reply)."""
+    for index in range(len(sessions), 0, -1):
+        error = last_error_reply(sessions[index - 1])
+        if error is not None:
+            peer = getattr(sessions[index - 1], "peer", ("?", 0))
+            return f"last error reply: {error}, in session #{index} from {peer[0]}:{peer[1]}"
+    return None
+
+
+def describe(
+    messages: Sequence[Message],
+    sessions: Sequence[Any],
+    *,
+    mode: str = "full",
+    max_lines: int = DEFAULT_REPORT_LINES,
+    near_miss: Sequence[str] = (),
+) -> str:
+    """The report section. ``summary``: each message's envelope, subject,
+    size, TLS and AUTH (the first and last few of a long list), the near
+    miss of the last failed ``assert_sent``, the last error reply a client
+    got, and how each session without a message ended. ``full`` adds each session's commands and replies (the
+    transcript masks AUTH secrets and shows data as sizes). Cut to
+    ``max_lines`` (0: no limit)."""
     lines = [f"{len(messages)} message(s), {len(sessions)} session(s)"]
-    for index, message in enumerate(messages, 1):
-        lines += _message_lines(index, message)
-    for index, session in enumerate(sessions, 1):
-        lines += _session_lines(index, session)
-    if len(lines) > MAX_SECTION_LINES:
-        cut = len(lines) - MAX_SECTION_LINES
-        lines = [*lines[:MAX_SECTION_LINES], f"... {cut} more line(s) cut"]
+    lines += _messages_lines(messages)
+    lines += near_miss
+    if mode == "full":
+        for index, session in enumerate(sessions, 1):
+            lines += _session_lines(index, session)
+    else:
+        error = _last_error_line(sessions)
+        if error is not None:
+            lines.append(error)
+        quiet = sessions_without_message(sessions)
+        if quiet:
+            lines.append(f"{len(quiet)} session(s) ended without a message:")
+            lines += listing(quiet, lambda _, session: describe_session_end(session))
+        if sessions:
+            lines.append(FULL_HINT)
+    if max_lines and len(lines) > max_lines:
+        cut = len(lines) - max_lines
+        lines = [*lines[:max_lines], f"... {cut} more line(s) cut (smtpd_report_lines = {max_lines})"]
     return "\n".join(lines)
 
 
+def section(server: Any, messages: Sequence[Message], *, mode: str, max_lines: int) -> str | None:
+    """The "smtpd" section of a failing test's report on ``server`` in
+    ``mode`` (``full``, ``summary``, or ``off``: None)."""
+    if mode == "off":
+        return None
+    near_miss = list(getattr(server, "near_miss", ()) or ())
+    return describe(messages, list(server.sessions), mode=mode, max_lines=max_lines, near_miss=near_miss)
+
+
+#: The longest file name stem (before ``-<n>.eml``), hash suffix included.
+MAX_NAME = 150
+
+
 def safe_name(nodeid: str) -> str:
-    """A file name made from a test's node id: ``tests/test_a.py::test_b[1]``
-    becomes ``tests_test_a.py__test_b_1``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._")
-    return name[:150] or "test"
+    """A file name made from a test's node id, readable and unique per test:
+    ``tests/test_a.py::test_b`` becomes ``tests_test_a.py__test_b-<hash>``.
+    A name that the replacements changed beyond ``::`` -> ``__``, or that is
+    cut at ``MAX_NAME``, ends in a hash of the node id, so that ``[a/b]``
+    and ``[a b]`` do not share one name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._") or "test"
+    if name.replace("__", "::") == nodeid and len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{name[: MAX_NAME - len(digest) - 1]}-{digest}"
 
 
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")

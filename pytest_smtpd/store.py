@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from . import loopthread
@@ -83,6 +84,7 @@ class MessageStore(LockedList[Message]):
     @overload
     def __getitem__(self, index: slice) -> list[Message]: ...
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        __tracebackhide__ = True  # messages[0] of none: the test's line, not this one
         with self._changed:
             found = self._items[index]
             self._seen.update(map(id, found if isinstance(found, list) else [found]))
@@ -113,6 +115,7 @@ class MessageStore(LockedList[Message]):
     @property
     def last(self) -> Message:
         """The message received last; ``IndexError`` if none has arrived."""
+        __tracebackhide__ = True
         with self._changed:
             if not self._messages:
                 raise IndexError("no message has arrived yet")
@@ -122,6 +125,7 @@ class MessageStore(LockedList[Message]):
     def filter(self, **criteria: Criterion | dict[str, Criterion]) -> list[Message]:
         """The messages matching every criterion, as ``assert_sent`` takes them
         (``to=``, ``subject=``, ``header={...}``...)."""
+        __tracebackhide__ = True
         from .matching import matcher
 
         matches = matcher(criteria)
@@ -136,44 +140,46 @@ class MessageStore(LockedList[Message]):
         """Block until ``count`` messages (matching ``where``, if given) have
         arrived, and return them. For mail sent by another thread or process.
 
-        Raises ``TimeoutError`` saying what did arrive."""
-
+        Raises ``TimeoutError`` saying what did arrive. Called on a thread
+        whose event loop is running (an async test), it raises at once: it
+        would block that loop, and whatever it runs, for the whole wait."""
+        __tracebackhide__ = True
+        _check_wait(count, timeout)
         if timeout > 0 and loopthread.in_loop_thread():
             raise RuntimeError(
                 "wait_for cannot wait on the servers' loop thread (from a handler): no mail could arrive while it waits"
             )
+        if timeout > 0:
+            refuse_blocking_in_event_loop("messages.wait_for()")
 
+        return self._cut(count, timeout, where, self._waited(count, timeout, where))
+
+    def _waited(self, count: int, timeout: float, where: Callable[[Message], bool] | None) -> list[Message]:
+        """Block until ``count`` messages match ``where`` or ``timeout`` has
+        passed; all those matching then. ``where`` runs on a snapshot,
+        outside the lock, so that appending never waits for it."""
+        __tracebackhide__ = True
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:
                 changes = self._changes
+                received = list(self._messages)
+            got = [m for m in received if where is None or where(m)]
             remaining = deadline - time.monotonic()
-            found = self._found(count, timeout, where, remaining)
-            if found is not None:
-                return found
+            if len(got) >= count or remaining <= 0:
+                return got
             with self._changed:
                 if self._changes == changes:
                     self._changed.wait(remaining)  # woken by an append or a clear
 
-    def _found(
-        self, count: int, timeout: float, where: Callable[[Message], bool] | None, remaining: float
-    ) -> list[Message] | None:
-        """One look for the waits: the first ``count`` messages matching
-        ``where``, or None to wait on for ``remaining`` seconds; past the
-        deadline, ``TimeoutError`` saying what did arrive. ``where`` runs on
-        a snapshot, outside the lock, so that appending never waits for it."""
-        with self._changed:
-            received = list(self._messages)
-        got = [m for m in received if where is None or where(m)]
-        if len(got) >= count:
-            return self._looked_at(got[:count])
-        if remaining <= 0:
-            raise TimeoutError(
-                f"waited {timeout}s for {count} message(s)"
-                f"{' matching the condition' if where else ''}, got {len(got)}"
-                f" (of {len(received)} received: {received!r})"
-            )
-        return None
+    def _cut(
+        self, count: int, timeout: float, where: Callable[[Message], bool] | None, got: list[Message]
+    ) -> list[Message]:
+        """The first ``count`` of ``got``; too few: ``TimeoutError`` saying what did arrive."""
+        __tracebackhide__ = True
+        if len(got) < count:
+            raise TimeoutError(_timeout_text(count, timeout, where is not None, len(got), self._snapshot()))
+        return self._looked_at(got[:count])
 
     async def wait_for_async(
         self,
@@ -187,6 +193,13 @@ class MessageStore(LockedList[Message]):
         loop thread is not involved.
 
         Raises ``TimeoutError`` saying what did arrive."""
+        __tracebackhide__ = True
+        _check_wait(count, timeout)
+        return self._cut(count, timeout, where, await self._waited_async(count, timeout, where))
+
+    async def _waited_async(self, count: int, timeout: float, where: Callable[[Message], bool] | None) -> list[Message]:
+        """``_waited`` on the running event loop."""
+        __tracebackhide__ = True
         waiter = _async_wait()
         deadline = waiter.now() + timeout
         with self._changed:
@@ -194,14 +207,67 @@ class MessageStore(LockedList[Message]):
         try:
             while True:
                 waiter.arm()
+                with self._changed:
+                    received = list(self._messages)
+                got = [m for m in received if where is None or where(m)]
                 remaining = deadline - waiter.now()
-                found = self._found(count, timeout, where, remaining)
-                if found is not None:
-                    return found
+                if len(got) >= count or remaining <= 0:
+                    return got
                 await waiter.woken(remaining)
         finally:
             with self._changed:
                 self._async_waiters.remove(waiter)
+
+
+def _check_wait(count: int, timeout: float) -> None:
+    __tracebackhide__ = True
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a whole number, 0 or more, got {count!r}")
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be a finite number of seconds, 0 or more, got {timeout!r}")
+
+
+#: A timeout's message names this many of the messages at each end.
+NAMED_AT_EACH_END = 3
+
+
+def _timeout_text(count: int, timeout: float, condition: bool, got: int, received: Sequence[Message]) -> str:
+    """What a wait that timed out says: the first and last few messages that
+    did arrive, and how many (20,000 messages make a short line, quickly)."""
+    if len(received) <= 2 * NAMED_AT_EACH_END + 1:
+        named = ", ".join(repr(message) for message in received)
+    else:
+        left_out = len(received) - 2 * NAMED_AT_EACH_END
+        named = ", ".join(
+            [
+                *(repr(message) for message in received[:NAMED_AT_EACH_END]),
+                f"... {left_out} more ...",
+                *(repr(message) for message in received[-NAMED_AT_EACH_END:]),
+            ]
+        )
+    matching = " matching the condition" if condition else ""
+    return f"waited {timeout}s for {count} message(s){matching}, got {got} (of {len(received)} received: [{named}])"
+
+
+def refuse_blocking_in_event_loop(what: str) -> None:
+    """A ``RuntimeError`` if this thread runs an event loop (an async test):
+    a blocking wait there stops the loop, and so the app that would send
+    the mail, until it times out."""
+    __tracebackhide__ = True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        trio = sys.modules.get("trio")
+        if trio is None:
+            return
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return
+    raise RuntimeError(
+        f"{what} would block this thread's running event loop (an async test) for the whole wait:"
+        " use `await smtpd.assert_sent_async(...)` or `await smtpd.messages.wait_for_async(...)`"
+    )
 
 
 class _AsyncWait:
@@ -273,6 +339,7 @@ class _TrioWait(_AsyncWait):
 
 def _async_wait() -> _AsyncWait:
     """A waiter for the event loop the caller runs on: asyncio's or trio's."""
+    __tracebackhide__ = True
     try:
         return _AsyncioWait(asyncio.get_running_loop())
     except RuntimeError:

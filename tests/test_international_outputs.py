@@ -61,7 +61,7 @@ def test_a_failing_test_with_a_utf8_sender_is_saved_and_the_run_goes_on(strict: 
     """The regression test for the INTERNALERROR of ``mailbox`` refusing a
     non-ASCII ``From_`` line: the run ended (exit 3) at the first such failure."""
     strict.makepyfile(test_mail=TESTS)
-    result = strict.runpytest_inprocess("--smtpd-save-dir", "saved")
+    result = strict.runpytest_inprocess("--smtpd-save-dir", "saved", "-o", "smtpd_report=full")
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
@@ -131,11 +131,11 @@ def test_a_report_section_that_cannot_be_built_is_a_warning(strict: pytest.Pytes
     strict.makeconftest(
         "import pytest\n"
         "import pytest_smtpd.report\n"
-        "def broken(messages, sessions):\n"
+        "def broken(*args, **kwargs):\n"
         "    raise RuntimeError('cannot describe')\n"
         "@pytest.fixture(autouse=True)\n"
         "def broken_report(monkeypatch):\n"
-        "    monkeypatch.setattr(pytest_smtpd.report, 'describe', broken)\n"
+        "    monkeypatch.setattr(pytest_smtpd.report, 'section', broken)\n"
     )
     strict.makepyfile(test_mail=BROKEN_SAVE)
     result = strict.runpytest_inprocess()

@@ -71,7 +71,7 @@ def test_command_line_o_overrides_the_ini_file(strict: pytest.Pytester) -> None:
         ("smtpd_tls=ssl", "smtpd_tls = 'ssl': expected starttls or implicit"),
         ("smtpd_auth=alice", "smtpd_auth = 'alice': expected user:password pairs separated by spaces"),
         ("smtpd_scope=module", "smtpd_scope = 'module': expected function or session"),
-        ("smtpd_teardown_grace=soon", "smtpd_teardown_grace = 'soon': expected a number of seconds, 0 or more"),
+        ("smtpd_teardown_grace=soon", "smtpd_teardown_grace = 'soon': expected a finite number of seconds, 0 or more"),
     ],
 )
 def test_bad_ini_values_stop_pytest_at_start_up(strict: pytest.Pytester, option: str, message: str) -> None:
@@ -149,7 +149,9 @@ def test_bad_smtpd_options_are_a_clear_error(strict: pytest.Pytester) -> None:
     )
     result = strict.runpytest_inprocess()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*smtpd_options*unexpected keyword argument*data_size_limt*"])
+    result.stdout.fnmatch_lines(
+        ["the smtpd_options fixture: unknown option data_size_limt=5; did you mean data_size_limit=?"]
+    )
 
 
 def free_ports(count: int) -> int:
@@ -371,3 +373,97 @@ def test_session_scope_under_xdist_gives_each_worker_its_server(strict: pytest.P
     )
     result = strict.runpytest_subprocess("-n", "2", "-p", "xdist", timeout=60)
     result.assert_outcomes(passed=6)
+
+
+# -- mistakes in the ini file and on the command line
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # Case first: pytest would only warn, and SMTPUTF8 would silently stay off.
+        ("smtpd_enable_smtputf8 = true", "unknown option smtpd_enable_smtputf8; did you mean smtpd_enable_SMTPUTF8?"),
+        ("SMTPD_PORT = 2525", "unknown option SMTPD_PORT; did you mean smtpd_port?"),
+        ("smtpd_teardown_grase = 2", "unknown option smtpd_teardown_grase; did you mean smtpd_teardown_grace?"),
+        ("smtpd_colour = blue", "unknown option smtpd_colour; the options are: smtpd_host, smtpd_port, *"),
+    ],
+)
+def test_an_unknown_smtpd_ini_key_names_the_nearest_one(strict: pytest.Pytester, line: str, message: str) -> None:
+    strict.makeini(INI + line + "\n")
+    strict.makepyfile("def test_never(): pass")
+    result = strict.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: tox.ini: {message}"])
+
+
+def test_an_unknown_key_on_the_command_line_is_named_as_from_there(strict: pytest.Pytester) -> None:
+    strict.makepyfile("def test_never(): pass")
+    result = strict.runpytest_inprocess("-o", "smtpd_scop=session")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: -o on the command line: unknown option smtpd_scop; did you mean smtpd_scope?"])
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_teardown_grace_must_be_finite(strict: pytest.Pytester, value: str) -> None:
+    """inf was taken, and held teardown for good on a session left open."""
+    strict.makeini(INI + f"smtpd_teardown_grace = {value}\n")
+    strict.makepyfile("def test_never(): pass")
+    result = strict.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: tox.ini: smtpd_teardown_grace = '{value}': expected a finite number of seconds, 0 or more"]
+    )
+
+
+def test_a_bad_smtpd_options_value_is_blamed_on_smtpd_options_not_the_marker(strict: pytest.Pytester) -> None:
+    strict.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def smtpd_options():
+            return {"max_recipients": -3}
+        """
+    )
+    strict.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.smtpd(hostname="mx.test")
+        def test_marked(smtpd):
+            pass
+        """
+    )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["the smtpd_options fixture: max_recipients must be 0 (no limit) or positive, got -3"])
+    assert "@pytest.mark.smtpd:" not in result.stdout.str()
+
+
+def test_save_dir_names_are_unique_per_test_and_readable(strict: pytest.Pytester) -> None:
+    long_id = "x" * 200
+    strict.makepyfile(
+        test_names=f"""
+        import smtplib
+        import pytest
+
+        @pytest.mark.parametrize("name", ["a/b", "a b", "a_b", "{long_id}1", "{long_id}2"])
+        def test_fails(smtpd, name):
+            with smtplib.SMTP(smtpd.host, smtpd.port, timeout=10) as client:
+                client.sendmail("a@example.com", ["b@example.com"], f"Subject: {{name}}\\r\\n\\r\\n".encode())
+            assert False
+        """
+    )
+    result = strict.runpytest_inprocess("--smtpd-save-dir", "saved")
+    result.assert_outcomes(failed=5)
+    saved = strict.path / "saved"
+    eml = sorted(saved.glob("*.eml"))
+    assert len(eml) == 5 and len(list(saved.glob("*.mbox"))) == 5
+    subjects = sorted(path.read_bytes().split(b"\r\n")[0].decode() for path in eml)
+    assert subjects == sorted(f"Subject: {name}" for name in ["a/b", "a b", "a_b", f"{long_id}1", f"{long_id}2"])
+    for path in eml:
+        stem = path.name[: -len("-1.eml")]
+        assert stem.startswith("test_names.py__test_fails_")  # readable: the test's own name
+        assert len(stem) <= 150
+    # Each name changed (/, space, brackets) or was cut: each ends in its hash.
+    assert all(path.name[-17] == "-" and path.name[-16:-6].isalnum() for path in eml)

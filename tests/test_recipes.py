@@ -37,7 +37,13 @@ def python_blocks(text: str, only_tests: bool = False) -> dict[str, str]:
 
 BLOCKS = python_blocks(RECIPES.read_text(encoding="utf-8"))
 #: How many tests each recipe holds.
-EXPECTED = {"test_flask_signup": 1, "test_fastapi_receipt": 1, "test_nightly_report": 2, "test_worker": 1}
+EXPECTED = {
+    "test_flask_signup": 1,
+    "test_django_welcome": 2,
+    "test_fastapi_receipt": 1,
+    "test_nightly_report": 2,
+    "test_worker": 1,
+}
 
 
 def test_every_recipe_is_run() -> None:

@@ -105,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--smtpd-web: {EXTRA_HINT}")
     host, port = _address(option)
     from .. import loopthread
-    from ..plugin import xdist_worker_number
+    from ..config import xdist_worker_number
     from .hub import Inbox
     from .web import WebInbox
 
