@@ -96,4 +96,8 @@ for _project, (_url, _entries) in _EXTERNAL.items():
     intersphinx_mapping[_project] = (_url, str(_inventory))
 # Ours, private, but the type of a public attribute (Faults.rules): left
 # unlinked rather than documented.
-nitpick_ignore = [("py:class", "pytest_smtpd.faults._Rule")]
+nitpick_ignore = [
+    ("py:class", "pytest_smtpd.faults._Rule"),
+    # The private thread-safe list under MessageStore and SessionStore (shown as their base).
+    ("py:class", "pytest_smtpd._sequence.LockedList"),
+]
