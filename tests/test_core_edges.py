@@ -14,6 +14,7 @@ import re
 import smtplib
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -187,6 +188,12 @@ def tls_quit_with_close_notify(server: Server) -> tuple[bytes, bool]:
         sock.close()
 
 
+@pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason="Python 3.10's asyncio TLS layer (the old sslproto) closes the socket before it writes the close_notify"
+    " it owes a client whose close_notify came in the same read as the last command; fixed by 3.11's rewrite",
+)
 def test_quit_and_close_notify_in_one_read_get_221_and_the_servers_close_notify() -> None:
     with Server(tls="starttls") as server:
         for _ in range(3):
