@@ -205,7 +205,7 @@ def test_sessions_with_transcripts(running: Running) -> None:
     full = running.http.get(f"/api/sessions/{session['id']}")
     lines = [entry["line"] for entry in full["transcript"]]
     assert lines[0].startswith("220 ")
-    assert any(line.startswith("mail FROM:<app@example.com>") for line in lines)
+    assert any(line.lower().startswith("mail from:<app@example.com>") for line in lines)  # FROM: before 3.13
     assert {entry["direction"] for entry in full["transcript"]} == {"client", "server"}
 
 
@@ -398,7 +398,8 @@ def test_raw_and_attachments_cannot_run_in_the_inbox_origin(running: Running) ->
 
 def test_html_in_subjects_and_addresses_is_data_in_the_api(running: Running) -> None:
     subject = "<img src=x onerror=alert(1)>"
-    running.send(subject, sender='"<b>Eve</b>" <eve@example.com>', to="<script>@example.com")
+    # HTML in the display names (Python 3.13's address parser refuses "<script>@example.com" itself).
+    running.send(subject, sender='"<b>Eve</b>" <eve@example.com>', to='"<script>" <script@example.com>')
     [summary] = running.http.get("/api/messages")["messages"]
     assert summary["subject"] == subject
     assert running.http.get("/api/messages/1")["headers"][0][1].startswith('"<b>Eve</b>"')
