@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from .assertions import FixtureServer
+from .config import OptionError
 from .message import Message
 from .sessions import Session
 
@@ -71,12 +72,13 @@ PORT_EXPORTED = pytest.StashKey[bool]()
 
 def pop_strict(options: dict[str, Any], default: bool, source: str) -> bool:
     """Take ``strict`` out of the options (it is the fixture's, not a
-    ``Server`` option): its value, or ``default`` (the ini's)."""
+    ``Server`` option): its value, or ``default`` (the ini's); an
+    ``OptionError`` for one that is not a bool."""
     if "strict" not in options:
         return default
     strict = options.pop("strict")
     if not isinstance(strict, bool):
-        raise pytest.UsageError(f"{source}: strict must be True or False, got {strict!r}")
+        raise OptionError(f"{source}: strict must be True or False, got {strict!r}")
     return strict
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Generator, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
@@ -163,20 +163,28 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 # -- fixtures -----------------------------------------------------------------
 
 
+T = TypeVar("T")
+
+
+def _or_fail(build: Callable[[], T]) -> T:
+    """``build()``; an ``OptionError`` fails the test's setup with its one
+    line naming the source (no traceback through the plugin)."""
+    try:
+        return build()
+    except OptionError as exc:
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)  # out of the except block: no chained traceback
+
+
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The ``Server`` options of every ``smtpd`` marker on the test, the
     closest winning, and ``strict=`` (the fixture's); the marker's other own
     options (``report=``, and ``lint=`` of the content checks,
     checks_plugin.py) left out."""
-    try:
-        server, own = marker_options(list(reversed(list(request.node.iter_markers("smtpd")))))
-    except OptionError as exc:
-        problem = str(exc)
-    else:
-        if "strict" in own:
-            server["strict"] = own["strict"]
-        return server
-    pytest.fail(problem, pytrace=False)  # out of the except block: no chained traceback
+    server, own = _or_fail(lambda: marker_options(list(reversed(list(request.node.iter_markers("smtpd"))))))
+    if "strict" in own:
+        server["strict"] = own["strict"]
+    return server
 
 
 def _layers(request: pytest.FixtureRequest, smtpd_options: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -194,20 +202,20 @@ def _start(
 ) -> FixtureServer:
     """A started ``FixtureServer``; a bad option fails the test's setup with
     one line naming its source (no traceback through the plugin)."""
+    server = _or_fail(lambda: _built(options, layers))
+    server.current_test = nodeid  # its sessions are this test's
+    server.start()
+    return server
+
+
+def _built(options: dict[str, Any], layers: Sequence[tuple[str, Mapping[str, Any]]]) -> FixtureServer:
+    """``FixtureServer(**options)``; an ``OptionError`` naming the layer a bad option came from."""
+    for source, layer in layers[1:]:  # the ini options were checked at start-up
+        check_layer(source, layer)
     try:
-        for source, layer in layers[1:]:  # the ini options were checked at start-up
-            check_layer(source, layer)
-        try:
-            server = FixtureServer(**options)
-        except (TypeError, ValueError) as exc:
-            raise OptionError(f"{blame(layers, lambda o: FixtureServer(**o))}: {exc}") from None
-    except OptionError as exc:
-        problem = str(exc)
-    else:
-        server.current_test = nodeid  # its sessions are this test's
-        server.start()
-        return server
-    pytest.fail(problem, pytrace=False)
+        return FixtureServer(**options)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{blame(layers, lambda o: FixtureServer(**o))}: {exc}") from None
 
 
 def _strict(
@@ -216,7 +224,7 @@ def _strict(
     """``strict`` taken out of the merged options (it is the fixture's, not
     a ``Server`` option) and out of each layer: its value, and the layers."""
     source = next((source for source, layer in reversed(layers) if "strict" in layer), "smtpd_options")
-    strict = fixture_state.pop_strict(options, default, source)
+    strict = _or_fail(lambda: fixture_state.pop_strict(options, default, source))
     return strict, [(source, {k: v for k, v in layer.items() if k != "strict"}) for source, layer in layers]
 
 
