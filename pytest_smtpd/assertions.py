@@ -65,7 +65,7 @@ class FixtureServer(Server):
         __tracebackhide__ = True
         if (count is None and found) or (count is not None and len(found) == count):
             return found
-        messages = self.messages._snapshot()
+        messages = self.messages.snapshot()
         closest = closest_message(messages, criteria, seen) if not found else []
         text = explain_miss(
             messages,
@@ -105,7 +105,7 @@ class FixtureServer(Server):
             refuse_blocking_in_event_loop("assert_sent(timeout=...)")
             found = self.messages._waited(count or 1, timeout, matches)
         else:
-            found = [message for message in self.messages._snapshot() if matches(message)]
+            found = [message for message in self.messages.snapshot() if matches(message)]
         return self.messages._looked_at(self._verdict(found, criteria, count, timeout, seen))
 
     async def assert_sent_async(
@@ -120,7 +120,7 @@ class FixtureServer(Server):
         if timeout > 0 and count != 0:
             found = await self.messages._waited_async(count or 1, timeout, matches)
         else:
-            found = [message for message in self.messages._snapshot() if matches(message)]
+            found = [message for message in self.messages.snapshot() if matches(message)]
         return self.messages._looked_at(self._verdict(found, criteria, count, timeout, seen))
 
     def assert_not_sent(self, **criteria: CriterionArg) -> None:
@@ -129,7 +129,7 @@ class FixtureServer(Server):
         messages that matched (the first and last few of many)."""
         __tracebackhide__ = True
         matches = matcher(criteria)
-        found = [message for message in self.messages._snapshot() if matches(message)]
+        found = [message for message in self.messages.snapshot() if matches(message)]
         if found:
             self.near_miss = []
             raise AssertionError(

@@ -71,7 +71,7 @@ def _smtpd_lint_at_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
 
     problem = None
     try:
-        check_messages(server.messages._snapshot(), level)  # not "looked at" for strict mode
+        check_messages(server.messages.snapshot(), level)  # not "looked at" for strict mode
     except AssertionError as exc:
         problem = f"smtpd lint ({level}): {exc}"
     if problem is not None:

@@ -116,7 +116,7 @@ def forget(item: pytest.Item) -> None:
     if TEST_USE in item.stash:
         del item.stash[TEST_USE]
     if used is not None and not used.shared:
-        _untie(used.server.messages._snapshot(), list(used.server.sessions))
+        _untie(used.server.messages.snapshot(), list(used.server.sessions))
 
 
 def _not_looked_at(used: TestUse) -> list[Message]:
@@ -175,7 +175,7 @@ def hand_back(config: pytest.Config, used: TestUse, nodeid: str) -> None:
     during the test in a session begun before it."""
     server = used.server
     unseen = _not_looked_at(used)
-    held = server.messages._snapshot(), list(server.sessions)
+    held = server.messages.snapshot(), list(server.sessions)
     server.reset()
     _untie(*held)
     try:

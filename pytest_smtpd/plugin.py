@@ -369,7 +369,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from .report import save_artifacts, section
 
     settings = item.config.stash[SETTINGS]
-    messages = server.messages._snapshot()  # the report does not count as looking (strict mode)
+    messages = server.messages.snapshot()  # the report does not count as looking (strict mode)
     try:
         text = section(server, messages, mode=_report_mode(item), max_lines=settings.report_lines)
         if text is not None:

@@ -33,11 +33,6 @@ class MessageStore(LockedList[Message]):
         #: ``last``, ``filter``, the waits): strict mode's "looked at".
         self._seen: set[int] = set()
 
-    def _snapshot(self) -> list[Message]:
-        """The messages now, without counting them as looked at."""
-        with self._changed:
-            return list(self._messages)
-
     def _looked_at(self, messages: list[Message]) -> list[Message]:
         """Note ``messages`` as looked at by the test; returns them."""
         with self._changed:
@@ -49,16 +44,7 @@ class MessageStore(LockedList[Message]):
         ``last``, ``filter``, ``wait_for``, ``assert_sent``): what strict
         mode fails a test for."""
         with self._changed:
-            return [message for message in self._messages if id(message) not in self._seen]
-
-    @property
-    def _messages(self) -> list[Message]:
-        """The list itself (read under ``_changed``)."""
-        return self._items
-
-    def append(self, message: Message) -> None:
-        """Record an accepted message and wake whoever waits for one."""
-        super().append(message)
+            return [message for message in self._items if id(message) not in self._seen]
 
     def _appended(self) -> None:
         with self._changed:
@@ -69,9 +55,9 @@ class MessageStore(LockedList[Message]):
     def clear(self) -> list[Message]:
         """Forget the messages so far, and return them (taken at once: a
         message arriving meanwhile is either returned or kept)."""
-        with self._changed:
+        with self._changed:  # reentrant: "looked at" is forgotten in the same step
             self._seen = set()
-        return super().clear()
+            return super().clear()
 
     def _after_fork_in_child(self) -> None:
         """A forked child has no thread that could hold the lock, nor the
@@ -90,10 +76,6 @@ class MessageStore(LockedList[Message]):
             self._seen.update(map(id, found if isinstance(found, list) else [found]))
             return found
 
-    def __len__(self) -> int:
-        with self._changed:
-            return len(self._items)
-
     def __iter__(self) -> Iterator[Message]:
         with self._changed:
             snapshot = list(self._items)
@@ -110,17 +92,17 @@ class MessageStore(LockedList[Message]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"MessageStore({self._snapshot()!r})"
+        return f"MessageStore({self.snapshot()!r})"
 
     @property
     def last(self) -> Message:
         """The message received last; ``IndexError`` if none has arrived."""
         __tracebackhide__ = True
         with self._changed:
-            if not self._messages:
+            if not self._items:
                 raise IndexError("no message has arrived yet")
-            self._seen.add(id(self._messages[-1]))
-            return self._messages[-1]
+            self._seen.add(id(self._items[-1]))
+            return self._items[-1]
 
     def filter(self, **criteria: Criterion | dict[str, Criterion]) -> list[Message]:
         """The messages matching every criterion, as ``assert_sent`` takes them
@@ -129,7 +111,7 @@ class MessageStore(LockedList[Message]):
         from .matching import matcher
 
         matches = matcher(criteria)
-        return self._looked_at([message for message in self._snapshot() if matches(message)])
+        return self._looked_at([message for message in self.snapshot() if matches(message)])
 
     def wait_for(
         self,
@@ -163,7 +145,7 @@ class MessageStore(LockedList[Message]):
         while True:
             with self._changed:
                 changes = self._changes
-                received = list(self._messages)
+                received = list(self._items)
             got = [m for m in received if where is None or where(m)]
             remaining = deadline - time.monotonic()
             if len(got) >= count or remaining <= 0:
@@ -178,7 +160,7 @@ class MessageStore(LockedList[Message]):
         """The first ``count`` of ``got``; too few: ``TimeoutError`` saying what did arrive."""
         __tracebackhide__ = True
         if len(got) < count:
-            raise TimeoutError(_timeout_text(count, timeout, where is not None, len(got), self._snapshot()))
+            raise TimeoutError(_timeout_text(count, timeout, where is not None, len(got), self.snapshot()))
         return self._looked_at(got[:count])
 
     async def wait_for_async(
@@ -208,7 +190,7 @@ class MessageStore(LockedList[Message]):
             while True:
                 waiter.arm()
                 with self._changed:
-                    received = list(self._messages)
+                    received = list(self._items)
                 got = [m for m in received if where is None or where(m)]
                 remaining = deadline - waiter.now()
                 if len(got) >= count or remaining <= 0:
