@@ -16,6 +16,7 @@ __all__ = [
     "CRITERIA",
     "Check",
     "Criterion",
+    "at_each_end",
     "check",
     "criteria_text",
     "describe_message",
@@ -232,18 +233,24 @@ def describe_message(index: int, message: Message) -> str:
 LISTED_AT_EACH_END = 5
 
 
+def at_each_end(count: int, all_up_to: int = 2 * LISTED_AT_EACH_END + 1) -> list[int | None]:
+    """The indexes of a list of ``count`` to show: all of up to
+    ``all_up_to``, else the first and last ``LISTED_AT_EACH_END`` with None
+    where the ``count - 2 * LISTED_AT_EACH_END`` left out go."""
+    if count <= all_up_to:
+        return list(range(count))
+    return [*range(LISTED_AT_EACH_END), None, *range(count - LISTED_AT_EACH_END, count)]
+
+
 def listing(items: Sequence[_T], describe: Callable[[int, _T], str], indent: str = "  ") -> list[str]:
     """A line per item, numbered from 1; of a long list, the first and last
     ``LISTED_AT_EACH_END`` around a count of those left out (a failure over
     20,000 messages stays short, and is quick to make)."""
-    count = len(items)
-    if count <= 2 * LISTED_AT_EACH_END + 1:
-        return [f"{indent}{describe(i, item)}" for i, item in enumerate(items, 1)]
-    tail = count - LISTED_AT_EACH_END
     return [
-        *(f"{indent}{describe(i + 1, items[i])}" for i in range(LISTED_AT_EACH_END)),
-        f"{indent}... {count - 2 * LISTED_AT_EACH_END} more ...",
-        *(f"{indent}{describe(i + 1, items[i])}" for i in range(tail, count)),
+        f"{indent}... {len(items) - 2 * LISTED_AT_EACH_END} more ..."
+        if index is None
+        else f"{indent}{describe(index + 1, items[index])}"
+        for index in at_each_end(len(items))
     ]
 
 

@@ -12,7 +12,14 @@ from typing import Any
 
 from .addresses import ascii_address
 from .config import DEFAULT_REPORT_LINES
-from .matching import describe_session_end, last_error_reply, listing, sessions_without_message
+from .matching import (
+    LISTED_AT_EACH_END,
+    at_each_end,
+    describe_session_end,
+    last_error_reply,
+    listing,
+    sessions_without_message,
+)
 from .message import Message
 
 __all__ = ["MAX_SECTION_LINES", "describe", "mbox_entry", "safe_name", "save_artifacts", "section"]
@@ -22,8 +29,6 @@ MAX_SECTION_LINES = DEFAULT_REPORT_LINES
 
 #: Transcript lines shown per session (``full``).
 MAX_TRANSCRIPT_LINES = 40
-#: A longer list of messages shows this many at each end, and a count.
-LISTED_AT_EACH_END = 5
 #: What ``full`` adds: how to get it, for the ``summary``.
 FULL_HINT = "transcripts: smtpd_report = full, or @pytest.mark.smtpd(report='full')"
 
@@ -40,15 +45,10 @@ def _message_lines(index: int, message: Message) -> list[str]:
 def _messages_lines(messages: Sequence[Message]) -> list[str]:
     """Each message's two lines; of a long list, the first and last few
     around a count of those left out."""
-    count = len(messages)
-    if count <= 2 * LISTED_AT_EACH_END + 2:
-        shown = list(range(count))
-    else:
-        shown = [*range(LISTED_AT_EACH_END), -1, *range(count - LISTED_AT_EACH_END, count)]
     lines: list[str] = []
-    for index in shown:
-        if index < 0:
-            lines.append(f"... {count - 2 * LISTED_AT_EACH_END} more message(s) ...")
+    for index in at_each_end(len(messages), all_up_to=2 * LISTED_AT_EACH_END + 2):
+        if index is None:
+            lines.append(f"... {len(messages) - 2 * LISTED_AT_EACH_END} more message(s) ...")
         else:
             lines += _message_lines(index + 1, messages[index])
     return lines
