@@ -972,8 +972,61 @@ def run(sizes: Sizes, with_aiosmtpd: bool) -> tuple[list[Row], dict[str, Any]]:
             )
         )
         extra["suite_rss_ratio"] = ratios
+    rows += per_message_rows(sizes, with_aiosmtpd, extra)
     rows += inbox_rows(sizes, extra)
     return rows, extra
+
+
+def per_message_rows(sizes: Sizes, with_aiosmtpd: bool, extra: dict[str, Any]) -> list[Row]:
+    """bench_per_message.py in two subprocesses, one free to use every CPU
+    and one pinned to one CPU (as an xdist worker on a 2-core runner is):
+    msg/s and loop-thread CPU per message for smtplib on one connection and
+    for the concurrent aiosmtplib clients, target at least 1.2x aiosmtpd."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_per_message.py")
+    args = ["--reps", str(sizes.throughput_reps), "--messages", str(sizes.clients * sizes.messages_per_client * 2)]
+    args += ["--clients", str(sizes.clients), "--per-client", str(sizes.messages_per_client)]
+    if not with_aiosmtpd:
+        args.append("--no-aiosmtpd")
+    rows: list[Row] = []
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    for label, pin in (("all CPUs", []), ("pinned to 1 CPU", ["--pin", str(cpus[-1])] if cpus else None)):
+        if pin is None:
+            continue
+        progress(f"per message, {label}: smtplib on one connection, {sizes.clients} aiosmtplib clients")
+        out = os.path.join(os.path.dirname(script), f".per_message_{os.getpid()}.json")
+        try:
+            subprocess.run([sys.executable, script, *args, *pin, "--json", out], check=True, timeout=WATCHDOG_SECONDS)
+            with open(out, encoding="utf-8") as file:
+                found = json.load(file)["results"]
+        finally:
+            if os.path.exists(out):
+                os.remove(out)
+        extra[f"per_message_{'pinned' if pin else 'unpinned'}"] = found
+        cases = (("smtplib", "smtplib, one connection"), ("aiosmtplib", f"{sizes.clients} aiosmtplib clients"))
+        for case, title in cases:
+            ours, theirs = found[case]["ours"], found[case].get("aiosmtpd")
+            rows.append(
+                make_row(
+                    f"per message, {label}: {title}",
+                    "msg/s",
+                    ours["rate"],
+                    theirs["rate"] if theirs else None,
+                    target=1.2,
+                    lower_is_better=False,
+                )
+            )
+            rows.append(
+                make_row(
+                    "  loop-thread CPU per message",
+                    "us",
+                    ours["cpu_us"],
+                    theirs["cpu_us"] if theirs else None,
+                    lower_is_better=True,
+                )
+            )
+            floor = statistics.median(found[case]["no-op"]["rate"])
+            extra[f"per_message_floor_{case}_{'pinned' if pin else 'unpinned'}"] = floor
+    return rows
 
 
 def inbox_rows(sizes: Sizes, extra: dict[str, Any]) -> list[Row]:
