@@ -2,6 +2,7 @@
 after ``220 Ready to start TLS`` for STARTTLS (RFC 3207), with the public
 ``loop.start_tls()``; a failed handshake ends that session only. Functions
 of the session (``SessionProtocol``), which starts them as its busy task.
+On Python 3.10, the ``_py310`` functions work around its old TLS layer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import functools
 import logging
 import sys
+from asyncio import sslproto
 from typing import TYPE_CHECKING
 
 from .message import TLSInfo
@@ -76,6 +78,7 @@ async def start_tls(session: SessionProtocol, transport: asyncio.Transport, mode
     session._tls_early = bytearray()
     if sys.version_info < (3, 11):
         loop.call_soon(functools.partial(hold_tls_transport_py310, session), transport)
+        loop.call_soon(send_close_notify_py310, transport)
     try:
         tls_transport = await loop.start_tls(
             transport,
@@ -132,3 +135,30 @@ def close_held_tls_transport_py310(session: SessionProtocol) -> None:
     held, session._tls_transport_py310 = session._tls_transport_py310, None
     if held is not None and not held.is_closing():
         held.close()
+
+
+def send_close_notify_py310(transport: asyncio.Transport) -> None:
+    """Python 3.10's TLS layer (the old asyncio.sslproto) loses the
+    close_notify it owes a client whose own close_notify is already in (with
+    its QUIT, or alone). The TLS shutdown then completes in one step, whose
+    callback, ``SSLProtocol._finalize``, closes the socket transport before
+    the close_notify that step made is written, and the closed transport
+    drops the write (3.10's sslproto.py: ``_SSLPipe.feed_ssldata`` calls the
+    callback, then reads the close_notify out; ``_process_write_backlog``
+    writes it after). In its place: drop the TLS state at once, as it does
+    (nothing more is read or written in TLS), and close the socket one loop
+    step later, after the write. Runs once start_tls() has handed the socket
+    over (``transport``'s protocol is then the TLS protocol); leaves a TLS
+    layer that is not that one as it is."""
+    if sys.version_info >= (3, 11):
+        return
+    protocol = transport.get_protocol()
+    if not isinstance(protocol, sslproto.SSLProtocol) or not hasattr(protocol, "_sslpipe"):
+        return
+    loop = asyncio.get_running_loop()
+
+    def finalize_after_the_write() -> None:
+        protocol._sslpipe = None
+        loop.call_soon(transport.close)  # a no-op once the socket is closed
+
+    protocol._finalize = finalize_after_the_write  # type: ignore[method-assign]

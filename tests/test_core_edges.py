@@ -1,9 +1,10 @@
 """Protocol edges of the core and its transport, each through a real socket:
 fault replies at BDAT and at the greeting, MESSAGE faults with BDAT, the TLS
-close when QUIT and close_notify come together, stop() and the handlers it
-cancels or that call it, LMTP partial replies behind MailmanProxy, bounded
-records with an unbounded trace, byte counts past the size limit, the idle
-timer while busy, hostname checks and verdict codes."""
+close when QUIT and close_notify come together or close_notify comes alone,
+stop() and the handlers it cancels or that call it, LMTP partial replies
+behind MailmanProxy, bounded records with an unbounded trace, byte counts
+past the size limit, the idle timer while busy, hostname checks and verdict
+codes."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import re
 import smtplib
 import socket
 import ssl
-import sys
 import threading
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
 
@@ -188,12 +189,6 @@ def tls_quit_with_close_notify(server: Server) -> tuple[bytes, bool]:
         sock.close()
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason="Python 3.10's asyncio TLS layer (the old sslproto) closes the socket before it writes the close_notify"
-    " it owes a client whose close_notify came in the same read as the last command; fixed by 3.11's rewrite",
-)
 def test_quit_and_close_notify_in_one_read_get_221_and_the_servers_close_notify() -> None:
     with Server(tls="starttls") as server:
         for _ in range(3):
@@ -209,6 +204,21 @@ def test_a_tls_client_unwrapping_after_quit_gets_the_servers_close_notify() -> N
         assert wire.command("QUIT") == 221
         assert isinstance(wire.sock, ssl.SSLSocket)
         wire.sock.unwrap()  # raises if the server hangs up without close_notify
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_a_tls_clients_close_notify_without_quit_is_answered_with_the_servers(
+    mode: Literal["starttls", "implicit"],
+) -> None:
+    with Server(tls=mode) as server:
+        context = server.client_context()
+        with Wire(server.address, context=context if mode == "implicit" else None) as wire:
+            if mode == "starttls":
+                assert wire.command("EHLO client.test") == 250
+                wire.start_tls(context)
+            assert wire.command("EHLO client.test") == 250
+            assert isinstance(wire.sock, ssl.SSLSocket)
+            wire.sock.unwrap()  # our close_notify first; raises if the server hangs up without its own
 
 
 # -- stop() and handlers -----------------------------------------------------------------------
