@@ -538,11 +538,13 @@ def bench_idle_memory(subject: Subject, connections: int) -> float:
 
 # -- 5. plugin import --------------------------------------------------------------------
 
+#: What pytest imports for the plugin: its entry point and the plugins it names (pytest_plugins).
+_PLUGIN_MODULES = "import pytest_smtpd.plugin, pytest_smtpd.checks_plugin, pytest_smtpd.inbox.pytest_plugin"
 _IMPORT_PROBE = """
 import json, sys, time
 import pytest
 t0 = time.perf_counter()
-import pytest_smtpd.plugin
+import pytest_smtpd.plugin, pytest_smtpd.checks_plugin, pytest_smtpd.inbox.pytest_plugin  # _PLUGIN_MODULES
 elapsed = time.perf_counter() - t0
 print(json.dumps({"ms": elapsed * 1000, "loaded": [m for m in sys.argv[1:] if m in sys.modules]}))
 """
@@ -569,7 +571,7 @@ def bench_import(sizes: Sizes) -> tuple[list[float], list[str], list[tuple[str, 
         times.append(float(result["ms"]))
         loaded = list(result["loaded"])
     trace = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import pytest; import pytest_smtpd.plugin"],
+        [sys.executable, "-X", "importtime", "-c", "import pytest; " + _PLUGIN_MODULES],
         capture_output=True,
         text=True,
         timeout=IO_TIMEOUT,

@@ -6,18 +6,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .assertions import FixtureServer
-from .connection import ServerConnection, SessionConfig
-from .faults import Fault, Faults
-from .message import Attachment, Message
-from .replies import Reply
-from .server import Server
-from .store import MessageStore
-
 if TYPE_CHECKING:
+    from .assertions import FixtureServer
     from .compat import DebuggingServer, SMTPChannel, SMTPServer, loop
+    from .connection import ServerConnection, SessionConfig
+    from .faults import Fault, Faults
     from .mailman import MailmanProxy
+    from .message import Attachment, Message
     from .proxy import PureProxy
+    from .replies import Reply
+    from .server import Server
+    from .store import MessageStore
 
 __version__ = "0.1.0"
 
@@ -41,10 +40,21 @@ __all__ = [
     "loop",
 ]
 
-#: The stdlib-style classes load on first use: the pytest plugin imports this
-#: package, and a test suite that never uses them (nor aiosmtplib, which the
-#: proxies bring) should not pay for them at start-up.
+#: Every name loads on first use: pytest imports this package (for the
+#: plugin) in every run, and a run whose tests use no server, or not the
+#: stdlib-style classes (nor aiosmtplib, which the proxies bring), should not
+#: pay for them at start-up.
 _LAZY = {
+    "Attachment": "message",
+    "Fault": "faults",
+    "Faults": "faults",
+    "FixtureServer": "assertions",
+    "Message": "message",
+    "MessageStore": "store",
+    "Reply": "replies",
+    "Server": "server",
+    "ServerConnection": "connection",
+    "SessionConfig": "connection",
     "DebuggingServer": "compat",
     "SMTPChannel": "compat",
     "SMTPServer": "compat",

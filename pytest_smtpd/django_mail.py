@@ -9,11 +9,12 @@ import contextlib
 import importlib.util
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .assertions import FixtureServer
+if TYPE_CHECKING:
+    from .assertions import FixtureServer
 
 __all__ = ["EveryTest", "django_installed", "mail_settings", "pointed_at"]
 

@@ -10,14 +10,16 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .assertions import FixtureServer
 from .config import OptionError
-from .message import Message
-from .sessions import Session
+
+if TYPE_CHECKING:  # the plugin imports this module at start-up; the server loads with the first fixture
+    from .assertions import FixtureServer
+    from .message import Message
+    from .sessions import Session
 
 __all__ = [
     "PORT_ENV",
@@ -61,7 +63,7 @@ class TestUse:
 
 
 #: The server a test used, for its report (and the save dir).
-USED_SERVER = pytest.StashKey[FixtureServer]()
+USED_SERVER = pytest.StashKey["FixtureServer"]()
 TEST_USE = pytest.StashKey[TestUse]()
 #: The last test that used the shared server, to name in a warning about
 #: mail whose session began after it.

@@ -8,12 +8,11 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from . import fixture_state, loopthread
-from .assertions import FixtureServer
+from . import fixture_state
 from .config import (  # noqa: F401  (DEFAULT_TEARDOWN_GRACE, Settings: importable from here, as before)
     DEFAULT_TEARDOWN_GRACE,
     INI_OPTIONS,
@@ -28,8 +27,14 @@ from .config import (  # noqa: F401  (DEFAULT_TEARDOWN_GRACE, Settings: importab
 from .django_mail import EveryTest, django_installed, pointed_at
 from .fixture_state import USED_SERVER as USED_SERVER  # checks_plugin.py reads it here
 from .fixture_state import SMTPDLateMessageWarning
-from .matching import describe_session_end
-from .server import Server  # noqa: F401  (pytest_smtpd.plugin.Server, as before)
+
+if TYPE_CHECKING:
+    from .assertions import FixtureServer
+
+# pytest imports this module (and so this package) at start-up, in every run
+# that has the plugin installed, whether or not a test uses a server: the
+# server, the message model and asyncio load with the first smtpd fixture
+# (``_built``), not here.
 
 __all__ = [
     "SMTPDLateMessageWarning",
@@ -210,6 +215,8 @@ def _start(
 
 def _built(options: dict[str, Any], layers: Sequence[tuple[str, Mapping[str, Any]]]) -> FixtureServer:
     """``FixtureServer(**options)``; an ``OptionError`` naming the layer a bad option came from."""
+    from .assertions import FixtureServer
+
     for source, layer in layers[1:]:  # the ini options were checked at start-up
         check_layer(source, layer)
     try:
@@ -232,6 +239,8 @@ def _stop(server: FixtureServer, config: pytest.Config, nodeid: str) -> None:
     """Stop ``server``, giving open sessions the teardown grace to finish;
     note the sessions this stop cut off (not those the test's own stop()
     ended), for the terminal summary."""
+    from .matching import describe_session_end
+
     ended_before = {id(session) for session in server.sessions if not session.is_open}
     server.stop(grace=config.stash[SETTINGS].teardown_grace)
     for session in server.sessions:
@@ -244,6 +253,8 @@ def smtpd_loop() -> Iterator[None]:
     """Keeps the servers' event-loop thread running for the test session, so
     that each test's server costs a bind and a close; the thread stops when
     the session ends."""
+    from . import loopthread
+
     with loopthread.kept_running():
         yield
 
@@ -393,6 +404,15 @@ def _report_trouble(item: pytest.Item, report: pytest.TestReport, what: str, exc
         item.warn(warning)
     except Warning:
         report.sections.append(("smtpd warning", str(warning)))
+
+
+def __getattr__(name: str) -> Any:
+    """``pytest_smtpd.plugin.Server`` and ``FixtureServer``, as before, loaded when asked for."""
+    if name in ("Server", "FixtureServer"):
+        from . import assertions, server
+
+        return server.Server if name == "Server" else assertions.FixtureServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -181,3 +181,29 @@ def test_loading_the_plugin_leaves_the_stdlib_style_classes_and_tls_unloaded() -
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_loading_the_plugin_leaves_the_server_and_asyncio_for_the_first_fixture() -> None:
+    # Issue 22: the plugin loads in every pytest run, also in one whose tests
+    # use no server. The server, the message model, asyncio, email.policy
+    # and ssl load when a test first asks for them (the second line shows
+    # the same names do load then).
+    import subprocess
+    import sys
+
+    heavy = ["asyncio", "email.policy", "pytest_smtpd.connection", "pytest_smtpd.message", "pytest_smtpd.server", "ssl"]
+    check = (
+        "import sys, pytest\n"
+        "import pytest_smtpd.plugin, pytest_smtpd.checks_plugin, pytest_smtpd.inbox.pytest_plugin\n"
+        f"heavy = {heavy!r}\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "from pytest_smtpd import Server, Message\n"
+        "import pytest_smtpd.plugin as plugin\n"
+        "assert plugin.Server is Server and plugin.FixtureServer.__module__ == 'pytest_smtpd.assertions'\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, after = result.stdout.splitlines()
+    assert before == "[]"
+    assert after == str(heavy)

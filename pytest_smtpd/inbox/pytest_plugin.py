@@ -6,7 +6,6 @@ aiohttp is imported only when the option is given."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ import pytest
 from . import EXTRA_HINT, available, is_loopback
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .web import WebInbox
 
 __all__ = ["InboxRun"]
