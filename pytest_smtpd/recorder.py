@@ -28,6 +28,7 @@ _TEXT_LIMIT = 2**32 - 1
 #: Per line: where its text ends, and its kind with its code (a common
 #: line or a template, see below) in the upper six bits.
 _META = struct.Struct("<IB")
+_PACK_META = _META.pack
 #: Per mark: the lines said so far, and when (seconds after the start, a
 #: float32: ample for a log).
 _MARK = struct.Struct("<If")
@@ -72,14 +73,24 @@ _TEMPLATES = {
 }
 
 
+#: The templates by the first character of their prefix (one each), with the lengths of both parts.
+_TEMPLATES_BY_START = {
+    prefix[0]: (code, prefix, suffix, len(prefix), len(suffix)) for code, (prefix, suffix) in _TEMPLATES.items()
+}
+if len(_TEMPLATES_BY_START) != len(_TEMPLATES):  # pragma: no cover - a template added with a taken first character
+    raise ImportError("recorder: two templates start with the same character")
+
+
 def _encode(line: str) -> tuple[int, str]:
     """A line as (code, the text to store)."""
     code = _CODES.get(line, 0)
     if code:
         return code, ""
-    for code, (prefix, suffix) in _TEMPLATES.items():
-        if line.startswith(prefix) and line.endswith(suffix) and len(line) >= len(prefix) + len(suffix):
-            return code, line[len(prefix) : len(line) - len(suffix)]
+    template = _TEMPLATES_BY_START.get(line[:1])
+    if template is not None:
+        code, prefix, suffix, before, after = template
+        if len(line) >= before + after and line.startswith(prefix) and line.endswith(suffix):
+            return code, line[before : len(line) - after]
     return 0, line
 
 
@@ -111,10 +122,14 @@ class Transcript(Sequence[tuple[str, str]]):
     def append(self, direction: str, line: str, command: bool = False) -> None:
         """Add a line at the end; ``command``: a client's command line."""
         kind = (_COMMAND if command else _CLIENT) if direction == "client" else _SERVER
+        code = _CODES.get(line, 0)  # the common case first: a line stored as its code alone
+        if code:
+            self._meta += _PACK_META(len(self._text), kind | code << 2)
+            return
         code, text = _encode(line)
         if text:
             self._text += text.encode("utf-8", "surrogatepass")
-        self._meta += _META.pack(len(self._text), kind | code << 2)
+        self._meta += _PACK_META(len(self._text), kind | code << 2)
 
     def insert(self, index: int, direction: str, line: str) -> None:
         """Put a client line in before line ``index`` (rare: a line an
@@ -230,12 +245,14 @@ class Recorder(Transcript):
     kept with ``keep``, up to ``limit`` lines, then one line saying so), and
     every line to ``tracer`` (with no limit)."""
 
-    __slots__ = ("_keep_record", "_keeping", "limit", "tracer")
+    __slots__ = ("_keep_record", "_keeping", "_meta_limit", "limit", "tracer")
 
     def __init__(self, limit: int = 0, *, keep: bool = True, tracer: Tracer | None = None) -> None:
         super().__init__()
         #: Lines kept before the record stops (0: no limit).
         self.limit = limit or _NO_LIMIT
+        #: The metadata's length once ``limit`` - 1 lines are kept (the last says so).
+        self._meta_limit = (self.limit - 1) * _META.size
         self.tracer = tracer
         self._keep_record = keep
         self._keeping = keep
@@ -264,11 +281,16 @@ class Recorder(Transcript):
 
     def lines(self, lines: Sequence[tuple[str, str]]) -> None:
         """Record several lines (a multi-line reply)."""
+        tracer = self.tracer
         for direction, line in lines:
-            self.line(direction, line)
+            if tracer is not None:
+                tracer(direction, line)
+            if self._keeping:
+                self._keep(direction, line, False)
 
     def _keep(self, direction: str, line: str, command: bool) -> None:
-        if len(self) + 1 < self.limit and self.size + len(line) * 4 < _TEXT_LIMIT:
+        # On every line of every session: lengths of the buffers, not len(self) and size.
+        if len(self._meta) < self._meta_limit and len(self._text) + len(line) * 4 < _TEXT_LIMIT:
             self.append(direction, line, command)
             return
         self.append("server", f"<transcript limit of {self.limit} lines reached: the rest is not recorded>")
