@@ -151,10 +151,12 @@ def _fault(text: str) -> Fault:
 class Ini:
     """The option as the ini key ``smtpd_<name>``: ``parse`` turns its text
     into the value or raises ``Invalid``; ``help`` replaces the option's
-    help with ``(default ...)`` added."""
+    help (``(default ...)`` is added to either)."""
 
     parse: Callable[[str], object]
     help: str | None = None
+    #: The default in the ini file's words, where the value's would not do.
+    shown: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +228,13 @@ class Option:
 
     @property
     def ini_help(self) -> str:
+        """The help of ``smtpd_<name>``, with the default in ini words
+        (``false``, not ``False``); None goes unsaid unless ``Ini.shown``."""
         assert self.ini is not None
-        return f"{self.ini.help or self.help} (default {self.default_text})"
+        shown = self.ini.shown
+        if shown is None and self.default is not None:
+            shown = str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
+        return self.ini.help or self.help if shown is None else f"{self.ini.help or self.help} (default {shown})"
 
 
 def option(
@@ -259,7 +266,11 @@ class ServerOptions:
         'address to listen on; "::1" for IPv6',
         ini=Ini(_address, "address the smtpd fixture's server listens on"),
     )
-    port: int = option(0, "port; 0 picks a free one, read back as server.port", ini=Ini(whole(0, 65535)))
+    port: int = option(
+        0,
+        "port; 0 picks a free one, read back as server.port",
+        ini=Ini(whole(0, 65535), "port of the smtpd fixture's server; 0 picks a free one"),
+    )
     handler: None = option(None, "decides each accepted message: None (250 OK), a reply line or a Reply")
     hostname: str | None = option(
         None,
@@ -267,7 +278,7 @@ class ServerOptions:
         shown="getfqdn()",
         why="socket.getfqdn(), looked up once per process",
         compat="ours",
-        ini=Ini(_hostname),
+        ini=Ini(_hostname, shown="the machine's FQDN"),
     )
     data_size_limit: int = option(
         DEFAULT_DATA_SIZE_LIMIT,
@@ -308,7 +319,7 @@ class ServerOptions:
         None,
         '"starttls" (offer STARTTLS) or "implicit" (TLS from the first byte, SMTPS); None: no TLS',
         compat="ours",
-        ini=Ini(_tls_mode, "starttls or implicit"),
+        ini=Ini(_tls_mode, "starttls or implicit", shown="no TLS"),
         flag=Flag(
             ("--tls",),
             choices=TLS_MODES,
