@@ -286,7 +286,12 @@ class ServerOptions:
         why="32 MiB, the stdlib smtpd default",
         compat="stdlib",
         ini=Ini(whole(0), "largest message in octets, 0 for no limit"),
-        flag=Flag(("-s", "--size"), type=_size, metavar="LIMIT"),
+        flag=Flag(
+            ("-s", "--size"),
+            type=_size,
+            metavar="LIMIT",
+            help="largest message accepted, in bytes, offered with SIZE (default %(default)s; 0: no limit)",
+        ),
     )
     enable_SMTPUTF8: bool = option(
         False,
