@@ -217,6 +217,7 @@ class Option:
 
     @property
     def ini_name(self) -> str:
+        """The ini key: ``smtpd_<name>``."""
         return f"smtpd_{self.name}"
 
     @property
