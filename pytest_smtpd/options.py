@@ -235,7 +235,8 @@ class Option:
         shown = self.ini.shown
         if shown is None and self.default is not None:
             shown = str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
-        return self.ini.help or self.help if shown is None else f"{self.ini.help or self.help} (default {shown})"
+        text = self.ini.help or self.help
+        return text if shown is None else f"{text} (default {shown})"
 
 
 def option(
