@@ -18,7 +18,9 @@ copyright = "pytest-smtpd developers"
 release = __version__
 version = __version__
 
-extensions = ["sphinx.ext.autodoc"]
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+# options_table: the Server options table, made from pytest_smtpd/options.py.
+extensions = ["sphinx.ext.autodoc", "options_table"]
 html_theme = "furo"
 html_title = f"pytest-smtpd {release}"
 exclude_patterns = ["_build"]

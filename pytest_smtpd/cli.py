@@ -13,7 +13,7 @@ from typing import Any
 
 from . import __version__, compat, inbox, mailman, proxy, tls
 from .compat import DebuggingServer, SMTPServer
-from .faults import Fault
+from .options import OPTIONS, given_flags
 
 __all__ = ["build_parser", "main", "parse_address", "resolve_class", "should_drop_privileges"]
 
@@ -23,6 +23,8 @@ DEFAULT_MAILMAN_LMTP = "{}:{}".format(*mailman.DEFAULT_MAILMAN_LMTP)
 #: --max-messages (the inbox store's default, repeated so that parsing imports nothing of it).
 DEFAULT_MAX_MESSAGES = 10_000
 BUILTIN_CLASSES = ("DebuggingServer", "PureProxy", "MailmanProxy")
+#: The extensions a flag turns on (-u, SMTPUTF8, is passed either way, as the stdlib's -u was).
+EXTENSIONS = ("enable_CHUNKING", "enable_DSN", "enable_ENHANCEDSTATUSCODES")
 
 DESCRIPTION = """\
 Run an SMTP server. By default it prints every message it receives to
@@ -93,31 +95,11 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     return host or "localhost", int(port) if port else default_port
 
 
-def _size(text: str) -> int:
-    try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (expected a number of bytes)") from None
-    if size < 0:
-        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (0 means no limit; negative is meaningless)")
-    return size
-
-
 def _list_address(text: str) -> str:
     local, at, domain = text.rpartition("@")
     if not (local and at and domain) or any(c.isspace() or c in "<>" for c in text):
         raise argparse.ArgumentTypeError(f"invalid list address: {text!r} (expected name@domain)")
     return text
-
-
-def _credentials(text: str) -> tuple[str, str]:
-    user, colon, password = text.partition(":")
-    if not colon:
-        # The value is not repeated: it may be a password typed alone.
-        raise argparse.ArgumentTypeError("expected USER:PASSWORD (no colon in the value)")
-    if not user:
-        raise argparse.ArgumentTypeError("expected USER:PASSWORD (the user name is empty)")
-    return user, password
 
 
 def _port(text: str) -> int:
@@ -171,11 +153,11 @@ def _web_options(args: argparse.Namespace) -> None:
         args.release_to = parse_address(args.release_to, 25)
 
 
-def _fault(text: str) -> Fault:
-    try:
-        return Fault.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _add_flag(parser: argparse._ActionsContainer, name: str) -> None:
+    """The flag of the Server option ``name``, as the options table declares it."""
+    row = OPTIONS[name]
+    assert row.flag is not None, f"{name} has no flag"
+    row.flag.add_to(parser, row)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,32 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
         "or package.module.ClassName for your own SMTPServer subclass",
     )
     parser.add_argument("-d", "--debug", action="store_true", help="trace sessions to standard error")
-    parser.add_argument("-u", "--smtputf8", action="store_true", help="offer the SMTPUTF8 extension (RFC 6531)")
-    parser.add_argument(
-        "--chunking",
-        action="store_true",
-        help="offer CHUNKING (BDAT) and, unless data is decoded, BINARYMIME (RFC 3030)",
-    )
-    parser.add_argument("--dsn", action="store_true", help="offer DSN and record its parameters (RFC 3461)")
-    parser.add_argument(
-        "--enhanced-status-codes",
-        action="store_true",
-        help="offer ENHANCEDSTATUSCODES: replies carry codes such as 2.1.5 (RFC 2034, RFC 3463)",
-    )
+    for name in ("enable_SMTPUTF8", *EXTENSIONS):
+        _add_flag(parser, name)
     parser.add_argument(
         "-e",
         "--show-envelope",
         action="store_true",
         help="DebuggingServer: print each message's envelope too (X-MailFrom and X-RcptTo, after X-Peer)",
     )
-    parser.add_argument(
-        "-s",
-        "--size",
-        type=_size,
-        default=compat.DATA_SIZE_DEFAULT,
-        metavar="LIMIT",
-        help=f"largest message accepted, in bytes, offered with SIZE (default {compat.DATA_SIZE_DEFAULT}; 0: no limit)",
-    )
+    # The stdlib classes' default, which is Server's too (tests/test_options_table.py).
+    _add_flag(parser, "data_size_limit")
     parser.add_argument(
         "--allow-open-relay",
         action="store_true",
@@ -257,11 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the fly, unless --tls-cert gives your own. --auth and --require-auth apply\n"
         "to the --tls-port listener too.",
     )
-    tls_group.add_argument(
-        "--tls",
-        choices=("starttls", "implicit"),
-        help="starttls: offer STARTTLS (RFC 3207); implicit: TLS from the first byte (SMTPS, RFC 8314)",
-    )
+    _add_flag(tls_group, "tls")
     tls_group.add_argument(
         "--tls-port",
         type=_port,
@@ -279,24 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the test CA's certificate (PEM) here, for the clients to trust (not with --tls-cert)",
     )
-    tls_group.add_argument(
-        "--require-starttls",
-        action="store_true",
-        help="with --tls starttls: refuse MAIL, RCPT, DATA and AUTH (530) until STARTTLS",
-    )
-    tls_group.add_argument(
-        "--auth",
-        dest="users",
-        action="append",
-        type=_credentials,
-        metavar="USER:PASSWORD",
-        help="offer SMTP AUTH and accept this login (repeat for more users; split at the first colon)",
-    )
-    tls_group.add_argument(
-        "--require-auth",
-        action="store_true",
-        help="with --auth: refuse MAIL, RCPT and DATA (530) until the client has logged in",
-    )
+    for name in ("require_starttls", "auth", "auth_required"):
+        _add_flag(tls_group, name)
     fault_group = parser.add_argument_group(
         "faults",
         "Make the server misbehave, for trying out a client's error handling. The\n"
@@ -304,19 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a verb (HELO, EHLO, MAIL, RCPT, DATA (the 354), RSET, NOOP, VRFY, QUIT, AUTH,\n"
         "STARTTLS) or MESSAGE (the reply after the final dot).",
     )
-    fault_group.add_argument(
-        "--fault",
-        dest="faults",
-        action="append",
-        type=_fault,
-        default=[],
-        metavar="STEP=WHAT",
-        help="WHAT is a reply ('RCPT=450 4.2.1 Mailbox busy'; a 421 also hangs up), disconnect "
-        "(hang up instead of replying), disconnect:OCTETS (DATA: hang up that far into the message), "
-        "delay:SECONDS (reply late) or stall (never reply); limits go in brackets after STEP: "
-        "'RCPT[times=1,match=ghost@]=450 4.2.1 Mailbox busy' (times, after, session, match, probability, seed); "
-        "repeat for more rules",
-    )
+    _add_flag(fault_group, "faults")
     web_group = parser.add_argument_group(
         "dev inbox",
         "A web UI and a REST API over the messages received (docs/inbox.rst); needs\n"
@@ -544,13 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compat.DEBUGSTREAM = sys.stderr
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("pytest_smtpd").setLevel(logging.DEBUG)
-    options: dict[str, Any] = {"enable_SMTPUTF8": args.smtputf8}
-    extensions = {
-        "enable_CHUNKING": args.chunking,
-        "enable_DSN": args.dsn,
-        "enable_ENHANCEDSTATUSCODES": args.enhanced_status_codes,
-    }
-    options.update({name: True for name, wanted in extensions.items() if wanted})
+    options: dict[str, Any] = {"enable_SMTPUTF8": args.smtputf8, **given_flags(args, EXTENSIONS)}
     if issubclass(server_class, proxy.PureProxy):
         options["allow_open_relay"] = args.allow_open_relay
     options.update(mailman_options)

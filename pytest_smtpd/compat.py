@@ -28,11 +28,12 @@ from typing import Any, ClassVar, TextIO, TypeVar
 
 from . import loopthread, replies
 from .auth import Authenticator
-from .connection import DEFAULT_DATA_SIZE_LIMIT, SERVER_VERSION
+from .connection import SERVER_VERSION
 from .faults import Faults
 from .message import Message
+from .options import DEFAULTS, TLSMode
 from .replies import Reply
-from .server import DEFAULT_AUTH_MECHANISMS, DEFAULT_TIMEOUT, Server, TLSMode, default_hostname
+from .server import Server, default_hostname
 from .state import State
 from .tls import TestCA
 from .transport import CommandHandler, SessionProtocol, Verdict
@@ -54,7 +55,9 @@ log = logging.getLogger("pytest_smtpd")
 
 __version__ = SERVER_VERSION
 _S = TypeVar("_S", bound="SMTPServer")
-DATA_SIZE_DEFAULT = DEFAULT_DATA_SIZE_LIMIT
+#: The stdlib's own default, which its positional ``data_size_limit`` keeps
+#: (``Server``'s is the same, see options.py).
+DATA_SIZE_DEFAULT = 33554432
 COMMASPACE = ", "
 NEWLINE = "\n"
 EMPTYSTRING = ""
@@ -562,11 +565,12 @@ class SMTPServer:
     (here on the background loop thread); ``close()`` stops it. ``process_message``
     may return None (``250 OK``) or reply lines, and may be a coroutine.
 
-    The keyword-only ``tls``, ``tls_context``, ``require_starttls``, ``auth``,
-    ``auth_mechanisms``, ``auth_required``, ``auth_requires_tls``,
-    ``enable_DSN``, ``enable_CHUNKING`` and ``enable_ENHANCEDSTATUSCODES`` go
-    unchanged to the ``Server`` underneath (see docs/tls-auth.rst and the
-    README's Extensions table); with
+    The keyword-only ``hostname``, ``timeout``, ``tls``, ``tls_context``,
+    ``require_starttls``, ``auth``, ``auth_mechanisms``, ``auth_required``,
+    ``auth_requires_tls``, ``enable_DSN``, ``enable_CHUNKING`` and
+    ``enable_ENHANCEDSTATUSCODES`` go unchanged to the ``Server`` underneath,
+    with its defaults (see docs/tls-auth.rst and the README's Extensions
+    table); the positional ones keep the stdlib's defaults. With
     ``tls`` and no ``tls_context``, ``ca``, ``ca_path`` and ``client_context()``
     give clients the test CA.
     """
@@ -589,18 +593,18 @@ class SMTPServer:
         enable_SMTPUTF8: bool = False,
         decode_data: bool = False,
         *,
-        hostname: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        tls: TLSMode | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        require_starttls: bool = False,
-        auth: Mapping[str, str] | Authenticator | None = None,
-        auth_mechanisms: Sequence[str] = DEFAULT_AUTH_MECHANISMS,
-        auth_required: bool = False,
-        auth_requires_tls: bool = False,
-        enable_DSN: bool = False,
-        enable_CHUNKING: bool = False,
-        enable_ENHANCEDSTATUSCODES: bool = False,
+        hostname: str | None = DEFAULTS.hostname,
+        timeout: float | None = DEFAULTS.timeout,
+        tls: TLSMode | None = DEFAULTS.tls,
+        tls_context: ssl.SSLContext | None = DEFAULTS.tls_context,
+        require_starttls: bool = DEFAULTS.require_starttls,
+        auth: Mapping[str, str] | Authenticator | None = DEFAULTS.auth,
+        auth_mechanisms: Sequence[str] = DEFAULTS.auth_mechanisms,
+        auth_required: bool = DEFAULTS.auth_required,
+        auth_requires_tls: bool = DEFAULTS.auth_requires_tls,
+        enable_DSN: bool = DEFAULTS.enable_DSN,
+        enable_CHUNKING: bool = DEFAULTS.enable_CHUNKING,
+        enable_ENHANCEDSTATUSCODES: bool | None = DEFAULTS.enable_ENHANCEDSTATUSCODES,
     ) -> None:
         if enable_SMTPUTF8 and decode_data:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot be set to True at the same time")

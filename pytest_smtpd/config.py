@@ -11,13 +11,14 @@ import functools
 import inspect
 import math
 import os
-import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .options import OPTIONS, Invalid, boolean, whole
 
 __all__ = [
     "DEFAULT_REPORT_LINES",
@@ -43,16 +44,16 @@ REPORT_MODES = ("full", "summary", "off")
 #: messages should not bury its own failure).
 DEFAULT_REPORT_LINES = 200
 
-#: ini name -> help. Every value is checked when pytest starts.
+#: What the ini options of ``Server`` options add to the table's help.
+_INI_NOTES = {"port": "under pytest-xdist worker gwN listens on port + N"}
+#: ini name -> help. Every value is checked when pytest starts. The
+#: ``Server`` options come from the options table; the rest are the plugin's.
 INI_OPTIONS = {
-    "smtpd_host": "address the smtpd fixture's server listens on (default 127.0.0.1)",
-    "smtpd_port": "port of the smtpd fixture's server; 0 (default) picks a free one; "
-    "under pytest-xdist worker gwN listens on port + N",
-    "smtpd_hostname": "name in the server's greeting and EHLO reply (default: the machine's FQDN)",
-    "smtpd_data_size_limit": "largest message in octets, 0 for no limit (default 33554432)",
-    "smtpd_enable_SMTPUTF8": "offer SMTPUTF8: true or false (default false)",
-    "smtpd_tls": "starttls or implicit (default: no TLS)",
-    "smtpd_auth": "offer AUTH to these users: user:password, space-separated for several",
+    **{
+        row.ini_name: "; ".join(filter(None, [row.ini_help, _INI_NOTES.get(row.name)]))
+        for row in OPTIONS.values()
+        if row.ini is not None
+    },
     "smtpd_scope": "function (default: a server per test) or session (one server, reset after each test)",
     "smtpd_save_dir": "save each failing test's messages here as .eml files and an mbox",
     "smtpd_teardown_grace": f"seconds sessions still open at teardown get to finish (default {DEFAULT_TEARDOWN_GRACE})",
@@ -67,9 +68,6 @@ INI_OPTIONS = {
 #: The marker's options that are not ``Server`` options -> what they take
 #: (``lint=`` is the content checks', checked in checks_plugin.py).
 MARKER_OPTIONS = {"report": "full, summary or off", "lint": "off, error or warning", "strict": "True or False"}
-
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
 
 class OptionError(Exception):
@@ -165,56 +163,22 @@ def read_settings(config: pytest.Config) -> Settings:
     def bad(name: str, value: str, expected: str) -> pytest.UsageError:
         return pytest.UsageError(f"{_source(config, name)}: {name} = {value!r}: expected {expected}")
 
-    def whole(name: str, value: str, low: int, high: int | None = None) -> int:
+    def parsed(name: str, value: str, parse: Callable[[str], Any]) -> Any:
         try:
-            number = int(value)
-        except ValueError:
-            number = -1
-        if number < low or (high is not None and number > high):
-            raise bad(name, value, f"a whole number from {low}" + (f" to {high}" if high is not None else " up"))
-        return number
-
-    def boolean(name: str, value: str) -> bool:
-        if value.lower() not in (*_TRUE, *_FALSE):
-            raise bad(name, value, "true or false")
-        return value.lower() in _TRUE
+            return parse(value)
+        except Invalid as exc:
+            raise bad(name, value, str(exc)) from None
 
     settings = Settings()
     options = settings.options
-    if value := ini("smtpd_host"):
-        try:
-            socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise bad("smtpd_host", value, "an address to listen on, such as 127.0.0.1 or ::1") from None
-        options["host"] = value
-    if value := ini("smtpd_port"):
-        port = whole("smtpd_port", value, 0, 65535)
-        if port:
-            worker = xdist_worker_number(config)
-            port += worker
-            if port > 65535:
-                raise bad("smtpd_port", value, f"a port that leaves room for xdist worker gw{worker}")
-        options["port"] = port
-    if value := ini("smtpd_hostname"):
-        if any(char.isspace() or not char.isprintable() for char in value):
-            raise bad("smtpd_hostname", value, "a host name without spaces")
-        options["hostname"] = value
-    if value := ini("smtpd_data_size_limit"):
-        options["data_size_limit"] = whole("smtpd_data_size_limit", value, 0)
-    if value := ini("smtpd_enable_SMTPUTF8"):
-        options["enable_SMTPUTF8"] = boolean("smtpd_enable_SMTPUTF8", value)
-    if value := ini("smtpd_tls"):
-        if value not in ("starttls", "implicit"):
-            raise bad("smtpd_tls", value, "starttls or implicit")
-        options["tls"] = value
-    if value := ini("smtpd_auth"):
-        users: dict[str, str] = {}
-        for pair in value.split():
-            user, colon, password = pair.partition(":")
-            if not colon or not user:
-                raise bad("smtpd_auth", value, "user:password pairs separated by spaces")
-            users[user] = password
-        options["auth"] = users
+    for row in OPTIONS.values():
+        if row.ini is not None and (value := ini(row.ini_name)):
+            options[row.name] = parsed(row.ini_name, value, row.ini.parse)
+    if options.get("port"):
+        worker = xdist_worker_number(config)
+        if options["port"] + worker > 65535:
+            raise bad("smtpd_port", ini("smtpd_port"), f"a port that leaves room for xdist worker gw{worker}")
+        options["port"] += worker
     if value := ini("smtpd_scope"):
         if value not in ("function", "session"):
             raise bad("smtpd_scope", value, "function or session")
@@ -242,11 +206,11 @@ def read_settings(config: pytest.Config) -> Settings:
             raise bad("smtpd_report", value, "full, summary or off")
         settings.report = value
     if value := ini("smtpd_report_lines"):
-        settings.report_lines = whole("smtpd_report_lines", value, 0)
+        settings.report_lines = parsed("smtpd_report_lines", value, whole(0))
     if value := ini("smtpd_django"):
-        settings.django = boolean("smtpd_django", value)
+        settings.django = parsed("smtpd_django", value, boolean)
     if value := ini("smtpd_strict"):
-        settings.strict = boolean("smtpd_strict", value)
+        settings.strict = parsed("smtpd_strict", value, boolean)
     return settings
 
 

@@ -19,20 +19,18 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from . import loopthread, replies
 from .auth import Authenticator, Credentials, check_against
-from .connection import (
-    DEFAULT_COMMAND_SIZE_LIMIT,
-    DEFAULT_DATA_SIZE_LIMIT,
-    DEFAULT_MAX_RECIPIENTS,
-    DEFAULT_MAX_TRANSCRIPT_LINES,
-    SessionConfig,
-)
+from .connection import SessionConfig
 from .faults import Fault, Faults
 from .listener import Listener
 from .message import Message
+from .options import DEFAULT_AUTH_MECHANISMS as DEFAULT_AUTH_MECHANISMS
+from .options import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from .options import DEFAULTS, check
+from .options import TLSMode as TLSMode
 from .replies import Reply
 from .sessions import SessionStore
 from .store import MessageStore
@@ -43,11 +41,6 @@ __all__ = ["DEFAULT_TIMEOUT", "Server", "default_hostname"]
 
 log = logging.getLogger("pytest_smtpd")
 
-#: RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for a command.
-DEFAULT_TIMEOUT = 300.0
-#: AUTH mechanisms offered when ``auth`` is given.
-DEFAULT_AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
-TLSMode = Literal["starttls", "implicit"]
 #: Time stop() gives sessions to say goodbye before their sockets are dropped.
 STOP_GRACE = 2.0
 
@@ -93,36 +86,36 @@ class Server:
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        host: str = DEFAULTS.host,
+        port: int = DEFAULTS.port,
         *,
-        handler: MessageHandler | None = None,
-        hostname: str | None = None,
-        data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
-        enable_SMTPUTF8: bool = False,
-        decode_data: bool = False,
-        enable_DSN: bool = False,
-        command_size_limit: int = DEFAULT_COMMAND_SIZE_LIMIT,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        keep_messages: bool = True,
-        backlog: int = 128,
-        tls: TLSMode | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        require_starttls: bool = False,
-        auth: Mapping[str, str] | Authenticator | None = None,
-        auth_mechanisms: Sequence[str] = DEFAULT_AUTH_MECHANISMS,
-        auth_required: bool = False,
-        auth_requires_tls: bool = False,
-        lmtp: bool = False,
-        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
-        enable_CHUNKING: bool = False,
-        enable_ENHANCEDSTATUSCODES: bool | None = None,
-        faults: Iterable[Fault | str] = (),
-        tls_certificate: Certificate = "valid",
-        tls_versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion] | None = None,
-        max_messages_per_connection: int = 0,
-        max_connections: int = 0,
-        max_transcript_lines: int = DEFAULT_MAX_TRANSCRIPT_LINES,
+        handler: MessageHandler | None = DEFAULTS.handler,
+        hostname: str | None = DEFAULTS.hostname,
+        data_size_limit: int = DEFAULTS.data_size_limit,
+        enable_SMTPUTF8: bool = DEFAULTS.enable_SMTPUTF8,
+        decode_data: bool = DEFAULTS.decode_data,
+        enable_DSN: bool = DEFAULTS.enable_DSN,
+        command_size_limit: int = DEFAULTS.command_size_limit,
+        timeout: float | None = DEFAULTS.timeout,
+        keep_messages: bool = DEFAULTS.keep_messages,
+        backlog: int = DEFAULTS.backlog,
+        tls: TLSMode | None = DEFAULTS.tls,
+        tls_context: ssl.SSLContext | None = DEFAULTS.tls_context,
+        require_starttls: bool = DEFAULTS.require_starttls,
+        auth: Mapping[str, str] | Authenticator | None = DEFAULTS.auth,
+        auth_mechanisms: Sequence[str] = DEFAULTS.auth_mechanisms,
+        auth_required: bool = DEFAULTS.auth_required,
+        auth_requires_tls: bool = DEFAULTS.auth_requires_tls,
+        lmtp: bool = DEFAULTS.lmtp,
+        max_recipients: int = DEFAULTS.max_recipients,
+        enable_CHUNKING: bool = DEFAULTS.enable_CHUNKING,
+        enable_ENHANCEDSTATUSCODES: bool | None = DEFAULTS.enable_ENHANCEDSTATUSCODES,
+        faults: Iterable[Fault | str] = DEFAULTS.faults,
+        tls_certificate: Certificate = DEFAULTS.tls_certificate,
+        tls_versions: str | ssl.TLSVersion | Sequence[str | ssl.TLSVersion] | None = DEFAULTS.tls_versions,
+        max_messages_per_connection: int = DEFAULTS.max_messages_per_connection,
+        max_connections: int = DEFAULTS.max_connections,
+        max_transcript_lines: int = DEFAULTS.max_transcript_lines,
     ) -> None:
         """Check the options and make the server; nothing is bound until
         ``start()`` (or ``with``). A wrong value or combination raises
@@ -200,24 +193,23 @@ class Server:
             ``0``: no limit.
         :param max_connections: concurrent sessions beyond this get
             ``421 4.7.0`` instead of the greeting. ``0``: no limit.
+        :param max_transcript_lines: lines a session's transcript keeps
+            (then one line says the rest is not recorded). ``0``: no limit.
         """
-        self.host = host
-        if tls not in (None, "starttls", "implicit"):
-            raise ValueError(f"tls must be None, 'starttls' or 'implicit', got {tls!r}")
-        if tls is None and (tls_context is not None or require_starttls or auth_requires_tls):
-            raise ValueError("tls_context, require_starttls and auth_requires_tls need tls='starttls' or 'implicit'")
-        if tls is None and (tls_certificate != "valid" or tls_versions is not None):
-            raise ValueError("tls_certificate and tls_versions need tls='starttls' or 'implicit'")
-        if tls_context is not None and (tls_certificate != "valid" or tls_versions is not None):
-            raise ValueError(
-                "tls_certificate and tls_versions apply to the test CA's certificate, not to a tls_context "
-                "of your own (set its minimum_version and maximum_version instead)"
-            )
+        check(
+            tls=tls,
+            tls_context=tls_context,
+            require_starttls=require_starttls,
+            auth_requires_tls=auth_requires_tls,
+            tls_certificate=tls_certificate,
+            tls_versions=tls_versions,
+            auth=auth,
+            auth_required=auth_required,
+            max_connections=max_connections,
+            timeout=timeout,
+        )
         versions = parse_tls_versions(tls_versions) if tls_versions is not None else None
-        if max_connections < 0:
-            raise ValueError(f"max_connections must be 0 (no limit) or positive, got {max_connections}")
-        if auth is None and auth_required:
-            raise ValueError("auth_required needs auth: a {user: password} dict or an authenticator callable")
+        self.host = host
         #: ``"starttls"``, ``"implicit"`` or None.
         self.tls = tls
         #: The test CA behind the server certificate, when no tls_context was given.
@@ -250,8 +242,6 @@ class Server:
             max_messages_per_connection=max_messages_per_connection,
             max_transcript_lines=max_transcript_lines,
         )
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout}")
         self.timeout = timeout
         self.handler = handler
         self.keep_messages = keep_messages
