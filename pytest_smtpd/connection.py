@@ -33,6 +33,14 @@ from .events import (
     LineReceived,
     NeedData,
 )
+from .options import (  # the defaults are the options table's; importable from here too, as before
+    DEFAULT_COMMAND_SIZE_LIMIT as DEFAULT_COMMAND_SIZE_LIMIT,
+)
+from .options import (
+    DEFAULT_DATA_SIZE_LIMIT,
+    DEFAULT_MAX_RECIPIENTS,
+    DEFAULT_MAX_TRANSCRIPT_LINES,
+)
 from .recorder import Recorder, Tracer, Transcript, common_line
 from .replies import Reply
 from .state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
@@ -49,21 +57,11 @@ __all__ = [
 
 #: The stdlib ``smtpd`` greeting text, kept so ported tests see the same banner.
 SERVER_VERSION = "Python SMTP proxy version 0.3"
-#: 32 MiB, the stdlib ``smtpd`` default.
-DEFAULT_DATA_SIZE_LIMIT = 33554432
-#: RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
-DEFAULT_COMMAND_SIZE_LIMIT = 512
 #: Extra octets MAIL may use when an extension adds parameters: RFC 1870
 #: section 7 (SIZE: 26), RFC 6531 3.4 (SMTPUTF8: 10), RFC 3461 (RET and
 #: ENVID on MAIL; NOTIFY and a 500-octet ORCPT on RCPT).
 SIZE_ALLOWANCE = 26
 SMTPUTF8_ALLOWANCE = 10
-#: Recipients per transaction, as Postfix's smtpd_recipient_limit.
-DEFAULT_MAX_RECIPIENTS = 1000
-#: Lines a session's transcript keeps. A long session of ordinary mail
-#: (8 lines a message) stays whole up to 12,000 messages; a client sending
-#: bad commands for ever costs at most about 16 MiB (measured with short lines).
-DEFAULT_MAX_TRANSCRIPT_LINES = 100_000
 DSN_MAIL_ALLOWANCE = 120
 DSN_RCPT_ALLOWANCE = 560
 

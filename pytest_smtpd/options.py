@@ -10,24 +10,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import socket
-import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .auth import Authenticator
-from .connection import (
-    DEFAULT_COMMAND_SIZE_LIMIT,
-    DEFAULT_DATA_SIZE_LIMIT,
-    DEFAULT_MAX_RECIPIENTS,
-    DEFAULT_MAX_TRANSCRIPT_LINES,
-)
-from .faults import Fault
-from .tls import Certificate
+if TYPE_CHECKING:  # the plugin reads this table at start-up: nothing of the server loads with it
+    import ssl
+
+    from .auth import Authenticator
+    from .faults import Fault
+    from .tls import Certificate
 
 __all__ = [
     "DEFAULTS",
     "DEFAULT_AUTH_MECHANISMS",
+    "DEFAULT_COMMAND_SIZE_LIMIT",
+    "DEFAULT_DATA_SIZE_LIMIT",
+    "DEFAULT_MAX_RECIPIENTS",
+    "DEFAULT_MAX_TRANSCRIPT_LINES",
     "DEFAULT_TIMEOUT",
     "OPTIONS",
     "TLS_MODES",
@@ -47,6 +47,16 @@ T = TypeVar("T")
 
 #: RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for a command.
 DEFAULT_TIMEOUT = 300.0
+#: 32 MiB, the stdlib ``smtpd`` default.
+DEFAULT_DATA_SIZE_LIMIT = 33554432
+#: RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+DEFAULT_COMMAND_SIZE_LIMIT = 512
+#: Recipients per transaction, as Postfix's smtpd_recipient_limit.
+DEFAULT_MAX_RECIPIENTS = 1000
+#: Lines a session's transcript keeps. A long session of ordinary mail
+#: (8 lines a message) stays whole up to 12,000 messages; a client sending
+#: bad commands for ever costs at most about 16 MiB (measured with short lines).
+DEFAULT_MAX_TRANSCRIPT_LINES = 100_000
 #: AUTH mechanisms offered when ``auth`` is given.
 DEFAULT_AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
 TLSMode = Literal["starttls", "implicit"]
@@ -138,6 +148,8 @@ def _credentials(text: str) -> tuple[str, str]:
 
 
 def _fault(text: str) -> Fault:
+    from .faults import Fault
+
     try:
         return Fault.parse(text)
     except ValueError as exc:
