@@ -33,10 +33,10 @@ from .events import (
     LineReceived,
     NeedData,
 )
-from .options import (  # the defaults are the options table's; importable from here too, as before
+from .limits import (  # the options table's defaults too; importable from here, as before
     DEFAULT_COMMAND_SIZE_LIMIT as DEFAULT_COMMAND_SIZE_LIMIT,
 )
-from .options import (
+from .limits import (
     DEFAULT_DATA_SIZE_LIMIT,
     DEFAULT_MAX_RECIPIENTS,
     DEFAULT_MAX_TRANSCRIPT_LINES,

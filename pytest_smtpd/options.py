@@ -14,6 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .limits import (
+    DEFAULT_COMMAND_SIZE_LIMIT,
+    DEFAULT_DATA_SIZE_LIMIT,
+    DEFAULT_MAX_RECIPIENTS,
+    DEFAULT_MAX_TRANSCRIPT_LINES,
+)
+
 if TYPE_CHECKING:  # the plugin reads this table at start-up: nothing of the server loads with it
     import ssl
 
@@ -47,16 +54,6 @@ T = TypeVar("T")
 
 #: RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for a command.
 DEFAULT_TIMEOUT = 300.0
-#: 32 MiB, the stdlib ``smtpd`` default.
-DEFAULT_DATA_SIZE_LIMIT = 33554432
-#: RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
-DEFAULT_COMMAND_SIZE_LIMIT = 512
-#: Recipients per transaction, as Postfix's smtpd_recipient_limit.
-DEFAULT_MAX_RECIPIENTS = 1000
-#: Lines a session's transcript keeps. A long session of ordinary mail
-#: (8 lines a message) stays whole up to 12,000 messages; a client sending
-#: bad commands for ever costs at most about 16 MiB (measured with short lines).
-DEFAULT_MAX_TRANSCRIPT_LINES = 100_000
 #: AUTH mechanisms offered when ``auth`` is given.
 DEFAULT_AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
 TLSMode = Literal["starttls", "implicit"]
