@@ -1,5 +1,7 @@
-"""Accepting connections on the loop thread: a listening socket watched with
-``add_reader``, each accepted connection given to a new session.
+"""Listening sockets: bound on the caller's thread (``bind``, so that a bad
+address raises there), then accepting on the loop thread (``Listener``: the
+socket watched with ``add_reader``, each accepted connection given to a new
+session).
 
 ``loop.create_server`` does the same, but it is a coroutine that takes loop
 iterations of its own to start, so starting and stopping a server cost several
@@ -14,7 +16,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-__all__ = ["ACCEPT_BATCH", "ACCEPT_RETRY_DELAY", "Listener"]
+__all__ = ["ACCEPT_BATCH", "ACCEPT_RETRY_DELAY", "Listener", "bind"]
 
 log = logging.getLogger("pytest_smtpd")
 
@@ -26,6 +28,35 @@ ACCEPT_RETRY_DELAY = 0.5
 #: accept() errors that say the process is out of a resource, not that one
 #: connection went wrong.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """A listening, non-blocking socket for each address ``host`` resolves
+    to, all on ``port`` (with 0, the one the first socket got). OSError
+    names the address and why."""
+    where = f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            port = sock.getsockname()[1]
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from exc
+    return sockets
 
 
 class Listener:

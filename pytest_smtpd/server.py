@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import enum
 import errno
 import functools
 import inspect
@@ -25,13 +24,16 @@ from . import loopthread, replies
 from .auth import Authenticator, Credentials, check_against
 from .connection import SessionConfig
 from .faults import Fault, Faults
-from .listener import Listener
+from .lifecycle import Lifecycle, Run, State
+from .listener import bind
 from .message import Message
 from .options import DEFAULT_AUTH_MECHANISMS as DEFAULT_AUTH_MECHANISMS
 from .options import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from .options import DEFAULTS, check
 from .options import TLSMode as TLSMode
 from .replies import Reply
+from .serving import STOP_GRACE as STOP_GRACE
+from .serving import Serving
 from .sessions import SessionStore
 from .store import MessageStore
 from .tls import Certificate, TestCA, parse_tls_versions, test_ca
@@ -40,17 +42,6 @@ from .transport import CommandHandler, SessionProtocol, Verdict, accepted, to_re
 __all__ = ["DEFAULT_TIMEOUT", "Server", "default_hostname"]
 
 log = logging.getLogger("pytest_smtpd")
-
-#: Time stop() gives sessions to say goodbye before their sockets are dropped.
-STOP_GRACE = 2.0
-
-
-class _State(enum.Enum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-
 
 #: Every server, so that a forked child can reset them (see _after_fork_in_child).
 _all_servers: weakref.WeakSet[Server] = weakref.WeakSet()
@@ -262,25 +253,11 @@ class Server:
         self.max_connections = max_connections
         self._session_numbers = itertools.count(1)
         self._requested_port = port
-        #: The lifecycle, changed under the condition's lock only.
-        self._changed = threading.Condition()
-        self._state = _State.STOPPED
-        #: Counts starts, so that nothing scheduled by one run touches the next.
-        self._generation = 0
-        self._lease: loopthread.Lease | None = None
-        #: The listening sockets of the current run.
-        self._sockets: list[socket.socket] = []
-        #: Done when the stop under way has ended.
-        self._stopped: concurrent.futures.Future[None] | None = None
+        #: The port of the latest run (kept after it, for a restart to rebind).
         self._port: int | None = None
-        #: Loop-thread state, set up by the callback start() schedules.
-        self._listeners: list[Listener] = []
-        self._sessions: set[SessionProtocol] = set()
-        #: Handler tasks the stop under way cancelled, and the one it spares
-        #: (a handler stopping its own server).
-        self._cancelled: list[asyncio.Task[None]] = []
-        self._spare: asyncio.Task[object] | None = None
-        self._accepting = False
+        self._lifecycle = Lifecycle()
+        #: The loop-thread side: listeners and live sessions.
+        self._serving = Serving()
         #: The node id of the test using this server now (the pytest plugin
         #: sets it): each new session's ``test``. A message whose session
         #: began under another test goes to ``_late`` instead of ``messages``.
@@ -312,7 +289,13 @@ class Server:
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets while the server runs, for reading their
         address (the stdlib's ``SMTPServer.socket``); the loop thread owns them."""
-        return tuple(self._sockets)
+        run = self._lifecycle.run
+        return run.sockets if run is not None else ()
+
+    @property
+    def _sessions(self) -> set[SessionProtocol]:
+        """The live sessions (on the loop thread; tests look at them)."""
+        return self._serving.live
 
     # -- TLS for clients -----------------------------------------------------
 
@@ -339,7 +322,7 @@ class Server:
 
     def is_running(self) -> bool:
         """Whether the server is started and not stopping."""
-        return self._state is _State.RUNNING
+        return self._lifecycle.state is State.RUNNING
 
     def start(self) -> None:
         """Bind and listen, here and now (so a bad address raises at once),
@@ -348,14 +331,7 @@ class Server:
 
         RuntimeError if the server is running. While it is stopping (say, a
         handler stopped it), start() waits for the stop to end first."""
-        with self._changed:
-            while self._state in (_State.STARTING, _State.STOPPING):
-                if self._state is _State.STOPPING and loopthread.in_loop_thread():
-                    raise RuntimeError("Server is stopping: start it again once its stop is done, not from a handler")
-                self._changed.wait()
-            if self._state is _State.RUNNING:
-                raise RuntimeError("Server is already running")
-            self._state = _State.STARTING
+        self._lifecycle.begin_start()
         try:
             sockets = self._bind()
             try:
@@ -365,24 +341,18 @@ class Server:
                     sock.close()
                 raise
         except BaseException:
-            self._set_state(_State.STOPPED)
+            self._lifecycle.start_failed()
             raise
-        with self._changed:
-            self._generation += 1
-            # For a fault's session=: connections count from 1 since start.
-            self._session_numbers = itertools.count(1)
-            self._lease = lease
-            self._sockets = sockets
-            self._port = sockets[0].getsockname()[1]
-            self._state = _State.RUNNING
-            self._changed.notify_all()
-            lease.loop.call_soon_threadsafe(self._listen, self._generation, sockets)
+        self._lifecycle.started(lease, sockets, self._schedule_listen)
         log.debug("SMTP server listening on %s:%s", self.host, self._port)
 
-    def _set_state(self, state: _State) -> None:
-        with self._changed:
-            self._state = state
-            self._changed.notify_all()
+    def _schedule_listen(self, run: Run) -> None:
+        """With the lifecycle's lock held, as a run begins: put its listening
+        on the loop (before any stop's close, which is scheduled later)."""
+        # For a fault's session=: connections count from 1 since start.
+        self._session_numbers = itertools.count(1)
+        self._port = run.sockets[0].getsockname()[1]
+        run.lease.loop.call_soon_threadsafe(self._listen, run)
 
     def _bind(self) -> list[socket.socket]:
         """The listening sockets. A port-0 server started again binds the
@@ -391,7 +361,7 @@ class Server:
         previous = self._port if self._requested_port == 0 else None
         if previous:
             try:
-                return self._bind_on(previous)
+                return bind(self.host, previous, self.backlog)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
@@ -401,49 +371,16 @@ class Server:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return self._bind_on(self._requested_port)
+        return bind(self.host, self._requested_port, self.backlog)
 
-    def _bind_on(self, port: int) -> list[socket.socket]:
-        """A listening socket for each address ``host`` resolves to, all on
-        ``port`` (with 0, the one the first socket got)."""
-        where = f"{self.host}:{port}"
-        try:
-            infos = socket.getaddrinfo(self.host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        except socket.gaierror as exc:
-            raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from exc
-        sockets: list[socket.socket] = []
-        try:
-            for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((sockaddr[0], port, *sockaddr[2:]))
-                port = sock.getsockname()[1]
-                sock.listen(self.backlog)
-                sock.setblocking(False)
-        except OSError as exc:
-            for sock in sockets:
-                sock.close()
-            reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from exc
-        return sockets
-
-    def _listen(self, generation: int, sockets: list[socket.socket]) -> None:
-        """On the loop thread: accept connections on ``sockets``."""
-        if generation != self._generation:  # pragma: no cover - a stop always follows its start
+    def _listen(self, run: Run) -> None:
+        """On the loop thread: accept connections on the run's sockets."""
+        if run.generation != self._lifecycle.generation:  # pragma: no cover - a stop always follows its start
             return
-        loop = asyncio.get_running_loop()
-        self._accepting = True
-        self._listeners = [Listener(loop, sock, functools.partial(SessionProtocol, self)) for sock in sockets]
         try:
-            for listener in self._listeners:
-                listener.start()
+            self._serving.listen(asyncio.get_running_loop(), run.sockets, functools.partial(SessionProtocol, self))
         except Exception:
             log.exception("cannot serve on %s:%s", self.host, self._port)
-            for listener in self._listeners:
-                listener.close()
 
     def stop(self, grace: float = 0.0) -> None:
         """Stop accepting at once, close every session (each gets a 421), and
@@ -470,30 +407,14 @@ class Server:
         the stop under way, or None if the server is stopped."""
         if grace < 0:
             raise ValueError(f"grace must be 0 or more seconds, got {grace}")
-        with self._changed:
-            while self._state is _State.STARTING:
-                self._changed.wait()
-            if self._state is _State.STOPPED:
-                return None
-            if self._state is _State.STOPPING:
-                assert self._stopped is not None
-                return self._stopped
-            lease = self._lease
-            assert lease is not None
-            if not lease.valid:
-                # The loop thread this server ran on is gone (a forked child):
-                # nothing is left to close on it.
-                self._forget_run()
-                return None
-            self._state = _State.STOPPING
-            done: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._stopped = done
-            generation = self._generation
+        done, run = self._lifecycle.begin_stop()
+        if run is None:
+            return done
         # A handler stopping its own server: its task is spared, so that its
         # client hears its verdict before the 421.
         spare = asyncio.current_task() if loopthread.in_loop_thread() else None
         # Runs after start()'s _listen: the loop runs callbacks in order.
-        lease.loop.call_soon_threadsafe(self._begin_close, generation, grace, spare)
+        run.lease.loop.call_soon_threadsafe(self._begin_close, run.generation, grace, spare)
         return done
 
     def _stop_from_loop_thread(self, then: Callable[[], None] = lambda: None) -> None:
@@ -505,79 +426,9 @@ class Server:
             done.add_done_callback(lambda _: then())
 
     def _begin_close(self, generation: int, grace: float, spare: asyncio.Task[object] | None = None) -> None:
-        """On the loop thread: close the listeners, then the sessions (after
-        ``grace``), and end the stop once they are gone and the handlers
-        they cancelled have ended."""
-        assert generation == self._generation, "a server restarts only once stopped"
-        self._spare = spare
-        self._accepting = False
-        listeners, self._listeners = self._listeners, []
-        for listener in listeners:
-            listener.close()
-        connecting = [task for listener in listeners for task in listener.connecting]
-        if not grace:
-            # At once, not in the task below: no command read meanwhile may
-            # be answered as if the server were not stopping.
-            self._abort_sessions()
-        if not connecting and not self._cancelled and all(session.is_gone for session in self._sessions):
-            self._end_stop()
-            return
-        task = asyncio.get_running_loop().create_task(self._close_sessions(connecting, grace))
-        task.add_done_callback(lambda _: self._end_stop())
-
-    async def _close_sessions(self, connecting: list[asyncio.Task[None]], grace: float) -> None:
-        if grace:
-            deadline = asyncio.get_running_loop().time() + grace
-            if connecting:
-                await asyncio.wait(connecting, timeout=grace)
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining > 0 and self._sessions:
-                await asyncio.wait([s.closed for s in self._sessions], timeout=remaining)
-            self._abort_sessions()
-        if connecting:
-            # Sessions accepted just before the close abort themselves as
-            # they start (see session_started).
-            await asyncio.wait(connecting, timeout=STOP_GRACE)
-        sessions = list(self._sessions)
-        if sessions:
-            _, pending = await asyncio.wait([s.closed for s in sessions], timeout=STOP_GRACE)
-            if pending:
-                # A peer that does not read its 421 must not hold up stop().
-                for session in sessions:
-                    if not session.is_gone and session.transport is not None:
-                        session.transport.abort()
-                await asyncio.wait(pending, timeout=STOP_GRACE)
-        cancelled, self._cancelled = self._cancelled, []
-        if cancelled:
-            # Handlers cancelled mid-verdict may clean up (a rollback, say):
-            # the loop must not close under them. Bounded like the sessions.
-            await asyncio.wait(cancelled, timeout=STOP_GRACE)
-
-    def _abort_sessions(self) -> None:
-        """Say 421 to every session and close it; note the handlers that
-        were cancelled, which the stop waits for."""
-        for session in list(self._sessions):
-            cancelled = session.abort(spare=self._spare)
-            if cancelled is not None:
-                self._cancelled.append(cancelled)
-
-    def _end_stop(self) -> None:
-        """On the loop thread: the stop is done; let go of the loop."""
-        with self._changed:
-            lease, done = self._lease, self._stopped
-            self._forget_run()
-        assert lease is not None and done is not None
-        # The last lease ends the loop thread (join_ending_thread waits).
-        lease.release()
-        done.set_result(None)
-
-    def _forget_run(self) -> None:
-        """With the lock held: back to stopped, nothing held."""
-        self._lease = None
-        self._stopped = None
-        self._sockets = []
-        self._state = _State.STOPPED
-        self._changed.notify_all()
+        """On the loop thread: close the listeners and sessions, then end the stop."""
+        assert generation == self._lifecycle.generation, "a server restarts only once stopped"
+        self._serving.close(grace, spare, then=self._lifecycle.end_stop)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: this server's loop thread does not exist here.
@@ -585,12 +436,12 @@ class Server:
         from the parent are let go of (pointed at /dev/null, so that no other
         file can take their numbers while their objects live), or the child
         would hold the parent's port and clients' connections open."""
-        self._changed = threading.Condition()
         self._attribution = threading.Lock()
         self.messages._after_fork_in_child()
         self._faults._after_fork_in_child()
         self.sessions._after_fork_in_child()
-        inherited = [*self._sockets, *(s.socket for s in self._sessions if s.socket is not None)]
+        run = self._lifecycle.run
+        inherited = [*(run.sockets if run is not None else ()), *self._serving.after_fork_in_child()]
         if inherited:
             devnull = os.open(os.devnull, os.O_RDWR)
             try:
@@ -599,12 +450,7 @@ class Server:
                         os.dup2(devnull, sock.fileno())
             finally:
                 os.close(devnull)
-        self._listeners = []
-        self._sessions = set()
-        self._cancelled = []
-        self._accepting = False
-        with self._changed:
-            self._forget_run()
+        self._lifecycle.after_fork_in_child()
 
     def __enter__(self: _S) -> _S:
         self.start()
@@ -667,7 +513,7 @@ class Server:
         return self.keep_messages or self.record_sessions
 
     def __repr__(self) -> str:
-        state = self._state.value
+        state = self._lifecycle.state.value
         return f"<{type(self).__name__} {self.host}:{self.port} {state}, {len(self.messages)} message(s)>"
 
     # -- SessionOwner --------------------------------------------------------
@@ -680,24 +526,23 @@ class Server:
         """The reply that refuses a new connection in place of the greeting:
         ``421`` beyond ``max_connections`` sessions (those refused and still
         closing do not count), else None."""
-        if not (self.max_connections and self._accepting):
+        if not (self.max_connections and self._serving.accepting):
             return None
-        admitted = sum(1 for session in self._sessions if session.refused is None)
-        return replies.TOO_MANY_CONNECTIONS if admitted >= self.max_connections else None
+        return replies.TOO_MANY_CONNECTIONS if self._serving.admitted() >= self.max_connections else None
 
     def session_started(self, session: SessionProtocol) -> CommandHandler | None:
         """A connection was accepted (called by the transport, on the loop
         thread): record it; one that ``refusal()`` refused gets no handler."""
-        self._sessions.add(session)
+        self._serving.live.add(session)
         if session.record is not None:
             session.record.test = self.current_test
         if session.record is not None and self.keep_messages:
             self.sessions.append(session.record)
         if session.refused is not None:
             return None
-        if not self._accepting:
+        if not self._serving.accepting:
             # Accepted just before stop() closed the listener: this one goes
-            # too (stop() waits for it, see _finish_close).
+            # too (stop() waits for it, see Serving.close).
             asyncio.get_running_loop().call_soon(session.abort)
         return self._command_handler(session)
 
@@ -713,7 +558,7 @@ class Server:
 
     def session_ended(self, session: SessionProtocol) -> None:
         """A session is over (called by the transport, on the loop thread)."""
-        self._sessions.discard(session)
+        self._serving.live.discard(session)
 
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]:
         """Ask the handler for its verdict; keep the message if it is accepted."""
