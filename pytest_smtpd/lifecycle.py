@@ -1,13 +1,15 @@
 """One server's lifecycle: the state (stopped, starting, running, stopping),
-changed under one lock only, and what a run holds (its generation, its lease
-on the loop thread, its listening sockets) until its stop is done.
+changed under one lock only; what a run holds (its generation, its lease on
+the loop thread, its listening sockets) until its stop is done; and the
+order of a start and a stop around that state, from any thread.
 
-It knows nothing of SMTP, sessions or listeners: ``Server`` asks it whether
-a start or a stop may go ahead and tells it when one has ended.
+It knows nothing of SMTP, sessions or listeners: ``Server`` gives it the
+binding to do at a start and the close to run on the loop at a stop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import enum
@@ -17,7 +19,7 @@ from collections.abc import Callable
 
 from . import loopthread
 
-__all__ = ["Lifecycle", "Run", "State"]
+__all__ = ["Close", "Lifecycle", "Run", "State"]
 
 
 class State(enum.Enum):
@@ -43,6 +45,11 @@ class Run:
     lease: loopthread.Lease
     #: The listening sockets (the loop thread owns them once handed over).
     sockets: tuple[socket.socket, ...]
+
+
+#: What a stop runs on the loop thread: close the run (sparing the handler
+#: task that asked for the stop, if any), then call ``Lifecycle.end_stop()``.
+Close = Callable[[Run, "asyncio.Task[object] | None"], None]
 
 
 class Lifecycle:
@@ -74,7 +81,52 @@ class Lifecycle:
         """The current run, from its start to the end of its stop."""
         return self._run
 
-    def begin_start(self) -> None:
+    def start(self, bind: Callable[[], list[socket.socket]], schedule: Callable[[Run], None]) -> Run:
+        """Begin a run: ``bind()`` its sockets (here, so that a bad address
+        raises in the caller), take a lease on the loop thread, and go on
+        running with ``schedule(run)`` called as in ``_started()``. Waits for
+        a start or stop under way first; RuntimeError if running."""
+        self._begin_start()
+        try:
+            sockets = bind()
+            try:
+                lease = loopthread.acquire_loop()
+            except BaseException:
+                for sock in sockets:
+                    sock.close()
+                raise
+        except BaseException:
+            self._start_failed()
+            raise
+        return self._started(lease, sockets, schedule)
+
+    def stop(self, close: Close) -> None:
+        """Stop, and return once stopped (``request_stop()``, then wait).
+        On the loop thread it returns at once: the close runs after the
+        callback that asked for it."""
+        done = self.request_stop(close)
+        if loopthread.in_loop_thread():
+            return
+        if done is not None:
+            done.result()
+        # Also after a stop from the loop thread: the loop thread it ended is gone.
+        loopthread.join_ending_thread()
+
+    def request_stop(self, close: Close) -> concurrent.futures.Future[None] | None:
+        """Begin stopping, unless a stop is under way already: ``close`` is
+        scheduled on the loop. The future of the stop under way, or None if
+        the server is stopped."""
+        done, run = self._begin_stop()
+        if run is None:
+            return done
+        # A handler stopping its own server: its task is spared, so that its
+        # client hears its verdict before the 421.
+        spare = asyncio.current_task() if loopthread.in_loop_thread() else None
+        # Runs after start()'s schedule: the loop runs callbacks in order.
+        run.lease.loop.call_soon_threadsafe(close, run, spare)
+        return done
+
+    def _begin_start(self) -> None:
         """Move to starting: wait for a start or a stop under way to end
         first; RuntimeError if running (or if this would wait, on the loop
         thread, for a stop that needs that thread)."""
@@ -87,13 +139,13 @@ class Lifecycle:
                 raise RuntimeError("Server is already running")
             self._state = State.STARTING
 
-    def start_failed(self) -> None:
+    def _start_failed(self) -> None:
         """The start begun failed before holding anything: back to stopped."""
         with self._changed:
             self._state = State.STOPPED
             self._changed.notify_all()
 
-    def started(self, lease: loopthread.Lease, sockets: list[socket.socket], schedule: Callable[[Run], None]) -> Run:
+    def _started(self, lease: loopthread.Lease, sockets: list[socket.socket], schedule: Callable[[Run], None]) -> Run:
         """The start begun holds ``lease`` and ``sockets``: running, as a new
         run. ``schedule(run)`` is called with the lock held, so that what it
         puts on the loop runs before the close any stop() schedules."""
@@ -106,7 +158,7 @@ class Lifecycle:
             schedule(run)
         return run
 
-    def begin_stop(self) -> tuple[concurrent.futures.Future[None] | None, Run | None]:
+    def _begin_stop(self) -> tuple[concurrent.futures.Future[None] | None, Run | None]:
         """Move to stopping, waiting for a start under way first. Returns the
         future of the stop (None if the server is stopped) and, if this call
         began the stop, the run its caller must close (then ``end_stop()``);
@@ -132,7 +184,7 @@ class Lifecycle:
             return done, run
 
     def end_stop(self) -> None:
-        """The stop under way is done (called on the loop thread): stopped,
+        """The stop under way is done (its close calls this, on the loop thread): stopped,
         the loop let go of, and the stop's future done."""
         with self._changed:
             run, done = self._run, self._stopped

@@ -14,6 +14,7 @@ import asyncio
 import errno
 import logging
 import socket
+import warnings
 from collections.abc import Callable
 
 __all__ = ["ACCEPT_BATCH", "ACCEPT_RETRY_DELAY", "Listener", "bind"]
@@ -30,10 +31,33 @@ ACCEPT_RETRY_DELAY = 0.5
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
+def bind(
+    host: str, port: int, backlog: int, *, previous: int | None = None, stacklevel: int = 1
+) -> list[socket.socket]:
     """A listening, non-blocking socket for each address ``host`` resolves
     to, all on ``port`` (with 0, the one the first socket got). OSError
-    names the address and why."""
+    names the address and why.
+
+    With port 0 and the ``previous`` port of a server started again, that
+    port, so that clients find the server where it went down; if it is taken
+    now, a free one, with a ``RuntimeWarning`` (``stacklevel`` as
+    ``warnings.warn`` takes it, counted from the caller: 1 is the call)."""
+    if previous and port == 0:
+        try:
+            return _bind(host, previous, backlog)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+        warnings.warn(
+            f"{host}:{previous}, this server's port before it stopped, is in use now:"
+            " it listens on a new free port (read server.port)",
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return _bind(host, port, backlog)
+
+
+def _bind(host: str, port: int, backlog: int) -> list[socket.socket]:
     where = f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

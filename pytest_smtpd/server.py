@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import errno
 import functools
 import inspect
 import itertools
@@ -14,17 +11,16 @@ import os
 import socket
 import ssl
 import threading
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
-from . import loopthread, replies
+from . import replies
 from .auth import Authenticator, Credentials, check_against
 from .connection import SessionConfig
 from .faults import Fault, Faults
-from .lifecycle import Lifecycle, Run, State
+from .lifecycle import Close, Lifecycle, Run, State
 from .listener import bind
 from .message import Message
 from .options import DEFAULT_AUTH_MECHANISMS as DEFAULT_AUTH_MECHANISMS
@@ -331,20 +327,15 @@ class Server:
 
         RuntimeError if the server is running. While it is stopping (say, a
         handler stopped it), start() waits for the stop to end first."""
-        self._lifecycle.begin_start()
-        try:
-            sockets = self._bind()
-            try:
-                lease = loopthread.acquire_loop()
-            except BaseException:
-                for sock in sockets:
-                    sock.close()
-                raise
-        except BaseException:
-            self._lifecycle.start_failed()
-            raise
-        self._lifecycle.started(lease, sockets, self._schedule_listen)
+        self._lifecycle.start(self._bind, self._schedule_listen)
         log.debug("SMTP server listening on %s:%s", self.host, self._port)
+
+    def _bind(self) -> list[socket.socket]:
+        """The listening sockets; a port-0 server started again binds the
+        port it had before if it can (see ``listener.bind``)."""
+        previous = self._port if self._requested_port == 0 else None
+        # The warning names start()'s caller: _bind, Lifecycle.start, start, it.
+        return bind(self.host, self._requested_port, self.backlog, previous=previous, stacklevel=4)
 
     def _schedule_listen(self, run: Run) -> None:
         """With the lifecycle's lock held, as a run begins: put its listening
@@ -353,25 +344,6 @@ class Server:
         self._session_numbers = itertools.count(1)
         self._port = run.sockets[0].getsockname()[1]
         run.lease.loop.call_soon_threadsafe(self._listen, run)
-
-    def _bind(self) -> list[socket.socket]:
-        """The listening sockets. A port-0 server started again binds the
-        port it had before, so that clients find it where it went down; if
-        that port is taken now, a free one, with a ``RuntimeWarning``."""
-        previous = self._port if self._requested_port == 0 else None
-        if previous:
-            try:
-                return bind(self.host, previous, self.backlog)
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-            warnings.warn(
-                f"{self.host}:{previous}, this server's port before it stopped, is in use now:"
-                " it listens on a new free port (read server.port)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return bind(self.host, self._requested_port, self.backlog)
 
     def _listen(self, run: Run) -> None:
         """On the loop thread: accept connections on the run's sockets."""
@@ -394,62 +366,38 @@ class Server:
         Called from the loop thread (a handler, sync or async, stopping its
         own server), it returns at once: the close follows once the handler
         has answered, so its client hears its answer, then 421."""
-        done = self._request_stop(grace)
-        if loopthread.in_loop_thread():
-            return
-        if done is not None:
-            done.result()
-        # Also after a handler's stop: the loop thread it ended is gone.
-        loopthread.join_ending_thread()
-
-    def _request_stop(self, grace: float = 0.0) -> concurrent.futures.Future[None] | None:
-        """Begin stopping, unless a stop is under way already: the future of
-        the stop under way, or None if the server is stopped."""
-        if grace < 0:
-            raise ValueError(f"grace must be 0 or more seconds, got {grace}")
-        done, run = self._lifecycle.begin_stop()
-        if run is None:
-            return done
-        # A handler stopping its own server: its task is spared, so that its
-        # client hears its verdict before the 421.
-        spare = asyncio.current_task() if loopthread.in_loop_thread() else None
-        # Runs after start()'s _listen: the loop runs callbacks in order.
-        run.lease.loop.call_soon_threadsafe(self._begin_close, run.generation, grace, spare)
-        return done
+        self._lifecycle.stop(self._close(grace))
 
     def _stop_from_loop_thread(self, then: Callable[[], None] = lambda: None) -> None:
         """stop() from a handler, with ``then()`` called once the stop is done."""
-        done = self._request_stop()
+        done = self._lifecycle.request_stop(self._close(0.0))
         if done is None:
             then()
         else:
             done.add_done_callback(lambda _: then())
 
-    def _begin_close(self, generation: int, grace: float, spare: asyncio.Task[object] | None = None) -> None:
-        """On the loop thread: close the listeners and sessions, then end the stop."""
-        assert generation == self._lifecycle.generation, "a server restarts only once stopped"
-        self._serving.close(grace, spare, then=self._lifecycle.end_stop)
+    def _close(self, grace: float) -> Close:
+        """The close a stop runs on the loop thread: the listeners, then the
+        sessions (after ``grace``), then the end of the stop."""
+        if grace < 0:
+            raise ValueError(f"grace must be 0 or more seconds, got {grace}")
+
+        def close(run: Run, spare: asyncio.Task[object] | None) -> None:
+            assert run.generation == self._lifecycle.generation, "a server restarts only once stopped"
+            self._serving.close(grace, spare, then=self._lifecycle.end_stop)
+
+        return close
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: this server's loop thread does not exist here.
         Stopped, without touching the parent's loop; the sockets inherited
-        from the parent are let go of (pointed at /dev/null, so that no other
-        file can take their numbers while their objects live), or the child
-        would hold the parent's port and clients' connections open."""
+        from the parent are let go of (see ``Serving.after_fork_in_child``)."""
         self._attribution = threading.Lock()
         self.messages._after_fork_in_child()
         self._faults._after_fork_in_child()
         self.sessions._after_fork_in_child()
         run = self._lifecycle.run
-        inherited = [*(run.sockets if run is not None else ()), *self._serving.after_fork_in_child()]
-        if inherited:
-            devnull = os.open(os.devnull, os.O_RDWR)
-            try:
-                for sock in inherited:
-                    with contextlib.suppress(OSError):
-                        os.dup2(devnull, sock.fileno())
-            finally:
-                os.close(devnull)
+        self._serving.after_fork_in_child(run.sockets if run is not None else ())
         self._lifecycle.after_fork_in_child()
 
     def __enter__(self: _S) -> _S:

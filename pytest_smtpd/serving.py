@@ -2,14 +2,16 @@
 and closing them all when it stops (a 421 to each, a bounded wait for them
 and for the handler tasks the close cancelled).
 
-Every method but ``after_fork_in_child`` runs on the loop thread; ``Server``
-decides when (its lifecycle), this does the work.
+``Server``'s lifecycle decides when; this does the work. Every method but
+``after_fork_in_child`` runs on the loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable
 
@@ -117,12 +119,23 @@ class Serving:
             if cancelled is not None:
                 self._cancelled.append(cancelled)
 
-    def after_fork_in_child(self) -> list[socket.socket]:
-        """In a forked child (no loop thread here): forget everything, and
-        return the sessions' sockets, which the child must let go of."""
-        inherited = [s.socket for s in self.live if s.socket is not None]
+    def after_fork_in_child(self, listening: tuple[socket.socket, ...]) -> None:
+        """In a forked child (no loop thread here): forget the listeners and
+        sessions, and let go of the sockets inherited from the parent (the
+        ``listening`` ones and the sessions'), or the child would hold the
+        parent's port and clients' connections open. Each is pointed at
+        /dev/null, so that no other file can take its number while its
+        object lives."""
+        inherited = [*listening, *(s.socket for s in self.live if s.socket is not None)]
+        if inherited:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                for sock in inherited:
+                    with contextlib.suppress(OSError):
+                        os.dup2(devnull, sock.fileno())
+            finally:
+                os.close(devnull)
         self.listeners = []
         self.live = set()
         self._cancelled = []
         self.accepting = False
-        return inherited
