@@ -1,6 +1,6 @@
 """Shared test helpers: a running ``Server``, a raw line-level SMTP client
-(in plaintext or TLS), one message sent with smtplib or aiosmtplib, and a
-guard that no test leaves the loop thread behind."""
+(in plaintext or TLS), one message sent with smtplib or aiosmtplib, a strict
+pytester project, and a guard that no test leaves the loop thread behind."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from types import TracebackType
 import aiosmtplib
 import peers
 import pytest
+from pytester_helpers import INI
 
 from pytest_smtpd import Server, loopthread
 
@@ -172,6 +173,18 @@ def aiosmtplib_send(
 def server() -> Iterator[Server]:
     with Server() as running:
         yield running
+
+
+@pytest.fixture
+def strict(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester project with the strict ini of pytester_helpers, and none
+    of an outer xdist worker's environment: a run inside an xdist worker's
+    test is no worker, so SMTPD_PORT must not get the outer worker's number
+    (see xdist_worker_number)."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("SMTPD_PORT", raising=False)
+    pytester.makeini(INI)
+    return pytester
 
 
 @pytest.fixture(autouse=True)
