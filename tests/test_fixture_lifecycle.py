@@ -312,6 +312,11 @@ STRICT_TESTS = """
         send(smtpd, "a", "b")
         assert len(smtpd.messages) == 2   # counting is not looking
 
+    def test_only_a_snapshot_taken(smtpd):
+        send(smtpd, "a", "b")
+        # a copy for reporting, as the failure report reads it: not looking
+        assert [m.subject for m in smtpd.messages.snapshot()] == ["a", "b"]
+
     @pytest.mark.parametrize("look", ["iteration", "indexing", "slice", "last", "filter", "wait_for", "assert_sent"])
     def test_looked_at(smtpd, look):
         send(smtpd, "a", "b")
@@ -345,7 +350,7 @@ def test_strict_mode_fails_a_test_at_teardown_for_mail_it_never_looked_at(strict
     strict.makeini(INI + f"smtpd_strict = true\nsmtpd_scope = {scope}\n")
     strict.makepyfile(STRICT_TESTS.replace("\n    ", "\n"))
     result = strict.runpytest_inprocess()
-    result.assert_outcomes(passed=10, failed=1, errors=2)
+    result.assert_outcomes(passed=11, failed=1, errors=3)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_one_never_looked_at*",
@@ -355,6 +360,9 @@ def test_strict_mode_fails_a_test_at_teardown_for_mail_it_never_looked_at(strict
         ]
     )
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_none_looked_at*", "smtpd strict mode: 2 message(s)*"])
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_only_a_snapshot_taken*", "smtpd strict mode: 2 message(s)*"]
+    )
     assert "ERROR at teardown of test_failing_says_only_its_failure" not in result.stdout.str()
 
 
