@@ -30,13 +30,18 @@ class MessageStore(LockedList[Message]):
         #: Coroutines in ``wait_for_async``: each one's thread-safe wake-up.
         self._async_waiters: list[_AsyncWait] = []
         #: ids of the messages reads handed out (indexing, iteration,
-        #: ``last``, ``filter``, the waits): strict mode's "looked at".
+        #: ``last``, ``filter``, the waits): strict mode's "looked at". Only
+        #: of messages held (an id is an address, reused once freed).
         self._seen: set[int] = set()
 
     def _looked_at(self, messages: list[Message]) -> list[Message]:
-        """Note ``messages`` as looked at by the test; returns them."""
+        """Note ``messages`` (read from a snapshot) as looked at by the test;
+        returns them. Only those the store still holds: a ``clear()`` since
+        the snapshot took the others, and their ids, free once they are
+        gone, would mark a later message at the same address."""
         with self._changed:
-            self._seen.update(map(id, messages))
+            held = {id(message) for message in self._items}
+            self._seen.update(marked for marked in map(id, messages) if marked in held)
         return messages
 
     def not_looked_at(self) -> list[Message]:
