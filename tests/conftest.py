@@ -8,6 +8,8 @@ import asyncio
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -167,6 +169,30 @@ def aiosmtplib_send(
             timeout=peers.TIMEOUT,
         )
     )
+
+
+def run_python(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter (a fork, a hang: in a child
+    process, killed after ``timeout`` seconds), its output as text."""
+    return subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def short_switch_interval() -> Iterator[None]:
+    """Switch threads as often as the interpreter can, so that a race
+    between threads shows within a few rounds."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 @pytest.fixture

@@ -11,28 +11,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import smtplib
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import TIMEOUT
+from conftest import TIMEOUT, run_python
 from pytest_smtpd import Message, Server, loopthread
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Switch threads as often as the interpreter can (as test_race_audit),
-    so that a race shows within a few rounds."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def send(server: Server, subject: str) -> None:
@@ -93,7 +79,7 @@ def test_a_clear_between_a_read_and_its_marking_marks_no_later_message() -> None
             server.clear()
 
 
-def test_not_looked_at_reads_and_clears_in_threads_while_200_messages_arrive(fast_switching: None) -> None:
+def test_not_looked_at_reads_and_clears_in_threads_while_200_messages_arrive(short_switch_interval: None) -> None:
     """Two threads, one reading ``not_looked_at()`` and then iterating (which
     looks), one clearing, while smtplib sends 200 messages: no exception,
     every message handed out by exactly one clear() or still held, and no
@@ -128,7 +114,7 @@ def test_not_looked_at_reads_and_clears_in_threads_while_200_messages_arrive(fas
 # -- the switch of test and reset() ------------------------------------------------------
 
 
-def test_switching_tests_and_resetting_from_another_thread_while_sessions_send(fast_switching: None) -> None:
+def test_switching_tests_and_resetting_from_another_thread_while_sessions_send(short_switch_interval: None) -> None:
     """A thread switches ``current_test`` (``attribute()``, as the plugin
     does between tests) and calls ``reset()`` while 200 sessions each send a
     message: every message is returned by exactly one of those calls or held
@@ -226,20 +212,14 @@ def test_after_a_fork_the_child_runs_servers_switches_tests_and_resets() -> None
     locks that keep a message: in the child the inherited server starts,
     switches test and resets, and a new server works; the parent's session
     finishes and its message is the parent's."""
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(FORK_SCRIPT)
     assert result.stdout.strip() == "child 0 parent 250 ['parent']", result.stderr
 
 
 # -- the dev inbox's subscribers -----------------------------------------------------------
 
 
-def test_inbox_subscribers_come_and_go_from_threads_while_messages_arrive(fast_switching: None) -> None:
+def test_inbox_subscribers_come_and_go_from_threads_while_messages_arrive(short_switch_interval: None) -> None:
     """Two threads subscribe and unsubscribe (on the loop thread, where the
     hub's methods run: ``run_coroutine_threadsafe``) while smtplib sends 200
     messages: a subscriber there all along gets every message event once, in
