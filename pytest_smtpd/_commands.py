@@ -27,6 +27,8 @@ from .replies import Reply
 from .state import State
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .connection import ServerConnection
 
 
@@ -121,6 +123,18 @@ def path_argument(
     return address, params
 
 
+def dsn_option(core: ServerConnection, key: str, value: str, check: Callable[[str], None], options: list[str]) -> bool:
+    """Whether the DSN parameter ``key=value`` (RFC 3461) passes ``check``:
+    then it joins ``options``; otherwise the reply is the check's error."""
+    try:
+        check(value)
+    except DSNError as exc:
+        core.reply(Reply(exc.code, f"Error: {exc}"))
+        return False
+    options.append(f"{key}={value}")
+    return True
+
+
 def smtp_mail(core: ServerConnection, argument: str | None) -> None:
     limit = core.config.max_messages_per_connection
     if limit and core.messages_received >= limit:
@@ -160,12 +174,8 @@ def smtp_mail(core: ServerConnection, argument: str | None) -> None:
         elif key == "RET" and config.enable_DSN and value and value.upper() in ("FULL", "HDRS"):
             options.append(f"RET={value.upper()}")
         elif key == "ENVID" and config.enable_DSN and value:
-            try:
-                check_envid(value)
-            except DSNError as exc:
-                core.reply(Reply(exc.code, f"Error: {exc}"))
+            if not dsn_option(core, key, value, check_envid, options):
                 return
-            options.append(f"ENVID={value}")
         else:
             core.reply(replies.MAIL_PARAMS_UNKNOWN)
             return
@@ -190,13 +200,13 @@ def smtp_rcpt(core: ServerConnection, argument: str | None) -> None:
         return
     options: list[str] = []
     for key, value in params:
-        if key in ("NOTIFY", "ORCPT") and core.config.enable_DSN and value:
-            try:
-                (check_notify if key == "NOTIFY" else check_orcpt)(value)
-            except DSNError as exc:
-                core.reply(Reply(exc.code, f"Error: {exc}"))
+        if key == "NOTIFY" and core.config.enable_DSN and value:
+            # check_notify reads the keywords in upper case too.
+            if not dsn_option(core, key, value.upper(), check_notify, options):
                 return
-            options.append(f"{key}={value.upper() if key == 'NOTIFY' else value}")
+        elif key == "ORCPT" and core.config.enable_DSN and value:
+            if not dsn_option(core, key, value, check_orcpt, options):
+                return
         else:
             core.reply(replies.RCPT_PARAMS_UNKNOWN)
             return

@@ -1,6 +1,6 @@
 """Shared test helpers: a running ``Server``, a raw line-level SMTP client
-(in plaintext or TLS), one message sent with smtplib or aiosmtplib, and a
-guard that no test leaves the loop thread behind."""
+(in plaintext or TLS), one message sent with smtplib or aiosmtplib, a strict
+pytester project, and a guard that no test leaves the loop thread behind."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import asyncio
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -15,6 +17,7 @@ from types import TracebackType
 import aiosmtplib
 import peers
 import pytest
+from pytester_helpers import INI
 
 from pytest_smtpd import Server, loopthread
 
@@ -168,10 +171,46 @@ def aiosmtplib_send(
     )
 
 
+def run_python(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter (a fork, a hang: in a child
+    process, killed after ``timeout`` seconds), its output as text."""
+    return subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def short_switch_interval() -> Iterator[None]:
+    """Switch threads as often as the interpreter can, so that a race
+    between threads shows within a few rounds."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
 @pytest.fixture
 def server() -> Iterator[Server]:
     with Server() as running:
         yield running
+
+
+@pytest.fixture
+def strict(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester project with the strict ini of pytester_helpers, and none
+    of an outer xdist worker's environment: a run inside an xdist worker's
+    test is no worker, so SMTPD_PORT must not get the outer worker's number
+    (see xdist_worker_number)."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("SMTPD_PORT", raising=False)
+    pytester.makeini(INI)
+    return pytester
 
 
 @pytest.fixture(autouse=True)

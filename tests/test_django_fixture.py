@@ -7,27 +7,11 @@ environment are as before once the test is over."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from pytester_helpers import PACKAGE_ROOT, start_up_error, strict_ini
 
-import pytest_smtpd
-
-#: For the runs in a subprocess: import this package, wherever it is
-#: (pytester keeps only the test's directory in PYTHONPATH).
-PACKAGE_ROOT = str(Path(pytest_smtpd.__file__).resolve().parents[1])
-
-INI = (
-    "[pytest]\n"
-    "filterwarnings =\n"
-    "    error\n"
-    "    ignore:Module already imported so cannot be rewritten. pytest_smtpd:pytest.PytestAssertRewriteWarning\n"
-    # The suite below keeps its mail settings as EMAIL_*, which Django 6.1 deprecates for MAILERS.
-    "    ignore:The EMAIL_:DeprecationWarning\n"
-    "    ignore:The EMAIL_:PendingDeprecationWarning\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-    "    -p no:asyncio\n"
-)
+#: The suite below keeps its mail settings as EMAIL_*, which Django 6.1 deprecates for MAILERS.
+INI = strict_ini(ignore=["ignore:The EMAIL_:DeprecationWarning", "ignore:The EMAIL_:PendingDeprecationWarning"])
 
 #: The suite's own settings: production-like mail settings that the fixture
 #: must override for the test and put back.
@@ -156,9 +140,7 @@ def test_without_the_switch_django_keeps_its_settings(suite: pytest.Pytester) ->
 
 
 def test_a_bad_switch_value_is_a_usage_error(suite: pytest.Pytester) -> None:
-    suite.makepyfile("def test_never(): pass")
-    result = suite.runpytest_inprocess("-o", "smtpd_django=sometimes")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = start_up_error(suite, "-o", "smtpd_django=sometimes")
     result.stderr.fnmatch_lines(["*smtpd_django = 'sometimes': expected true or false*"])
 
 

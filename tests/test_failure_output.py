@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from pytester_helpers import strict_ini
+from test_plugin import MARKER_TYPO
 
 import pytest_smtpd
 from pytest_smtpd import FixtureServer, Message, MessageStore, matching
@@ -17,25 +19,10 @@ from pytest_smtpd import FixtureServer, Message, MessageStore, matching
 #: Where the plugin's source is: a failure shows none of its lines.
 PLUGIN_DIR = str(Path(pytest_smtpd.__file__).resolve().parent)
 
-INI = (
-    "[pytest]\n"
-    "filterwarnings =\n"
-    "    error\n"
-    "    ignore:Module already imported so cannot be rewritten. pytest_smtpd:pytest.PytestAssertRewriteWarning\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-)
-ASYNC_INI = INI + "asyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
-
-
-@pytest.fixture
-def strict(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
-
 
 @pytest.fixture
 def with_asyncio(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(ASYNC_INI)
+    pytester.makeini(strict_ini(asyncio=True))
     return pytester
 
 
@@ -97,15 +84,7 @@ def test_failures_from_the_plugin_show_the_tests_line_not_the_plugins(strict: py
 
 
 def test_a_marker_typo_is_one_short_error_beside_pytest_asyncio(with_asyncio: pytest.Pytester) -> None:
-    with_asyncio.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.smtpd(data_size_limt=100)
-        def test_typo(smtpd):
-            pass
-        """
-    )
+    with_asyncio.makepyfile(MARKER_TYPO)
     result = with_asyncio.runpytest_inprocess()
     result.assert_outcomes(errors=1)
     output = result.stdout.str()

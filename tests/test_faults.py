@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import threading
 
 import pytest
 
 import pytest_smtpd
+from conftest import run_python
 from pytest_smtpd.faults import Action, Fault, Faults
 from pytest_smtpd.replies import Reply
 
@@ -256,11 +255,5 @@ print("child", os.waitstatus_to_exitcode(status))
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_fork_child_can_change_the_rules_while_the_parent_held_the_lock() -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_python(FORK_SCRIPT, timeout=30)
     assert result.stdout.strip() == "child 0", result.stderr

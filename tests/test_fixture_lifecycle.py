@@ -11,22 +11,10 @@ import socket
 import warnings
 
 import pytest
-from test_plugin_config import INI, free_ports
+from pytester_helpers import INI, SESSION_INI
+from test_plugin_config import free_ports
 
 from pytest_smtpd import FixtureServer, Server
-
-SESSION_INI = INI + "smtpd_scope = session\n"
-
-
-@pytest.fixture
-def strict(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    # A run inside an xdist worker's test is no worker: SMTPD_PORT must not
-    # get the outer worker's number (see xdist_worker_number).
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    monkeypatch.delenv("SMTPD_PORT", raising=False)
-    pytester.makeini(INI)
-    return pytester
-
 
 # -- flat memory ------------------------------------------------------------------
 
@@ -206,7 +194,7 @@ def test_mail_of_a_session_begun_in_an_earlier_test_is_not_the_next_tests(strict
     result.assert_outcomes(passed=2, warnings=1)
 
 
-def test_mail_of_a_session_begun_between_tests_names_the_test_before(strict: pytest.Pytester) -> None:
+def test_mail_of_a_session_begun_between_tests_is_a_warning_naming_the_test_before(strict: pytest.Pytester) -> None:
     strict.makeini(SESSION_INI)
     strict.makepyfile(
         """
@@ -217,14 +205,20 @@ def test_mail_of_a_session_begun_between_tests_names_the_test_before(strict: pyt
         def test_first(smtpd):
             address.append(smtpd.address)
 
-        def test_no_smtpd():
+        def test_a_late_background_job():
             with smtplib.SMTP(*address[0], timeout=10) as client:
-                client.sendmail("job@example.com", ["b@example.com"], b"Subject: between\\r\\n\\r\\n")
+                client.sendmail("job@example.com", ["b@example.com"], b"Subject: late report\\r\\n\\r\\n")
 
         def test_next(smtpd):
             assert list(smtpd.messages) == []
         """
     )
+    result = strict.runpytest_inprocess()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*SMTPDLateMessageWarning: <Message from 'job@example.com'*subject 'late report'>*test_next does not see it"]
+    )
+    # Not an error where warnings are shown rather than raised; the next test still starts empty.
     result = strict.runpytest_inprocess("-W", "default::pytest_smtpd.plugin.SMTPDLateMessageWarning")
     result.assert_outcomes(passed=3, warnings=1)
     result.stdout.fnmatch_lines(
@@ -252,10 +246,15 @@ XDIST_APP = """
 """
 
 
+def app_suite(pytester: pytest.Pytester, ini: str) -> None:
+    """A suite with ``ini`` whose app reads its mail port as XDIST_APP does."""
+    pytester.makeini(ini)
+    pytester.makeconftest(XDIST_APP.replace("\n    ", "\n"))
+
+
 def test_under_xdist_each_workers_app_reads_its_port_from_smtpd_port(strict: pytest.Pytester) -> None:
     port = free_ports(2)
-    strict.makeini(SESSION_INI + f"smtpd_port = {port}\n")
-    strict.makeconftest(XDIST_APP.replace("\n    ", "\n"))
+    app_suite(strict, SESSION_INI + f"smtpd_port = {port}\n")
     strict.makepyfile(
         f"""
         import os
@@ -277,8 +276,7 @@ def test_under_xdist_each_workers_app_reads_its_port_from_smtpd_port(strict: pyt
 
 def test_smtpd_port_is_set_without_xdist_and_put_back_after(strict: pytest.Pytester) -> None:
     port = free_ports(1)
-    strict.makeini(INI + f"smtpd_port = {port}\n")
-    strict.makeconftest(XDIST_APP.replace("\n    ", "\n"))
+    app_suite(strict, INI + f"smtpd_port = {port}\n")
     strict.makepyfile(
         f"""
         import conftest
@@ -314,6 +312,11 @@ STRICT_TESTS = """
         send(smtpd, "a", "b")
         assert len(smtpd.messages) == 2   # counting is not looking
 
+    def test_only_a_snapshot_taken(smtpd):
+        send(smtpd, "a", "b")
+        # a copy for reporting, as the failure report reads it: not looking
+        assert [m.subject for m in smtpd.messages.snapshot()] == ["a", "b"]
+
     @pytest.mark.parametrize("look", ["iteration", "indexing", "slice", "last", "filter", "wait_for", "assert_sent"])
     def test_looked_at(smtpd, look):
         send(smtpd, "a", "b")
@@ -347,7 +350,7 @@ def test_strict_mode_fails_a_test_at_teardown_for_mail_it_never_looked_at(strict
     strict.makeini(INI + f"smtpd_strict = true\nsmtpd_scope = {scope}\n")
     strict.makepyfile(STRICT_TESTS.replace("\n    ", "\n"))
     result = strict.runpytest_inprocess()
-    result.assert_outcomes(passed=10, failed=1, errors=2)
+    result.assert_outcomes(passed=11, failed=1, errors=3)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_one_never_looked_at*",
@@ -357,6 +360,9 @@ def test_strict_mode_fails_a_test_at_teardown_for_mail_it_never_looked_at(strict
         ]
     )
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_none_looked_at*", "smtpd strict mode: 2 message(s)*"])
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_only_a_snapshot_taken*", "smtpd strict mode: 2 message(s)*"]
+    )
     assert "ERROR at teardown of test_failing_says_only_its_failure" not in result.stdout.str()
 
 

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 from peers import Spawned
+from pytester_helpers import strict_ini
 
 from conftest import TIMEOUT
 from pytest_smtpd import DebuggingServer, Message, Server
 from pytest_smtpd.report import mbox_entry, save_artifacts
-
-INI = (
-    "[pytest]\n"
-    "filterwarnings =\n"
-    "    error\n"
-    "    ignore:Module already imported so cannot be rewritten. pytest_smtpd:pytest.PytestAssertRewriteWarning\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-    "    -p no:asyncio\n"
-)
 
 SENDER = "josé@例え.jp"
 DATA = (
@@ -49,12 +41,6 @@ def test_fails(smtpd):
 def test_runs_after_it(smtpd):
     assert smtpd.messages == []
 """
-
-
-@pytest.fixture
-def strict(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
 
 
 def test_a_failing_test_with_a_utf8_sender_is_saved_and_the_run_goes_on(strict: pytest.Pytester) -> None:
@@ -104,7 +90,7 @@ def test_runs_after_it(smtpd):
 def test_a_save_dir_that_cannot_be_written_is_a_warning_naming_the_test(strict: pytest.Pytester) -> None:
     strict.makepyfile(test_mail=BROKEN_SAVE)
     # Not -W error here: the warning should be shown as a warning.
-    strict.makeini(INI.replace("    error\n", "    default\n"))
+    strict.makeini(strict_ini(warnings="default"))
     result = strict.runpytest_inprocess("--smtpd-save-dir", "not-a-dir")
     result.assert_outcomes(passed=1, failed=1, warnings=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -127,7 +113,7 @@ def test_under_w_error_the_trouble_is_a_report_section_not_an_internal_error(str
 
 
 def test_a_report_section_that_cannot_be_built_is_a_warning(strict: pytest.Pytester) -> None:
-    strict.makeini(INI.replace("    error\n", "    default\n"))
+    strict.makeini(strict_ini(warnings="default"))
     strict.makeconftest(
         "import pytest\n"
         "import pytest_smtpd.report\n"

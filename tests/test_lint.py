@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from pytester_helpers import INI, SESSION_INI
 
 from pytest_smtpd.assertions import FixtureServer
 from pytest_smtpd.lint import CODES, LintFinding
@@ -423,17 +424,8 @@ def test_no_mail(smtpd):
 """
 
 
-def strict_ini(pytester: pytest.Pytester, extra: str = "") -> None:
-    """A pytester project as strict as ours, unrelated plugins left out."""
-    pytester.makeini(
-        "[pytest]\nfilterwarnings = error\n"
-        "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-        "    -p no:asyncio\n" + extra
-    )
-
-
 def test_smtpd_lint_ini_fails_at_teardown(pytester: pytest.Pytester) -> None:
-    strict_ini(pytester, "smtpd_lint = error\n")
+    pytester.makeini(INI + "smtpd_lint = error\n")
     pytester.makepyfile(LINT_TEST)
     result = pytester.runpytest_inprocess("-rA")
     result.assert_outcomes(passed=4, errors=2)
@@ -450,7 +442,7 @@ def test_smtpd_lint_ini_fails_at_teardown(pytester: pytest.Pytester) -> None:
 
 
 def test_smtpd_lint_default_off(pytester: pytest.Pytester) -> None:
-    strict_ini(pytester)
+    pytester.makeini(INI)
     pytester.makepyfile(LINT_TEST)
     result = pytester.runpytest_inprocess()
     result.assert_outcomes(passed=4, errors=1)  # only the marked test is linted (its call passed)
@@ -458,7 +450,7 @@ def test_smtpd_lint_default_off(pytester: pytest.Pytester) -> None:
 
 
 def test_smtpd_lint_bad_value(pytester: pytest.Pytester) -> None:
-    strict_ini(pytester, "smtpd_lint = strict\n")
+    pytester.makeini(INI + "smtpd_lint = strict\n")
     pytester.makepyfile(LINT_TEST)
     result = pytester.runpytest_inprocess()
     result.stderr.fnmatch_lines(["*smtpd_lint = 'strict': expected one of off, error, warning*"])
@@ -466,7 +458,7 @@ def test_smtpd_lint_bad_value(pytester: pytest.Pytester) -> None:
 
 
 def test_lint_marker_with_session_scope_shares_the_server(pytester: pytest.Pytester) -> None:
-    strict_ini(pytester, "smtpd_scope = session\n")
+    pytester.makeini(SESSION_INI)
     pytester.makepyfile(
         """
         import pytest

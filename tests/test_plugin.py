@@ -6,20 +6,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
-def strict(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester project as strict as ours: warnings are errors, markers must
-    be registered. Unrelated plugins are left out: pytester re-imports them at
-    every run, hypothesis alone costing a second."""
-    pytester.makeini(
-        "[pytest]\n"
-        "filterwarnings = error\n"
-        "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-        "    -p no:asyncio\n"
-    )
-    return pytester
-
-
 def test_fixture_is_available_and_receives_mail(strict: pytest.Pytester) -> None:
     strict.makepyfile(
         """
@@ -83,16 +69,18 @@ def test_marker_passes_options(strict: pytest.Pytester) -> None:
     strict.runpytest_inprocess().assert_outcomes(passed=2)
 
 
-def test_unknown_marker_option_is_a_clear_error(strict: pytest.Pytester) -> None:
-    strict.makepyfile(
-        """
-        import pytest
+#: A marker with a misspelt option (test_failure_output runs it beside pytest-asyncio).
+MARKER_TYPO = """
+import pytest
 
-        @pytest.mark.smtpd(data_size_limt=100)
-        def test_typo(smtpd):
-            pass
-        """
-    )
+@pytest.mark.smtpd(data_size_limt=100)
+def test_typo(smtpd):
+    pass
+"""
+
+
+def test_unknown_marker_option_is_a_clear_error(strict: pytest.Pytester) -> None:
+    strict.makepyfile(MARKER_TYPO)
     result = strict.runpytest_inprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(

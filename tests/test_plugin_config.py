@@ -7,19 +7,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-INI = (
-    "[pytest]\n"
-    "filterwarnings = error\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-    "    -p no:asyncio\n"
-)
-
-
-@pytest.fixture
-def strict(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
+from pytester_helpers import INI, SESSION_INI, start_up_error
 
 
 def test_ini_options_configure_the_server(strict: pytest.Pytester) -> None:
@@ -62,7 +50,10 @@ def test_command_line_o_overrides_the_ini_file(strict: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("smtpd_host=smtp.invalid", "smtpd_host = 'smtp.invalid': expected an address to listen on"),
+        (
+            "smtpd_host=smtp.invalid",
+            "smtpd_host = 'smtp.invalid': expected an address to listen on, such as 127.0.0.1 or ::1",
+        ),
         ("smtpd_hostname=mx test", "smtpd_hostname = 'mx test': expected a host name without spaces"),
         ("smtpd_port=http", "smtpd_port = 'http': expected a whole number from 0 to 65535"),
         ("smtpd_port=70000", "smtpd_port = '70000': expected a whole number from 0 to 65535"),
@@ -72,20 +63,18 @@ def test_command_line_o_overrides_the_ini_file(strict: pytest.Pytester) -> None:
         ("smtpd_auth=alice", "smtpd_auth = 'alice': expected user:password pairs separated by spaces"),
         ("smtpd_scope=module", "smtpd_scope = 'module': expected function or session"),
         ("smtpd_teardown_grace=soon", "smtpd_teardown_grace = 'soon': expected a finite number of seconds, 0 or more"),
+        ("smtpd_report=short", "smtpd_report = 'short': expected full, summary or off"),
+        ("smtpd_report_lines=-1", "smtpd_report_lines = '-1': expected a whole number from 0 up"),
     ],
 )
 def test_bad_ini_values_stop_pytest_at_start_up(strict: pytest.Pytester, option: str, message: str) -> None:
-    strict.makepyfile("def test_never(): pass")
-    result = strict.runpytest_inprocess("-o", option)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*{message}*"])
+    result = start_up_error(strict, "-o", option)
+    result.stderr.fnmatch_lines([f"ERROR: -o on the command line: {message}"])
 
 
 def test_save_dir_that_is_a_file_stops_pytest_at_start_up(strict: pytest.Pytester) -> None:
     strict.makefile(".txt", artifacts="not a directory")
-    strict.makepyfile("def test_never(): pass")
-    result = strict.runpytest_inprocess("--smtpd-save-dir", "artifacts.txt")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = start_up_error(strict, "--smtpd-save-dir", "artifacts.txt")
     result.stderr.fnmatch_lines(["*smtpd_save_dir = 'artifacts.txt': expected a directory (this is a file)*"])
 
 
@@ -219,9 +208,6 @@ def test_fixed_port_under_xdist_is_port_plus_worker_number(strict: pytest.Pytest
     result.assert_outcomes(passed=6)
 
 
-SESSION_INI = INI + "smtpd_scope = session\n"
-
-
 def test_session_scope_shares_one_server_cleared_per_test(strict: pytest.Pytester) -> None:
     strict.makeini(SESSION_INI)
     strict.makepyfile(
@@ -256,35 +242,6 @@ def test_session_scope_shares_one_server_cleared_per_test(strict: pytest.Pyteste
         """
     )
     strict.runpytest_inprocess().assert_outcomes(passed=6)
-
-
-def test_mail_arriving_between_tests_is_a_warning_naming_it(strict: pytest.Pytester) -> None:
-    strict.makeini(SESSION_INI)
-    strict.makepyfile(
-        """
-        import smtplib
-
-        address = []
-
-        def test_first(smtpd):
-            address.append(smtpd.address)
-
-        def test_a_late_background_job():
-            with smtplib.SMTP(*address[0], timeout=10) as client:
-                client.sendmail("job@example.com", ["b@example.com"], b"Subject: late report\\r\\n\\r\\n")
-
-        def test_next(smtpd):
-            assert list(smtpd.messages) == []
-        """
-    )
-    result = strict.runpytest_inprocess()
-    result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(
-        ["*SMTPDLateMessageWarning: <Message from 'job@example.com'*subject 'late report'>*test_next does not see it"]
-    )
-    # Not an error where warnings are shown rather than raised; the next test still starts empty.
-    result = strict.runpytest_inprocess("-W", "default::pytest_smtpd.plugin.SMTPDLateMessageWarning")
-    result.assert_outcomes(passed=3, warnings=1)
 
 
 def test_session_scoped_smtpd_options_configure_the_shared_server(strict: pytest.Pytester) -> None:
@@ -390,16 +347,12 @@ def test_session_scope_under_xdist_gives_each_worker_its_server(strict: pytest.P
 )
 def test_an_unknown_smtpd_ini_key_names_the_nearest_one(strict: pytest.Pytester, line: str, message: str) -> None:
     strict.makeini(INI + line + "\n")
-    strict.makepyfile("def test_never(): pass")
-    result = strict.runpytest_inprocess()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = start_up_error(strict)
     result.stderr.fnmatch_lines([f"ERROR: tox.ini: {message}"])
 
 
 def test_an_unknown_key_on_the_command_line_is_named_as_from_there(strict: pytest.Pytester) -> None:
-    strict.makepyfile("def test_never(): pass")
-    result = strict.runpytest_inprocess("-o", "smtpd_scop=session")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = start_up_error(strict, "-o", "smtpd_scop=session")
     result.stderr.fnmatch_lines(["ERROR: -o on the command line: unknown option smtpd_scop; did you mean smtpd_scope?"])
 
 
@@ -407,9 +360,7 @@ def test_an_unknown_key_on_the_command_line_is_named_as_from_there(strict: pytes
 def test_teardown_grace_must_be_finite(strict: pytest.Pytester, value: str) -> None:
     """inf was taken, and held teardown for good on a session left open."""
     strict.makeini(INI + f"smtpd_teardown_grace = {value}\n")
-    strict.makepyfile("def test_never(): pass")
-    result = strict.runpytest_inprocess()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = start_up_error(strict)
     result.stderr.fnmatch_lines(
         [f"ERROR: tox.ini: smtpd_teardown_grace = '{value}': expected a finite number of seconds, 0 or more"]
     )

@@ -8,18 +8,7 @@ import mailbox
 from pathlib import Path
 
 import pytest
-
-INI = (
-    "[pytest]\n"
-    "filterwarnings =\n"
-    "    error\n"
-    # In-process runs re-register our plugin module, which the outer run has
-    # imported already (how an editable install is laid out decides whether
-    # pytest warns about it).
-    "    ignore:Module already imported so cannot be rewritten. pytest_smtpd:pytest.PytestAssertRewriteWarning\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-    "    -p no:asyncio\n"
-)
+from pytester_helpers import INI
 
 FAILING_AND_PASSING = """
 import smtplib
@@ -37,12 +26,6 @@ def test_fails(smtpd):
 def test_passes(smtpd):
     send(smtpd, "fine")
 """
-
-
-@pytest.fixture
-def strict(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
 
 
 def test_failing_test_report_has_an_smtpd_section(strict: pytest.Pytester) -> None:

@@ -6,23 +6,9 @@ servers and clients."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-
-import pytest_smtpd
-
-#: For the runs in a subprocess (xdist): import this package, wherever it is.
-PACKAGE_ROOT = str(Path(pytest_smtpd.__file__).resolve().parents[1])
-
-INI = (
-    "[pytest]\n"
-    "filterwarnings =\n"
-    "    error\n"
-    "    ignore:Module already imported so cannot be rewritten. pytest_smtpd:pytest.PytestAssertRewriteWarning\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-    "    -p no:asyncio\n"
-)
+from pytester_helpers import INI, PACKAGE_ROOT
 
 #: A test with a refused recipient, a delivered message and a failed
 #: assert_sent: every part of the section has something to show.
@@ -44,12 +30,6 @@ def test_fails(smtpd):
         assert client.rcpt("nobody@example.com")[0] == 550
     smtpd.assert_sent(subject="Welcome!")
 """
-
-
-@pytest.fixture
-def strict(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
 
 
 def section(output: str) -> list[str]:
@@ -160,20 +140,6 @@ def test_report_lines_caps_the_section(strict: pytest.Pytester, limit: str, expe
     assert len(lines) == expected
     if limit != "0":
         assert lines[-1] == "... 18 more line(s) cut (smtpd_report_lines = 5)"
-
-
-@pytest.mark.parametrize(
-    ("option", "message"),
-    [
-        ("smtpd_report=short", "smtpd_report = 'short': expected full, summary or off"),
-        ("smtpd_report_lines=-1", "smtpd_report_lines = '-1': expected a whole number from 0 up"),
-    ],
-)
-def test_bad_report_options_stop_pytest_at_start_up(strict: pytest.Pytester, option: str, message: str) -> None:
-    strict.makepyfile("def test_never(): pass")
-    result = strict.runpytest_inprocess("-o", option)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: -o on the command line: {message}"])
 
 
 # -- sessions cut off at teardown

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from peers import require_program
+from pytester_helpers import INI
 
 from pytest_smtpd.assertions import FixtureServer
 from pytest_smtpd.preview import CSP, render, write_preview
@@ -194,11 +195,7 @@ def test_fails(smtpd):
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(
-        "[pytest]\nfilterwarnings = error\n"
-        "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-        "    -p no:asyncio\n"
-    )
+    pytester.makeini(INI)
     pytester.makepyfile(test_mail=SAVE_TEST)
     return pytester
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
-import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 from peers import wait_until
@@ -18,18 +16,6 @@ from peers import wait_until
 from conftest import TIMEOUT, Wire
 from pytest_smtpd import Fault, Message, Server
 from pytest_smtpd.sessions import Session
-
-
-@pytest.fixture
-def short_switch_interval() -> Iterator[None]:
-    """Switch threads as often as the interpreter can, so that a race
-    between threads shows within a few rounds."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def _read_transcript(session: Session, barrier: threading.Barrier, seen: list[list[str]]) -> None:

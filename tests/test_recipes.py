@@ -9,15 +9,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pytester_helpers import strict_ini
 
 ROOT = Path(__file__).parent.parent
 RECIPES = ROOT / "docs" / "recipes.rst"
-INI = (
-    "[pytest]\n"
-    "filterwarnings = error\n"
-    "asyncio_default_fixture_loop_scope = function\n"
-    "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-)
+INI = strict_ini(asyncio=True)
 
 
 def python_blocks(text: str, only_tests: bool = False) -> dict[str, str]:

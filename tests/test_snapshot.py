@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pytester_helpers import INI
 
 from pytest_smtpd.assertions import FixtureServer
 from pytest_smtpd.dkim import DKIMKey
@@ -48,11 +49,7 @@ def test_receipt(smtpd, email_snapshot):
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    pytester.makeini(
-        "[pytest]\nfilterwarnings = error\n"
-        "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-        "    -p no:asyncio\n"
-    )
+    pytester.makeini(INI)
     pytester.makepyfile(test_mail=TEMPLATE_TEST)
     monkeypatch.setenv("SEND_DATE", "Mon, 07 Dec 2026 10:00:00 +0000")
     monkeypatch.setenv("REQUEST_ID", "req-1")

@@ -22,6 +22,7 @@ from types import TracebackType
 import aiosmtplib
 import pytest
 import trustme
+from pytester_helpers import INI
 
 from conftest import Wire, aiosmtplib_send
 from pytest_smtpd import Server
@@ -627,12 +628,7 @@ def test_client_env_names_the_ca() -> None:
 
 
 def test_marker_recipe_in_a_pytest_run(pytester: pytest.Pytester) -> None:
-    pytester.makeini(
-        "[pytest]\n"
-        "filterwarnings = error\n"
-        "addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:randomly -p no:cacheprovider\n"
-        "    -p no:asyncio\n"
-    )
+    pytester.makeini(INI)
     pytester.makepyfile(
         """
         import smtplib
