@@ -1,3 +1,5 @@
+"""``python -m pytest_smtpd``: the command line (cli.py)."""
+
 import sys
 
 from .cli import main
