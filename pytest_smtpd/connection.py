@@ -15,7 +15,7 @@ from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import _commands, _dispatch, _extensions, _faulting, replies
+from . import _channel, _commands, _dispatch, _extensions, _faulting, replies
 from ._commands import SYNTAX as SYNTAX
 from ._extensions import AUTH_LINE_LIMIT as AUTH_LINE_LIMIT
 from ._parse import split_command
@@ -42,7 +42,7 @@ from .limits import (
 )
 from .recorder import Recorder, Tracer, Transcript, common_line
 from .replies import Reply
-from .state import COMMAND_STATES, State, transaction_state
+from .state import COMMAND_STATES, State
 
 __all__ = [
     "DEFAULT_DATA_SIZE_LIMIT",
@@ -507,14 +507,6 @@ class ServerConnection:
         if self.recorder is not None:
             self.recorder.line("client", line)
 
-    def process_line(self, line: bytes) -> None:
-        """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
-        a command next, before reading further input."""
-        self._delivered_at = None  # recorded as it runs
-        if self._returned is None:
-            self._returned = []
-        self._returned.append(line)
-
     def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
         """End the session with ``reply`` (a 421), e.g. at shutdown or timeout."""
         if self.state is not State.CLOSED:
@@ -527,15 +519,6 @@ class ServerConnection:
         """End the session once the queued replies are sent (``close_when_done``)."""
         if self.state is not State.CLOSED:
             self._close("closed by the application")
-
-    def envelope_changed(self) -> None:
-        """The envelope was filled from outside (a stdlib-style channel set
-        its sender or recipients): the state follows, as the table in
-        ``state.py`` says, so that RCPT and DATA find them in sequence."""
-        envelope = self.envelope
-        self.state = transaction_state(
-            self.state, sender=envelope.mail_from is not None, recipients=bool(envelope.rcpt_tos)
-        )
 
     def reset_transaction(self) -> None:
         """Forget the mail transaction but not the greeting (RSET)."""
@@ -619,6 +602,8 @@ class ServerConnection:
     tls_started = _extensions.tls_started
     answer_auth = _extensions.answer_auth
     answer_message = _commands.answer_message
+    process_line = _channel.process_line
+    envelope_changed = _channel.envelope_changed
 
     @classmethod
     def builtin_verbs(cls) -> frozenset[str]:
