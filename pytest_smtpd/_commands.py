@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import _faulting, replies
 from ._parse import ParseError, parse_params, parse_path, strip_keyword
 from ._readers import DataReader
 from .dsn import DSNError, check_envid, check_notify, check_orcpt
+from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
     ConnectionClosed,
@@ -295,6 +297,27 @@ def replies_per_message(core: ServerConnection) -> int:
     recipient, in RCPT order (RFC 2033 4.2), SMTP one. The only place
     this rule is written."""
     return len(core.envelope.rcpt_tos) if core.config.lmtp else 1
+
+
+def answer_message(core: ServerConnection, reply: Reply | Sequence[Reply] | None = None) -> None:
+    """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
+
+    In LMTP mode a sequence gives one reply per recipient, in RCPT order;
+    a single reply is repeated for each."""
+    if core.state is not State.MESSAGE_PENDING:
+        raise LocalProtocolError(f"no message waits for an answer (state {core.state.name})")
+    count = replies_per_message(core)
+    if isinstance(reply, Sequence):
+        if not core.config.lmtp:
+            raise LocalProtocolError("one reply per recipient is for LMTP sessions only")
+        if len(reply) != count:
+            raise LocalProtocolError(f"{len(reply)} replies for {count} recipients")
+        verdicts = list(reply)
+    else:
+        verdicts = [reply or replies.OK] * count
+    for verdict in verdicts:
+        core.reply(verdict)
+    core.reset_transaction()
 
 
 def refuse_message(core: ServerConnection, reply: Reply) -> None:

@@ -1,6 +1,8 @@
-"""The commands of the extensions that change how the session reads: BDAT
-(CHUNKING, RFC 3030), STARTTLS (RFC 3207) and AUTH with its SASL exchange
-(RFC 4954); functions of the session they run in (``ServerConnection``).
+"""The extensions a session offers (the EHLO keywords) and the commands of
+those that change how it reads: BDAT (CHUNKING, RFC 3030), STARTTLS (RFC
+3207) and AUTH with its SASL exchange (RFC 4954), with the application's
+answers that end STARTTLS and AUTH; functions of the session they run in
+(``ServerConnection``), which binds the public ones as its methods.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import _commands, _faulting, replies
 from ._readers import ChunkReader, LineTooLong
 from .auth import MECHANISMS, AuthError, Credentials, Mechanism
+from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
     AuthRequested,
@@ -27,6 +30,35 @@ if TYPE_CHECKING:
 
 #: RFC 4954 4: an AUTH command or response line may be 12288 octets long.
 AUTH_LINE_LIMIT = 12288
+
+
+def ehlo_keywords(core: ServerConnection) -> list[str]:
+    """The extensions the EHLO (or LHLO) reply offers now, as configured
+    and as the session stands (no STARTTLS once in TLS, say)."""
+    config = core.config
+    keywords = []
+    if config.data_size_limit:
+        keywords.append(f"SIZE {config.data_size_limit}")
+    if not config.decode_data:
+        keywords.append("8BITMIME")
+    if config.enable_SMTPUTF8:
+        keywords.append("SMTPUTF8")
+    if config.enable_DSN:
+        keywords.append("DSN")
+    if config.enhanced_status_codes:
+        keywords.append("ENHANCEDSTATUSCODES")
+    if config.enable_CHUNKING:
+        keywords.append("CHUNKING")
+        if not config.decode_data and config.binarymime:
+            keywords.append("BINARYMIME")
+    if config.starttls and not core.tls:
+        keywords.append("STARTTLS")
+    if config.auth_mechanisms:
+        keywords.append("AUTH " + " ".join(config.auth_mechanisms))
+    if config.pipelining:
+        keywords.append("PIPELINING")
+    keywords += [*config.extra_ehlo_keywords, "HELP"]
+    return keywords
 
 
 def smtp_bdat(core: ServerConnection, argument: str | None) -> None:
@@ -128,6 +160,15 @@ def smtp_starttls(core: ServerConnection, argument: str | None) -> Event | None:
     return StartTLS()
 
 
+def tls_started(core: ServerConnection) -> None:
+    """The TLS handshake after STARTTLS succeeded: the client starts over
+    with EHLO, and nothing learnt before counts (RFC 3207 4.2)."""
+    if core.state is not State.TLS_PENDING:
+        raise LocalProtocolError(f"no STARTTLS is in progress (state {core.state.name})")
+    core.tls = True
+    core.state = State.CONNECTED
+
+
 def smtp_auth(core: ServerConnection, argument: str | None) -> Event | None:
     config = core.config
     if not config.auth_mechanisms:
@@ -193,3 +234,15 @@ def sasl_step(core: ServerConnection, step: Callable[[Mechanism], str | Credenti
 def end_sasl(core: ServerConnection) -> None:
     core._mechanism = None
     core.state = State.GREETED
+
+
+def answer_auth(core: ServerConnection, accepted: bool, reply: Reply | None = None) -> None:
+    """Give the verdict on the last ``AuthRequested``: ``235`` or ``535``
+    (or ``reply``, e.g. a ``454`` when the check itself failed)."""
+    if core.state is not State.AUTH_PENDING or core._credentials is None:
+        raise LocalProtocolError(f"no credentials wait for an answer (state {core.state.name})")
+    if accepted:
+        core.authenticated = core._credentials
+    core._credentials = None
+    core.state = State.GREETED
+    core.reply(reply or (replies.AUTH_OK if accepted else replies.AUTH_FAILED))

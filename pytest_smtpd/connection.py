@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import _commands, _extensions, _faulting, replies
+from . import _channel, _commands, _dispatch, _extensions, _faulting, replies
 from ._commands import SYNTAX as SYNTAX
 from ._extensions import AUTH_LINE_LIMIT as AUTH_LINE_LIMIT
 from ._parse import split_command
@@ -24,7 +24,6 @@ from .auth import MECHANISMS, Credentials, Mechanism
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
-    CommandReceived,
     ConnectionClosed,
     Envelope,
     Event,
@@ -43,7 +42,7 @@ from .limits import (
 )
 from .recorder import Recorder, Tracer, Transcript, common_line
 from .replies import Reply
-from .state import COMMAND_STATES, State, gate_error, sequence_error, transaction_state
+from .state import COMMAND_STATES, State
 
 __all__ = [
     "DEFAULT_DATA_SIZE_LIMIT",
@@ -210,19 +209,12 @@ class SessionConfig:
         return self._longest_line
 
 
-#: Greetings that belong to one protocol: an LMTP session knows only LHLO.
-_LMTP_ONLY = frozenset({"LHLO"})
-_SMTP_ONLY = frozenset({"HELO", "EHLO"})
-
 #: States in which the core waits for the application, and the call it awaits.
 _ANSWER_AWAITED = {
     State.MESSAGE_PENDING: "answer_message",
     State.AUTH_PENDING: "answer_auth",
     State.TLS_PENDING: "tls_started",
 }
-
-
-_Handler = Callable[["ServerConnection", "str | None"], "Event | None"]
 
 
 class FaultSource(Protocol):
@@ -430,7 +422,12 @@ class ServerConnection:
                     return event
                 continue
             returned = bool(self._returned) and self.state in COMMAND_STATES
-            line = self._returned.pop(0) if returned and self._returned else self._read_line()
+            # The next command line without its CRLF, LINE_TOO_LONG for one
+            # dropped (longer than any command may be), None until one is whole.
+            if returned and self._returned:
+                line: bytes | LineTooLong | None = self._returned.pop(0)
+            else:
+                line = self._lines.read(self._inbox, self.config.longest_line)
             if line is None:
                 break
             # A line longer than any command may be is answered below (500)
@@ -510,53 +507,6 @@ class ServerConnection:
         if self.recorder is not None:
             self.recorder.line("client", line)
 
-    def process_line(self, line: bytes) -> None:
-        """Hand back a line from ``LineReceived``: ``next_event()`` runs it as
-        a command next, before reading further input."""
-        self._delivered_at = None  # recorded as it runs
-        if self._returned is None:
-            self._returned = []
-        self._returned.append(line)
-
-    def answer_message(self, reply: Reply | Sequence[Reply] | None = None) -> None:
-        """Give the verdict on the last ``MessageReceived`` (None: ``250 OK``).
-
-        In LMTP mode a sequence gives one reply per recipient, in RCPT order;
-        a single reply is repeated for each."""
-        if self.state is not State.MESSAGE_PENDING:
-            raise LocalProtocolError(f"no message waits for an answer (state {self.state.name})")
-        count = _commands.replies_per_message(self)
-        if isinstance(reply, Sequence):
-            if not self.config.lmtp:
-                raise LocalProtocolError("one reply per recipient is for LMTP sessions only")
-            if len(reply) != count:
-                raise LocalProtocolError(f"{len(reply)} replies for {count} recipients")
-            verdicts = list(reply)
-        else:
-            verdicts = [reply or replies.OK] * count
-        for verdict in verdicts:
-            self.reply(verdict)
-        self.reset_transaction()
-
-    def tls_started(self) -> None:
-        """The TLS handshake after STARTTLS succeeded: the client starts over
-        with EHLO, and nothing learnt before counts (RFC 3207 4.2)."""
-        if self.state is not State.TLS_PENDING:
-            raise LocalProtocolError(f"no STARTTLS is in progress (state {self.state.name})")
-        self.tls = True
-        self.state = State.CONNECTED
-
-    def answer_auth(self, accepted: bool, reply: Reply | None = None) -> None:
-        """Give the verdict on the last ``AuthRequested``: ``235`` or ``535``
-        (or ``reply``, e.g. a ``454`` when the check itself failed)."""
-        if self.state is not State.AUTH_PENDING or self._credentials is None:
-            raise LocalProtocolError(f"no credentials wait for an answer (state {self.state.name})")
-        if accepted:
-            self.authenticated = self._credentials
-        self._credentials = None
-        self.state = State.GREETED
-        self.reply(reply or (replies.AUTH_OK if accepted else replies.AUTH_FAILED))
-
     def abort(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
         """End the session with ``reply`` (a 421), e.g. at shutdown or timeout."""
         if self.state is not State.CLOSED:
@@ -570,67 +520,15 @@ class ServerConnection:
         if self.state is not State.CLOSED:
             self._close("closed by the application")
 
-    def envelope_changed(self) -> None:
-        """The envelope was filled from outside (a stdlib-style channel set
-        its sender or recipients): the state follows, as the table in
-        ``state.py`` says, so that RCPT and DATA find them in sequence."""
-        envelope = self.envelope
-        self.state = transaction_state(
-            self.state, sender=envelope.mail_from is not None, recipients=bool(envelope.rcpt_tos)
-        )
-
     def reset_transaction(self) -> None:
         """Forget the mail transaction but not the greeting (RSET)."""
         self._envelope = None
         self._data = None
         self.state = State.GREETED if self.helo else State.CONNECTED
 
-    def handle_command(self, verb: str, argument: str | None) -> Event | None:
-        """Run the built-in handling of a command."""
-        handler = self._HANDLERS.get(verb)
-        if handler is None or verb in self._other_protocol_greetings:
-            self.reply(replies.unknown_command(verb))
-            return None
-        # The 530s come first: RFC 3207 4 and RFC 4954 6 give them to every
-        # gated command, so RCPT and DATA get one too, not a 503 for the MAIL
-        # that could not be given.
-        error = self._gate_error(verb) or sequence_error(verb, self.state)
-        if error is not None:
-            self.reply(error)
-            return None
-        return handler(self, argument)
-
     @property
     def _other_protocol_greetings(self) -> frozenset[str]:
-        return _SMTP_ONLY if self.config.lmtp else _LMTP_ONLY
-
-    def ehlo_keywords(self) -> list[str]:
-        """The extensions the EHLO (or LHLO) reply offers now, as configured
-        and as the session stands (no STARTTLS once in TLS, say)."""
-        config = self.config
-        keywords = []
-        if config.data_size_limit:
-            keywords.append(f"SIZE {config.data_size_limit}")
-        if not config.decode_data:
-            keywords.append("8BITMIME")
-        if config.enable_SMTPUTF8:
-            keywords.append("SMTPUTF8")
-        if config.enable_DSN:
-            keywords.append("DSN")
-        if config.enhanced_status_codes:
-            keywords.append("ENHANCEDSTATUSCODES")
-        if config.enable_CHUNKING:
-            keywords.append("CHUNKING")
-            if not config.decode_data and config.binarymime:
-                keywords.append("BINARYMIME")
-        if config.starttls and not self.tls:
-            keywords.append("STARTTLS")
-        if config.auth_mechanisms:
-            keywords.append("AUTH " + " ".join(config.auth_mechanisms))
-        if config.pipelining:
-            keywords.append("PIPELINING")
-        keywords += [*config.extra_ehlo_keywords, "HELP"]
-        return keywords
+        return _dispatch.SMTP_ONLY if self.config.lmtp else _dispatch.LMTP_ONLY
 
     # -- framing ------------------------------------------------------------
 
@@ -656,13 +554,7 @@ class ServerConnection:
         self._cut_pending = None
         self._cut_after = None
 
-    # -- faults ---------------------------------------------------------------
-
-    def _read_line(self) -> bytes | LineTooLong | None:
-        """The next complete command line without its CRLF, ``LINE_TOO_LONG``
-        for one that was dropped (longer than any command may be), or None
-        until one is complete."""
-        return self._lines.read(self._inbox, self.config.longest_line)
+    # -- commands -----------------------------------------------------------
 
     def _handle_line(self, line: bytes | LineTooLong) -> Event | None:
         if self._inbox and not (isinstance(line, bytes) and line[:5].upper() == b"BDAT "):
@@ -693,75 +585,30 @@ class ServerConnection:
         chunk = verb == "BDAT" and self.config.enable_CHUNKING
         faults = self.faults
         if faults is not None and faults.rules:
-            self._cut_pending = None  # a delegated DATA that started no message
-            fault = _faulting.fault(self, verb, argument or "")
-            if fault is not None:
-                if chunk:
-                    # Its chunk follows whatever the answer: a refusal is
-                    # given once the chunk is read, like the core's own.
-                    return _faulting.fire(
-                        self,
-                        verb,
-                        fault,
-                        lambda: _extensions.smtp_bdat(self, argument),
-                        lambda reply: _extensions.refuse_chunk(self, argument, reply),
-                    )
-                return _faulting.fire(self, verb, fault, lambda: self._dispatch(verb, argument))
+            fired = _dispatch.fault_command(self, verb, argument, chunk)
+            if fired is not None:
+                return fired
         if chunk:
             # Not one a command handler could frame: its octets follow at once.
             _extensions.smtp_bdat(self, argument)
             return None
-        return self._dispatch(verb, argument)
+        return _dispatch.dispatch(self, verb, argument)
 
-    def _dispatch(self, verb: str, argument: str | None) -> Event | None:
-        if self.state is State.REJECTED and verb != "QUIT":
-            # Refused at the greeting: no command, built-in, delegated or
-            # unknown, is served (RFC 5321 3.1).
-            self.reply(replies.NO_SERVICE)
-            return None
-        if verb not in self.delegated_verbs:
-            return self.handle_command(verb, argument)
-        # A subclass's own command (or its override of a built-in one) owns
-        # its sequencing, but not the 530s: require_starttls and
-        # auth_required must not have a way around them.
-        error = self._gate_error(verb)
-        if error is not None:
-            self.reply(error)
-            return None
-        return CommandReceived(verb, argument)
-
-    def _gate_error(self, verb: str) -> Reply | None:
-        return gate_error(
-            verb,
-            tls_missing=self.config.require_tls and not self.tls,
-            auth_missing=self.config.auth_required and self.authenticated is None,
-        )
-
-    # -- commands -----------------------------------------------------------
-
-    # else: a size that cannot be read was answered 501 at once.
-
-    _HANDLERS: dict[str, _Handler] = {
-        "HELO": _commands.smtp_helo,
-        "EHLO": _commands.smtp_ehlo,
-        "LHLO": _commands.smtp_lhlo,
-        "NOOP": _commands.smtp_noop,
-        "QUIT": _commands.smtp_quit,
-        "MAIL": _commands.smtp_mail,
-        "RCPT": _commands.smtp_rcpt,
-        "RSET": _commands.smtp_rset,
-        "DATA": _commands.smtp_data,
-        "HELP": _commands.smtp_help,
-        "VRFY": _commands.smtp_vrfy,
-        "EXPN": _commands.smtp_expn,
-        "STARTTLS": _extensions.smtp_starttls,
-        "AUTH": _extensions.smtp_auth,
-    }
+    # The steps that are another module's job, bound as methods (the
+    # module's function is the method: no call in between).
+    handle_command = _dispatch.handle_command
+    _gate_error = _dispatch.session_gate_error
+    ehlo_keywords = _extensions.ehlo_keywords
+    tls_started = _extensions.tls_started
+    answer_auth = _extensions.answer_auth
+    answer_message = _commands.answer_message
+    process_line = _channel.process_line
+    envelope_changed = _channel.envelope_changed
 
     @classmethod
     def builtin_verbs(cls) -> frozenset[str]:
         """The verbs the core answers itself."""
-        return frozenset(cls._HANDLERS)
+        return frozenset(_dispatch.HANDLERS)
 
     # Read-only views used by the seed-compatible SMTPChannel.
     @property

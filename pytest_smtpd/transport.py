@@ -10,14 +10,16 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Sequence
-from typing import Protocol, TypeAlias, cast
+from collections.abc import Awaitable
+from typing import Protocol, cast
 
-from . import _handshake, replies
+from . import _handshake, _verdicts, replies
 from ._handshake import TLS_HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT
+from ._verdicts import Verdict as Verdict
+from ._verdicts import accepted as accepted
+from ._verdicts import to_reply as to_reply
 from .auth import Credentials
 from .connection import FaultSource, ServerConnection, SessionConfig
-from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
     AuthRequested,
@@ -41,9 +43,6 @@ log = logging.getLogger("pytest_smtpd")
 #: it (see ServerConnection.transcript), as it does the session transcripts.
 trace = logging.getLogger("pytest_smtpd.trace")
 
-#: A message handler's answer: None for ``250 OK``, a reply line, a Reply, or
-#: (LMTP) one of those per recipient.
-Verdict: TypeAlias = Reply | str | Sequence[Reply | str | None] | None
 #: The context the idle timers run in: they read no context variable, and
 #: a copy of the loop's context per connection would cost every idle one.
 _TIMER_CONTEXT = contextvars.Context()
@@ -84,39 +83,6 @@ class SessionOwner(Protocol):
     def session_ended(self, session: SessionProtocol) -> None: ...
     def handle_message(self, message: Message, session: SessionProtocol) -> Verdict | Awaitable[Verdict]: ...
     def authenticate(self, credentials: Credentials) -> bool | Awaitable[bool]: ...
-
-
-def to_reply(verdict: Verdict) -> Reply | list[Reply] | None:
-    """A message handler's answer as a reply: None is ``250 OK``, a string
-    like ``"550 No such user"`` is parsed, a list (LMTP) gives one per
-    recipient. A verdict must be 2xx, 4xx or 5xx: a 3xx (or any other
-    code) would leave the client waiting for more, so it raises ValueError."""
-    if verdict is None:
-        return verdict
-    if isinstance(verdict, Reply | str):
-        return _verdict_reply(verdict)
-    if isinstance(verdict, Sequence):
-        return [_recipient_reply(item) for item in verdict]
-    raise TypeError(f"a message handler must return None, a str or a Reply, not {type(verdict).__name__}")
-
-
-def _verdict_reply(item: Reply | str) -> Reply:
-    reply = Reply.parse(item) if isinstance(item, str) else item
-    if reply.code // 100 not in (2, 4, 5):
-        raise ValueError(f"a message verdict must be a 2xx, 4xx or 5xx reply, not {reply.code} ({reply})")
-    return reply
-
-
-def _recipient_reply(item: Reply | str | None) -> Reply:
-    return replies.OK if item is None else _verdict_reply(item)
-
-
-def accepted(reply: Reply | list[Reply] | None) -> bool:
-    """Whether a verdict, as ``to_reply`` gives it, accepts the message (for
-    LMTP: for anyone)."""
-    if isinstance(reply, list):
-        return any(item.is_success for item in reply)
-    return reply is None or reply.is_success
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -421,7 +387,7 @@ class SessionProtocol(asyncio.Protocol):
                     log.exception("command handler failed for %s from %s", event.verb, self.peer)
                     core.reply(replies.PROCESSING_ERROR)
             elif isinstance(event, MessageReceived):
-                message = self._message(event)
+                message = _verdicts.message(self, event)
                 try:
                     verdict = self.owner.handle_message(message, self)
                 except Exception:
@@ -430,14 +396,14 @@ class SessionProtocol(asyncio.Protocol):
                     continue
                 if inspect.isawaitable(verdict):
                     transport.pause_reading()
-                    self._busy = asyncio.ensure_future(self._await_verdict(verdict))
+                    self._busy = asyncio.ensure_future(_verdicts.await_verdict(self, verdict))
                     break
-                self._answer(verdict)
+                _verdicts.answer(self, verdict)
             elif isinstance(event, AuthRequested):
-                decision = self._authenticate(event.credentials)
+                decision = _verdicts.authenticate(self, event.credentials)
                 if decision is not None:
                     transport.pause_reading()
-                    self._busy = asyncio.ensure_future(self._await_auth(event.credentials, decision))
+                    self._busy = asyncio.ensure_future(_verdicts.await_auth(self, event.credentials, decision))
                     break
             elif isinstance(event, StartTLS):
                 self._flush()
@@ -450,7 +416,7 @@ class SessionProtocol(asyncio.Protocol):
                 if event.fault.action == "delay":
                     self._flush()
                     transport.pause_reading()
-                    self._busy = asyncio.ensure_future(self._delay(event.fault.seconds))
+                    self._busy = asyncio.ensure_future(_verdicts.delay(self, event.fault.seconds))
                     return
                 if event.fault.action == "stall":
                     # No reply from now on: the idle timeout, stop() or the
@@ -467,49 +433,6 @@ class SessionProtocol(asyncio.Protocol):
                 self._close(transport)
                 return
         self._flush()
-
-    async def _delay(self, seconds: float) -> None:
-        """A delay fault: the step runs ``seconds`` later, on the loop, so
-        other sessions and servers go on meanwhile."""
-        await asyncio.sleep(seconds)
-        self._busy = None
-        self._touch()
-        self._resume()
-
-    def _answer(self, verdict: Verdict) -> None:
-        try:
-            self.core.answer_message(to_reply(verdict))
-        except (TypeError, ValueError, LocalProtocolError):
-            # Not a reply, or (LMTP) not one per recipient: the client must
-            # still hear something, and the session goes on.
-            log.exception("message handler gave a verdict that cannot be sent: %r", verdict)
-            self.core.answer_message(replies.PROCESSING_ERROR)
-
-    async def _await_verdict(self, pending: Awaitable[Verdict]) -> None:
-        try:
-            verdict = await pending
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("message handler failed for a message from %s", self.peer)
-            verdict = replies.PROCESSING_ERROR
-        self._busy = None
-        self._answer(verdict)
-        if self._abort_after is not None:
-            # This handler stopped its own server: its verdict, then the 421.
-            self.abort(self._abort_after)
-            return
-        self._resume()
-
-    def _resume(self) -> None:
-        """After an async handler or authenticator answered: read again
-        (unless the peer is not reading) and go on with what it sent meanwhile.
-        The wait was not the client's idleness: the idle clock starts again."""
-        self._touch()
-        if self.transport is not None and not self.transport.is_closing():
-            if not self._writing_paused:
-                self.transport.resume_reading()
-            self._process()
 
     def _close(self, transport: asyncio.Transport) -> None:
         """Close once what is left to send is sent, or after CLOSE_GRACE if the
@@ -533,58 +456,6 @@ class SessionProtocol(asyncio.Protocol):
             return
         if self._close_deadline is None and not self._gone:
             self._close_deadline = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
-
-    def _authenticate(self, credentials: Credentials) -> Awaitable[bool] | None:
-        """Answer the AUTH now, or return the awaitable an ``async``
-        authenticator gave (a coroutine is never taken for a yes)."""
-        try:
-            ok = self.owner.authenticate(credentials)
-        except Exception:
-            log.exception("authenticator failed for %r from %s", credentials, self.peer)
-            self.core.answer_auth(False, replies.AUTH_TEMPORARY_FAILURE)
-            return None
-        if inspect.isawaitable(ok):
-            return ok
-        self._answer_auth(credentials, ok)
-        return None
-
-    def _answer_auth(self, credentials: Credentials, ok: object) -> None:
-        if not ok:
-            log.info("AUTH %s failed for %r from %s", credentials.mechanism, credentials.username, self.peer)
-        self.core.answer_auth(bool(ok))
-
-    async def _await_auth(self, credentials: Credentials, pending: Awaitable[bool]) -> None:
-        try:
-            ok = await pending
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("authenticator failed for %r from %s", credentials, self.peer)
-            self._busy = None
-            self.core.answer_auth(False, replies.AUTH_TEMPORARY_FAILURE)
-        else:
-            self._busy = None
-            self._answer_auth(credentials, ok)
-        self._resume()
-
-    def _message(self, event: MessageReceived) -> Message:
-        envelope = event.envelope
-        return Message(
-            peer=self.peer,
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=list(envelope.rcpt_tos),
-            data=event.data,
-            mail_options=list(envelope.mail_options) if envelope.mail_options else None,
-            rcpt_options=list(envelope.rcpt_options) if envelope.rcpt_options else None,
-            helo=event.helo,
-            tls=self.tls,
-            auth_identity=event.auth_identity,
-            session=self.record,
-            transfer=event.transfer,
-            options_per_rcpt=[list(options) for options in per_rcpt]
-            if any(per_rcpt := envelope.options_per_rcpt)
-            else None,
-        )
 
     def _flush(self) -> None:
         if self.record is not None:

@@ -13,7 +13,18 @@ import pytest_smtpd
 PACKAGE = Path(pytest_smtpd.__file__).parent
 REQUIRED_CORE = ["connection", "_parse", "state", "replies", "events", "errors", "dsn"]
 #: Further core modules of the planned layout, checked once they exist.
-OPTIONAL_CORE = ["auth", "_buffer", "_readers", "recorder", "_commands", "_extensions", "_faulting", "limits"]
+OPTIONAL_CORE = [
+    "auth",
+    "_buffer",
+    "_readers",
+    "recorder",
+    "_commands",
+    "_extensions",
+    "_faulting",
+    "limits",
+    "_dispatch",
+    "_channel",
+]
 CORE = REQUIRED_CORE + [name for name in OPTIONAL_CORE if (PACKAGE / f"{name}.py").exists()]
 FORBIDDEN = {"asyncio", "socket", "ssl", "threading", "selectors"}
 
