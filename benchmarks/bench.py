@@ -997,7 +997,9 @@ def per_message_rows(sizes: Sizes, with_aiosmtpd: bool, extra: dict[str, Any]) -
         progress(f"per message, {label}: smtplib on one connection, {sizes.clients} aiosmtplib clients")
         out = os.path.join(os.path.dirname(script), f".per_message_{os.getpid()}.json")
         try:
-            subprocess.run([sys.executable, script, *args, *pin, "--json", out], check=True, timeout=WATCHDOG_SECONDS)
+            command = [sys.executable, script, *args, *pin, "--json", out]
+            # Its own summary lines go to stderr, beside the progress lines, not into the table.
+            subprocess.run(command, check=True, timeout=WATCHDOG_SECONDS, stdout=sys.stderr)
             with open(out, encoding="utf-8") as file:
                 found = json.load(file)["results"]
         finally:

@@ -71,6 +71,17 @@ _UNSAYABLE = re.compile(r"[\x00-\x20\x7f]")
 _UNSAYABLE_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@functools.lru_cache(maxsize=64)
+def _greeting(text: str) -> Reply:
+    """The greeting reply of ``text``, its lines common lines of transcripts
+    from now on; made once per text (a test suite makes a server per test,
+    all with the same name)."""
+    greeting = Reply(220, text)
+    for _, line in greeting.transcript_lines():
+        common_line(line)
+    return greeting
+
+
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
     """What a session offers and what it tolerates. Shared by every
@@ -168,10 +179,7 @@ class SessionConfig:
         longest = max(self.line_limit(verb, True) for verb in ("MAIL", "RCPT", "AUTH"))
         object.__setattr__(self, "_longest_line", longest)
         # Said to every connection: made once, and a common line of transcripts.
-        greeting = Reply(220, self.greeting or f"{self.hostname} {SERVER_VERSION}")
-        for _, line in greeting.transcript_lines():
-            common_line(line)
-        object.__setattr__(self, "_greeting_reply", greeting)
+        object.__setattr__(self, "_greeting_reply", _greeting(self.greeting or f"{self.hostname} {SERVER_VERSION}"))
 
     def line_limit(self, verb: str, extended: bool) -> int:
         """The longest line allowed for ``verb``, CRLF included. Computed, not

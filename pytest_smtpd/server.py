@@ -62,6 +62,11 @@ MessageHandler = Callable[[Message], "Verdict | Awaitable[Verdict]"]
 _S = TypeVar("_S", bound="Server")
 
 
+#: Public attributes of a server that are its state, not its configuration:
+#: reset() leaves them to the test switch and the stores' clear().
+_NOT_CONFIGURATION = ("current_test", "messages", "sessions")
+
+
 class Server:
     """An SMTP server for tests and local development.
 
@@ -261,12 +266,9 @@ class Server:
         self._late: list[Message] = []
         #: Held to switch tests (``attribute()``) and to keep a message.
         self._attribution = threading.Lock()
-        #: The public attributes as made, for reset().
-        self._configured = {
-            name: value
-            for name, value in vars(self).items()
-            if not name.startswith("_") and name not in ("current_test", "messages", "sessions")
-        }
+        #: The attributes as made, for reset() (a copy of them all, sorted
+        #: out when reset() needs them: a server is made for every test).
+        self._as_made = dict(vars(self))
         _all_servers.add(self)
 
     # -- lifecycle -----------------------------------------------------------
@@ -425,8 +427,9 @@ class Server:
         (``handler``, ``timeout``, ``max_connections``, ``keep_messages``,
         ``session_config``...) back to what the server was made with. It
         does not start or stop the server. Returns the messages it forgot."""
-        for name, value in self._configured.items():
-            setattr(self, name, value)
+        for name, value in self._as_made.items():
+            if name[0] != "_" and name not in _NOT_CONFIGURATION:
+                setattr(self, name, value)
         return self.clear()
 
     def attribute(self, test: str | None) -> list[Message]:
