@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import run_python
+
 
 def test_fixture_is_available_and_receives_mail(strict: pytest.Pytester) -> None:
     strict.makepyfile(
@@ -156,9 +158,6 @@ def test_loading_the_plugin_leaves_the_stdlib_style_classes_and_tls_unloaded() -
     # What every pytest run pays at start-up: the fixture's server, not the
     # stdlib-style classes (nor aiosmtplib, which the proxies bring) nor
     # trustme/cryptography, which load when a server first uses TLS.
-    import subprocess
-    import sys
-
     check = (
         "import sys, pytest, pytest_smtpd.plugin\n"
         "loaded = [m for m in ('pytest_smtpd.compat', 'pytest_smtpd.proxy', 'pytest_smtpd.mailman',"
@@ -167,7 +166,7 @@ def test_loading_the_plugin_leaves_the_stdlib_style_classes_and_tls_unloaded() -
         "from pytest_smtpd import SMTPServer, PureProxy, MailmanProxy, DebuggingServer, SMTPChannel, loop\n"
         "assert SMTPServer.__module__ == 'pytest_smtpd.compat' and 'aiosmtplib' in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    result = run_python(check)
     assert result.returncode == 0, result.stderr
 
 
@@ -176,9 +175,6 @@ def test_loading_the_plugin_leaves_the_server_and_asyncio_for_the_first_fixture(
     # use no server. The server, the message model, asyncio, email.policy
     # and ssl load when a test first asks for them (the second line shows
     # the same names do load then).
-    import subprocess
-    import sys
-
     heavy = ["asyncio", "email.policy", "pytest_smtpd.connection", "pytest_smtpd.message", "pytest_smtpd.server", "ssl"]
     check = (
         "import sys, pytest\n"
@@ -190,7 +186,7 @@ def test_loading_the_plugin_leaves_the_server_and_asyncio_for_the_first_fixture(
         "assert plugin.Server is Server and plugin.FixtureServer.__module__ == 'pytest_smtpd.assertions'\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    result = run_python(check)
     assert result.returncode == 0, result.stderr
     before, after = result.stdout.splitlines()
     assert before == "[]"
