@@ -7,7 +7,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from . import loopthread
@@ -29,19 +29,22 @@ class MessageStore(LockedList[Message]):
         super().__init__()
         #: Coroutines in ``wait_for_async``: each one's thread-safe wake-up.
         self._async_waiters: list[_AsyncWait] = []
-        #: ids of the messages reads handed out (indexing, iteration,
-        #: ``last``, ``filter``, the waits): strict mode's "looked at". Only
-        #: of messages held (an id is an address, reused once freed).
-        self._seen: set[int] = set()
+        #: The messages reads handed out (indexing, iteration, ``last``,
+        #: ``filter``, the waits), by id: strict mode's "looked at". The
+        #: message is kept with its id, so that a message a read marks after
+        #: a ``clear()`` took it cannot be freed and its address (its id)
+        #: given to a later message, which would then count as looked at.
+        self._seen: dict[int, Message] = {}
+
+    def _mark(self, messages: Iterable[Message]) -> None:
+        """Note ``messages`` as looked at; the caller holds the lock."""
+        self._seen.update((id(message), message) for message in messages)
 
     def _looked_at(self, messages: list[Message]) -> list[Message]:
         """Note ``messages`` (read from a snapshot) as looked at by the test;
-        returns them. Only those the store still holds: a ``clear()`` since
-        the snapshot took the others, and their ids, free once they are
-        gone, would mark a later message at the same address."""
+        returns them."""
         with self._changed:
-            held = {id(message) for message in self._items}
-            self._seen.update(marked for marked in map(id, messages) if marked in held)
+            self._mark(messages)
         return messages
 
     def not_looked_at(self) -> list[Message]:
@@ -50,7 +53,8 @@ class MessageStore(LockedList[Message]):
         :meth:`snapshot` and this method do not count): what strict mode
         fails a test for."""
         with self._changed:
-            return [message for message in self._items if id(message) not in self._seen]
+            seen = self._seen
+            return [message for message in self._items if seen.get(id(message)) is not message]
 
     def snapshot(self) -> list[Message]:
         """The messages now, as a new list, not counted as looked at (strict
@@ -69,7 +73,7 @@ class MessageStore(LockedList[Message]):
         """Forget the messages so far, and return them (taken at once: a
         message arriving meanwhile is either returned or kept)."""
         with self._changed:  # reentrant: "looked at" is forgotten in the same step
-            self._seen = set()
+            self._seen = {}
             return super().clear()
 
     def _after_fork_in_child(self) -> None:
@@ -86,13 +90,13 @@ class MessageStore(LockedList[Message]):
         __tracebackhide__ = True  # messages[0] of none: the test's line, not this one
         with self._changed:
             found = self._items[index]
-            self._seen.update(map(id, found if isinstance(found, list) else [found]))
+            self._mark(found if isinstance(found, list) else [found])
             return found
 
     def __iter__(self) -> Iterator[Message]:
         with self._changed:
             snapshot = list(self._items)
-            self._seen.update(map(id, snapshot))
+            self._mark(snapshot)
         return iter(snapshot)
 
     def __eq__(self, other: object) -> bool:
@@ -114,7 +118,7 @@ class MessageStore(LockedList[Message]):
         with self._changed:
             if not self._items:
                 raise IndexError("no message has arrived yet")
-            self._seen.add(id(self._items[-1]))
+            self._mark(self._items[-1:])
             return self._items[-1]
 
     def filter(self, **criteria: Criterion | dict[str, Criterion]) -> list[Message]:
