@@ -290,11 +290,6 @@ class Server:
         run = self._lifecycle.run
         return run.sockets if run is not None else ()
 
-    @property
-    def _sessions(self) -> set[SessionProtocol]:
-        """The live sessions (on the loop thread; tests look at them)."""
-        return self._serving.live
-
     # -- TLS for clients -----------------------------------------------------
 
     def _test_ca(self) -> TestCA:

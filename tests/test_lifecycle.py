@@ -357,7 +357,7 @@ def _flood_without_reading(address: tuple[str, int], limit: int) -> tuple[socket
 
 def _buffered_for(server: Server) -> int:
     """What the server holds unsent for its sessions, read on the loop thread."""
-    return sum(s.transport.get_write_buffer_size() for s in list(server._sessions) if s.transport is not None)
+    return sum(s.transport.get_write_buffer_size() for s in list(server._serving.live) if s.transport is not None)
 
 
 def test_a_client_that_never_reads_is_not_buffered_without_bound() -> None:

@@ -205,7 +205,7 @@ def test_accepted_sockets_have_tcp_nodelay(server: Server) -> None:
     (The stdlib's selector loop sets it too; the transport makes sure.)"""
     with Wire(server.address):
         # The greeting is written once the session is registered.
-        (session,) = server._sessions
+        (session,) = server._serving.live
         assert session.socket is not None
         assert session.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
