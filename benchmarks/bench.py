@@ -991,20 +991,19 @@ def per_message_rows(sizes: Sizes, with_aiosmtpd: bool, extra: dict[str, Any]) -
         args.append("--no-aiosmtpd")
     rows: list[Row] = []
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    import tempfile
+
     for label, pin in (("all CPUs", []), ("pinned to 1 CPU", ["--pin", str(cpus[-1])] if cpus else None)):
         if pin is None:
             continue
         progress(f"per message, {label}: smtplib on one connection, {sizes.clients} aiosmtplib clients")
-        out = os.path.join(os.path.dirname(script), f".per_message_{os.getpid()}.json")
-        try:
+        with tempfile.TemporaryDirectory(prefix="bench-per-message-") as directory:
+            out = os.path.join(directory, "figures.json")
             command = [sys.executable, script, *args, *pin, "--json", out]
             # Its own summary lines go to stderr, beside the progress lines, not into the table.
             subprocess.run(command, check=True, timeout=WATCHDOG_SECONDS, stdout=sys.stderr)
             with open(out, encoding="utf-8") as file:
                 found = json.load(file)["results"]
-        finally:
-            if os.path.exists(out):
-                os.remove(out)
         extra[f"per_message_{'pinned' if pin else 'unpinned'}"] = found
         cases = (("smtplib", "smtplib, one connection"), ("aiosmtplib", f"{sizes.clients} aiosmtplib clients"))
         for case, title in cases:
